@@ -1,0 +1,177 @@
+"""Token attack matrix for access tokens (python-jose behind vault.auth.tokens)."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+
+from tests.factories import create_client, token
+from vault.auth.models import Client
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _forge(header: dict, claims: dict, signature: bytes = b"") -> str:
+    h = _b64(json.dumps(header).encode())
+    c = _b64(json.dumps(claims).encode())
+    return f"{h}.{c}.{_b64(signature)}"
+
+
+def _claims(runtime, client, **overrides):
+    now = int(time.time())
+    base = {
+        "iss": runtime.settings.issuer,
+        "aud": runtime.settings.token_audience,
+        "sub": client.id,
+        "client_id": client.id,
+        "scope": "customers:write",
+        "iat": now,
+        "exp": now + 300,
+        "jti": "x",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+@pytest.fixture
+def app_client(session, runtime):
+    c, _ = create_client(session, runtime, scopes=["customers:write"])
+    return c
+
+
+def _lookup(client, tok):
+    return client.post(
+        "/v1/customers/lookup",
+        json={"attribute": "email", "value": "a@example.de"},
+        headers={"Authorization": f"Bearer {tok}"},
+    )
+
+
+def test_valid_token_passes(client, runtime, app_client):
+    assert _lookup(client, token(runtime, app_client)).status_code == 404  # authorised; no match
+
+
+def test_no_token_and_wrong_scheme(client, runtime, app_client):
+    assert client.post("/v1/customers/lookup", json={}).status_code == 401
+    r = client.post(
+        "/v1/customers/lookup",
+        json={"attribute": "email", "value": "a@example.de"},
+        headers={"Authorization": f"Basic {token(runtime, app_client)}"},
+    )
+    assert r.status_code == 401
+
+
+def _signed(runtime, claims, typ="at+jwt", **headers):
+    from jose import jwt
+
+    return jwt.encode(
+        claims,
+        runtime.signer._private_pem,
+        algorithm="ES256",
+        headers={"typ": typ, "kid": runtime.signer.kid, **headers},
+    )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "expired",
+        "wrong_aud",
+        "wrong_iss",
+        "missing_exp",
+        "missing_aud",
+        "missing_iss",
+        "wrong_typ",
+        "receipt_typ",
+        "jku_header",
+        "jwk_header",
+        "x5u_header",
+        "wrong_kid",
+    ],
+)
+def test_properly_signed_but_unacceptable_tokens_are_401(client, runtime, app_client, case):
+    claims = _claims(runtime, app_client)
+    headers: dict = {}
+    typ = "at+jwt"
+    if case == "expired":
+        claims["exp"] = int(time.time()) - 60
+    elif case == "wrong_aud":
+        claims["aud"] = "someone-else"
+    elif case == "wrong_iss":
+        claims["iss"] = "https://evil.example"
+    elif case.startswith("missing_"):
+        del claims[case.removeprefix("missing_")]
+    elif case == "wrong_typ":
+        typ = "JWT"
+    elif case == "receipt_typ":
+        typ = "consent-receipt+jwt"
+    elif case == "jku_header":
+        headers["jku"] = "https://evil.example/jwks.json"
+    elif case == "jwk_header":
+        headers["jwk"] = runtime.signer.public_jwk
+    elif case == "x5u_header":
+        headers["x5u"] = "https://evil.example/cert.pem"
+    elif case == "wrong_kid":
+        headers["kid"] = "other"
+    tok = _signed(runtime, claims, typ=typ, **headers)
+    r = _lookup(client, tok)
+    assert r.status_code == 401, case
+    assert r.json()["error"] == "not_authenticated"
+    assert tok not in r.text
+
+
+def test_alg_none_is_401(client, runtime, app_client):
+    tok = _forge(
+        {"alg": "none", "typ": "at+jwt", "kid": runtime.signer.kid}, _claims(runtime, app_client)
+    )
+    assert _lookup(client, tok).status_code == 401
+    assert _lookup(client, tok.rstrip(".")).status_code == 401
+
+
+def test_hs256_signed_with_public_key_is_401(client, runtime, app_client):
+    header = {"alg": "HS256", "typ": "at+jwt", "kid": runtime.signer.kid}
+    unsigned = _forge(header, _claims(runtime, app_client)).rsplit(".", 1)[0]
+    for secret in (
+        runtime.signer._public_pem.encode(),
+        json.dumps(runtime.signer.public_jwk).encode(),
+    ):
+        sig = hmac.new(secret, unsigned.encode(), hashlib.sha256).digest()
+        assert _lookup(client, f"{unsigned}.{_b64(sig)}").status_code == 401
+
+
+def test_jwe_and_garbage_are_401(client, runtime, app_client):
+    jwe_like = ".".join(
+        _b64(b'{"alg":"RSA-OAEP","enc":"A256GCM"}') if i == 0 else "AAAA" for i in range(5)
+    )
+    for tok in (jwe_like, "a.b.c", "x" * 10000, "....", "eyJ9.eyJ9.eyJ9"):
+        assert _lookup(client, tok).status_code == 401
+
+
+def test_tampered_payload_is_401(client, runtime, app_client):
+    tok = token(runtime, app_client)
+    h, p, s = tok.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(p + "==="))
+    claims["scope"] = "customers:write admin"
+    assert _lookup(client, f"{h}.{_b64(json.dumps(claims).encode())}.{s}").status_code == 401
+
+
+def test_deleted_or_disabled_client_token_is_401(client, runtime, session, app_client):
+    tok = token(runtime, app_client)
+    row = session.get(Client, app_client.id)
+    session.delete(row)
+    session.commit()
+    assert _lookup(client, tok).status_code == 401
+
+
+def test_scope_removed_from_client_takes_effect(client, runtime, session, app_client):
+    tok = token(runtime, app_client)
+    row = session.get(Client, app_client.id)
+    row.scopes = "consent:read"
+    session.add(row)
+    session.commit()
+    assert _lookup(client, tok).status_code == 403

@@ -1,0 +1,70 @@
+"""Plain factory functions for tests (no magic)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlmodel import Session
+
+from vault.auth import service as auth_service
+from vault.auth.models import Client
+from vault.customers import service as customers_service
+from vault.customers.models import Customer
+from vault.runtime import Runtime
+
+
+def create_client(
+    session: Session,
+    runtime: Runtime,
+    *,
+    scopes: Iterable[str],
+    purposes: Iterable[str] = (),
+    name: str = "test app",
+) -> tuple[Client, str]:
+    client, secret = auth_service.create_client(
+        session=session,
+        policy=runtime.policy,
+        name=name,
+        scopes=list(scopes),
+        purposes=list(purposes),
+    )
+    session.commit()
+    return client, secret
+
+
+def token(runtime: Runtime, client: Client, scope: str | None = None) -> str:
+    tok, _ = auth_service.issue_access_token(
+        client=client, signer=runtime.signer, settings=runtime.settings, requested_scope=scope
+    )
+    return tok
+
+
+def auth_headers(
+    session: Session, runtime: Runtime, *scopes: str, purposes: Iterable[str] = ()
+) -> dict[str, str]:
+    """A new client with these scopes and purposes, and a bearer header for it."""
+    client, _ = create_client(session, runtime, scopes=scopes, purposes=purposes)
+    return {"Authorization": f"Bearer {token(runtime, client)}"}
+
+
+def unique_email(prefix: str = "kunde") -> str:
+    return f"{prefix}.{uuid.uuid4().hex[:10]}@example.de"
+
+
+def create_customer(
+    session: Session, runtime: Runtime, *, external_id: str | None = None, **attributes: Any
+) -> Customer:
+    attributes.setdefault("email", unique_email())
+    attributes.setdefault("first_name", "Erika")
+    attributes.setdefault("last_name", "Mustermann")
+    customer, _ = customers_service.create_customer(
+        session=session,
+        envelope=runtime.envelope,
+        policy=runtime.policy,
+        attributes=attributes,
+        external_id=external_id,
+    )
+    session.commit()
+    return customer

@@ -1,0 +1,175 @@
+"""The app factory: where a request enters.
+
+Routers come from each domain; errors from :mod:`vault.errors` become ``{"error", "detail"}``;
+a small ASGI middleware gives every request an id, caps the body size and sets security headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vault import __version__
+from vault.auth.routes import router as auth_router
+from vault.customers.routes import router as customers_router
+from vault.errors import ErrorBody, PayloadTooLarge, VaultError
+from vault.runtime import Runtime, RuntimeDep
+
+log = logging.getLogger("vault")
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"interest-cohort=()"),
+]
+
+
+class EdgeMiddleware:
+    """Request id, body-size cap and security headers, as plain ASGI (no per-request task)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                await _send_error(send, PayloadTooLarge(), request_id)
+                return
+        received = 0
+        limit = self.max_body_bytes
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge()
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend(SECURITY_HEADERS)
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, capped_receive, send_with_headers)
+
+
+async def _send_error(send: Send, err: VaultError, request_id: str) -> None:
+    import orjson
+
+    body = orjson.dumps(err.body())
+    await send(
+        {
+            "type": "http.response.start",
+            "status": err.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+                *SECURITY_HEADERS,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Never echo the input back: it may be a plaintext e-mail address or a token.
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+
+
+def create_app(runtime: Runtime | None = None) -> FastAPI:
+    runtime = runtime or Runtime.build()
+    app = FastAPI(
+        title="Consent Vault",
+        version=__version__,
+        description=(
+            "Consent- and privacy-aware customer data vault: encrypted per-customer profiles, "
+            "purpose-bound reads enforced by versioned consent, a tamper-evident audit log."
+        ),
+        responses={422: {"model": ErrorBody, "description": "validation_error"}},
+    )
+    app.state.runtime = runtime
+
+    @app.exception_handler(VaultError)
+    async def _vault_error(request: Request, exc: VaultError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("request %s failed: %s", request.state.request_id, exc.code)
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"loc": [], "msg": ""}
+        where = ".".join(str(p) for p in first["loc"])
+        return JSONResponse(
+            {
+                "error": "validation_error",
+                "detail": f"{where}: {first['msg']}" if where else "The request is not valid.",
+                "errors": errors,
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse(
+            {"error": codes.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Log the type only: messages of driver errors can contain bound parameters.
+        log.error("request %s failed: %s", request.state.request_id, type(exc).__name__)
+        return JSONResponse(
+            {"error": "internal_error", "detail": "An internal error occurred."}, status_code=500
+        )
+
+    app.include_router(auth_router)
+    app.include_router(customers_router)
+
+    @app.get("/healthz", operation_id="healthz", tags=["ops"])
+    def healthz(runtime: RuntimeDep) -> dict[str, str]:
+        """Liveness and database reachability."""
+        with runtime.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/.well-known/jwks.json", operation_id="jwks", tags=["ops"])
+    def jwks(runtime: RuntimeDep) -> dict[str, Any]:
+        """Public keys that verify access tokens and consent receipts."""
+        return runtime.signer.jwks()
+
+    app.add_middleware(EdgeMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
+    return app

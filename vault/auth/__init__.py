@@ -1,0 +1,1 @@
+"""App authentication: OAuth2 client credentials, JWT access tokens, scopes."""

@@ -1,0 +1,58 @@
+"""Auth as annotated dependencies: ``Annotated[Principal, Security(authenticate, scopes=[...])]``.
+
+The scopes a route needs appear in its signature and so in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import OAuth2, SecurityScopes
+
+from vault.auth import service
+from vault.auth.scopes import SCOPE_DESCRIPTIONS, Scope
+from vault.auth.service import Principal
+from vault.db import SessionDep
+from vault.errors import Forbidden, NotAuthenticated
+from vault.runtime import RuntimeDep
+
+oauth2_scheme = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(
+            tokenUrl="/v1/oauth/token", scopes=SCOPE_DESCRIPTIONS
+        )
+    ),
+    scheme_name="client_credentials",
+    auto_error=False,
+)
+
+
+def bearer_token(authorization: Annotated[str | None, Depends(oauth2_scheme)]) -> str:
+    if not authorization:
+        raise NotAuthenticated()
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("Use 'Authorization: Bearer <token>'.")
+    return token.strip()
+
+
+def authenticate(
+    security_scopes: SecurityScopes,
+    token: Annotated[str, Depends(bearer_token)],
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Principal:
+    principal = service.principal_from_token(
+        session=session, token=token, signer=runtime.signer, settings=runtime.settings
+    )
+    missing = [s for s in security_scopes.scopes if s not in principal.scopes]
+    if missing:
+        raise Forbidden(f"This operation needs the scope {' and '.join(missing)}.")
+    return principal
+
+
+def require(scope: Scope) -> type[Principal]:
+    """``principal: require(Scope.DATA_READ)`` — shorthand for the annotated Security dependency."""
+    return Annotated[Principal, Security(authenticate, scopes=[scope.value])]  # type: ignore[return-value]

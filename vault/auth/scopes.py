@@ -1,0 +1,26 @@
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    CUSTOMERS_WRITE = "customers:write"
+    CONSENT_WRITE = "consent:write"
+    CONSENT_READ = "consent:read"
+    DATA_READ = "data:read"
+    DSR_EXECUTE = "dsr:execute"
+    SELFSERVICE_ISSUE = "selfservice:issue"
+    AUDIT_READ = "audit:read"
+    WEBHOOKS_MANAGE = "webhooks:manage"
+    ADMIN = "admin"
+
+
+SCOPE_DESCRIPTIONS: dict[str, str] = {
+    Scope.CUSTOMERS_WRITE: "create, rectify and look up customers",
+    Scope.CONSENT_WRITE: "record consent events",
+    Scope.CONSENT_READ: "read consent state and history",
+    Scope.DATA_READ: "read customer data for the client's registered purposes",
+    Scope.DSR_EXECUTE: "execute data-subject requests (export, erasure, restriction, objection)",
+    Scope.SELFSERVICE_ISSUE: "issue self-service magic links",
+    Scope.AUDIT_READ: "read and verify the audit log",
+    Scope.WEBHOOKS_MANAGE: "manage webhook subscriptions",
+    Scope.ADMIN: "manage app clients",
+}

@@ -1,0 +1,136 @@
+"""Client registry, client-credentials grant and token checks."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlmodel import Session
+
+from vault.auth.models import Client
+from vault.auth.scopes import Scope
+from vault.auth.tokens import ACCESS_TOKEN_TYP, Signer, TokenInvalid
+from vault.config import Settings
+from vault.errors import InvalidClient, InvalidRequest, NotAuthenticated, OAuthError
+from vault.policy import Policy
+
+_hasher = PasswordHasher()
+# Verified against when the client id is unknown, so timing does not tell which ids exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(32))
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an app client with its current scopes and registered purposes."""
+
+    client_id: str
+    scopes: frozenset[str]
+    purposes: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        return f"client:{self.client_id}"
+
+
+def _split(text: str) -> list[str]:
+    return [s for s in text.split() if s]
+
+
+def create_client(
+    *, session: Session, policy: Policy, name: str, scopes: list[str], purposes: list[str]
+) -> tuple[Client, str]:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidRequest("A client needs a name of 1 to 200 characters.", code="invalid_name")
+    known = {s.value for s in Scope}
+    bad = [s for s in scopes if s not in known]
+    if bad or not scopes:
+        raise InvalidRequest(
+            f"Unknown or missing scopes: {', '.join(bad) or '(none given)'}. "
+            f"Known: {', '.join(sorted(known))}.",
+            code="invalid_scope",
+        )
+    unknown = [p for p in purposes if p not in policy.purposes]
+    if unknown:
+        raise InvalidRequest(f"Unknown purposes: {', '.join(unknown)}.", code="unknown_purpose")
+    secret = secrets.token_urlsafe(32)
+    client = Client(
+        id="cv_" + secrets.token_hex(8),
+        name=name,
+        secret_hash=_hasher.hash(secret),
+        scopes=" ".join(dict.fromkeys(scopes)),
+        purposes=" ".join(dict.fromkeys(purposes)),
+    )
+    session.add(client)
+    session.flush()
+    return client, secret
+
+
+def authenticate_client(*, session: Session, client_id: str, client_secret: str) -> Client:
+    client = session.get(Client, client_id) if len(client_id) <= 64 else None
+    try:
+        _hasher.verify(client.secret_hash if client else _DUMMY_HASH, client_secret)
+    except (VerificationError, InvalidHashError):
+        raise InvalidClient() from None
+    if client is None or client.disabled_at is not None:
+        raise InvalidClient()
+    return client
+
+
+def issue_access_token(
+    *, client: Client, signer: Signer, settings: Settings, requested_scope: str | None
+) -> tuple[str, list[str]]:
+    allowed = _split(client.scopes)
+    if requested_scope:
+        wanted = _split(requested_scope)
+        if not set(wanted) <= set(allowed):
+            raise OAuthError(
+                "The requested scope exceeds what the client is registered for.",
+                code="invalid_scope",
+            )
+        granted = wanted
+    else:
+        granted = allowed
+    token = signer.issue(
+        typ=ACCESS_TOKEN_TYP,
+        audience=settings.token_audience,
+        issuer=settings.issuer,
+        ttl=settings.token_ttl_seconds,
+        subject=client.id,
+        client_id=client.id,
+        scope=" ".join(granted),
+    )
+    return token, granted
+
+
+def principal_from_token(
+    *, session: Session, token: str, signer: Signer, settings: Settings
+) -> Principal:
+    """Verify an access token and load the client as it is now (deleted or disabled -> 401)."""
+    try:
+        claims = signer.verify(
+            token, typ=ACCESS_TOKEN_TYP, audience=settings.token_audience, issuer=settings.issuer
+        )
+    except TokenInvalid:
+        raise NotAuthenticated("The bearer token is invalid or expired.") from None
+    client = session.get(Client, str(claims.get("client_id", "")))
+    if client is None or client.disabled_at is not None or claims.get("sub") != client.id:
+        raise NotAuthenticated("The bearer token is invalid or expired.")
+    token_scopes = set(_split(str(claims.get("scope", ""))))
+    return Principal(
+        client_id=client.id,
+        scopes=frozenset(token_scopes & set(_split(client.scopes))),
+        purposes=frozenset(_split(client.purposes)),
+    )
+
+
+def to_public(client: Client) -> dict:
+    return {
+        "client_id": client.id,
+        "name": client.name,
+        "scopes": _split(client.scopes),
+        "purposes": _split(client.purposes),
+        "created_at": client.created_at,
+    }

@@ -1,0 +1,121 @@
+"""Every use of python-jose lives here.
+
+All tokens the vault signs are compact JWS with ES256 under one key derived from the signing seed,
+and each kind has its own ``typ`` and audience, so a consent receipt or a magic-link token can never
+pass as an access token. Verification allows exactly ES256, requires ``exp``, ``aud``, ``iss``,
+``iat`` and ``jti``, checks ``typ`` and ``kid``, and refuses JWE (five segments), ``alg: none``,
+HMAC algorithms and any header that points at another key (``jku``, ``x5u``, ``jwk``, ``x5c``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from jose import jwk, jws, jwt
+from jose.exceptions import JOSEError
+
+from vault.crypto import KeyMaterial
+
+ALGORITHM = "ES256"
+ALLOWED_ALGORITHMS = [ALGORITHM]
+ACCESS_TOKEN_TYP = "at+jwt"
+_FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit", "enc", "zip"})
+_MAX_TOKEN_LENGTH = 8192
+
+
+class TokenInvalid(Exception):
+    """Any reason a token is not accepted. Carries no part of the token."""
+
+
+class Signer:
+    def __init__(self, keys: KeyMaterial):
+        self.kid = keys.jws_kid
+        private = keys.jws_key
+        self._private_pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        self._public_pem = (
+            private.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+        public_jwk = jwk.construct(self._public_pem, ALGORITHM).to_dict()
+        self.public_jwk: dict[str, Any] = {
+            **{k: v for k, v in public_jwk.items() if k in ("kty", "crv", "x", "y")},
+            "kid": self.kid,
+            "alg": ALGORITHM,
+            "use": "sig",
+        }
+
+    def __repr__(self) -> str:
+        return f"Signer(kid={self.kid}, ***)"
+
+    def sign(self, claims: dict[str, Any], *, typ: str) -> str:
+        return jwt.encode(
+            claims, self._private_pem, algorithm=ALGORITHM, headers={"typ": typ, "kid": self.kid}
+        )
+
+    def issue(
+        self, *, typ: str, audience: str, issuer: str, ttl: int, subject: str, **extra: Any
+    ) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": issuer,
+            "aud": audience,
+            "sub": subject,
+            "iat": now,
+            "exp": now + ttl,
+            "jti": secrets.token_urlsafe(16),
+            **extra,
+        }
+        return self.sign(claims, typ=typ)
+
+    def verify(self, token: str, *, typ: str, audience: str, issuer: str) -> dict[str, Any]:
+        if not isinstance(token, str) or len(token) > _MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise TokenInvalid("not a compact JWS")
+        try:
+            header = jws.get_unverified_header(token)
+        except JOSEError:
+            raise TokenInvalid("unreadable header") from None
+        if (
+            header.get("alg") != ALGORITHM
+            or header.get("typ") != typ
+            or header.get("kid") != self.kid
+            or _FORBIDDEN_HEADERS.intersection(header)
+        ):
+            raise TokenInvalid("header not acceptable")
+        try:
+            return jwt.decode(
+                token,
+                self._public_pem,
+                algorithms=ALLOWED_ALGORITHMS,
+                audience=audience,
+                issuer=issuer,
+                options={
+                    "require_exp": True,
+                    "require_aud": True,
+                    "require_iss": True,
+                    "require_iat": True,
+                    "require_sub": True,
+                    "require_jti": True,
+                    "leeway": 5,
+                },
+            )
+        except JOSEError:
+            raise TokenInvalid("signature or claims not acceptable") from None
+
+    def jws_detached(self, payload: dict[str, Any], *, typ: str) -> str:
+        """A JWS over an arbitrary JSON payload (consent receipts)."""
+        return jws.sign(
+            payload, self._private_pem, algorithm=ALGORITHM, headers={"typ": typ, "kid": self.kid}
+        )
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.public_jwk]}

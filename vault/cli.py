@@ -1,0 +1,198 @@
+"""The ``vault`` command line (typer)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# No rich tracebacks with local variables: they would print secrets and plaintext.
+app = typer.Typer(
+    help="Consent Vault: consent-aware customer data vault.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+clients_app = typer.Typer(help="App clients (OAuth2 client credentials).", no_args_is_help=True)
+keys_app = typer.Typer(help="Key-encryption keys.", no_args_is_help=True)
+policies_app = typer.Typer(help="Policy files.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(clients_app, name="clients")
+app.add_typer(keys_app, name="keys")
+app.add_typer(policies_app, name="policies")
+
+
+def _settings():
+    from vault.config import Settings
+
+    return Settings()
+
+
+def _runtime():
+    from vault.runtime import Runtime
+
+    return Runtime.build(_settings())
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    migrate: Annotated[
+        bool, typer.Option(help="Apply pending migrations first (default on SQLite)")
+    ] = True,
+) -> None:
+    """Run the HTTP API (applies pending migrations on the embedded default first)."""
+    import uvicorn
+
+    from vault.db import upgrade
+
+    settings = _settings()
+    url = settings.resolved_database_url
+    if migrate and (url.startswith("sqlite") or settings.database_url is None):
+        upgrade(url)
+    _runtime()  # create the key file and validate keys and policies before forking workers
+    uvicorn.run(
+        "vault.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from vault.db import upgrade
+
+    upgrade(_settings().resolved_database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (e.g. base)."""
+    from vault.db import downgrade
+
+    downgrade(_settings().resolved_database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option(help="Display name of the app")],
+    scopes: Annotated[str, typer.Option(help="Space-separated scopes")],
+    purposes: Annotated[str, typer.Option(help="Space-separated purposes")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Register an app client and print its id and secret (shown only once)."""
+    from sqlmodel import Session
+
+    from vault.auth import service
+    from vault.errors import VaultError
+
+    rt = _runtime()
+    with Session(rt.engine, expire_on_commit=False) as session:
+        try:
+            client, secret = service.create_client(
+                session=session,
+                policy=rt.policy,
+                name=name,
+                scopes=scopes.split(),
+                purposes=purposes.split(),
+            )
+        except VaultError as exc:
+            raise _fail(f"error: {exc.detail}") from None
+        session.commit()
+    if as_json:
+        typer.echo(json.dumps({"client_id": client.id, "client_secret": secret}))
+    else:
+        typer.echo(f"client_id:     {client.id}\nclient_secret: {secret}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new KEK primary in the local key file (old KEKs keep unwrapping)."""
+    from vault.crypto.keys import KEY_FILE_NAME, LocalKeyFile
+
+    settings = _settings()
+    if settings.master_keys is not None:
+        raise _fail(
+            "keys come from VAULT_MASTER_KEYS: put a new key first in that list, restart, "
+            "then run 'vault keys rewrap'"
+        )
+    keyfile = LocalKeyFile(settings.data_dir / KEY_FILE_NAME)
+    if not keyfile.exists():
+        raise _fail(f"no key file at {keyfile.path}")
+    new_id = keyfile.rotate()
+    typer.echo(f"new primary KEK: {new_id}; run 'vault keys rewrap' to re-wrap existing data keys")
+
+
+@keys_app.command("rewrap")
+def keys_rewrap(
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+) -> None:
+    """Re-wrap every customer's data key under the primary KEK, online and in batches."""
+    from sqlmodel import Session
+
+    from vault.customers import service
+
+    rt = _runtime()
+    total = 0
+    while True:
+        with Session(rt.engine, expire_on_commit=False) as session:
+            n = service.rewrap_batch(session=session, envelope=rt.envelope, batch_size=batch_size)
+            session.commit()
+        total += n
+        if n < batch_size:
+            break
+    typer.echo(f"re-wrapped {total} data keys under {rt.envelope.primary_kek_id}")
+
+
+@policies_app.command("check")
+def policies_check(
+    directory: Annotated[Path | None, typer.Argument(help="Policy directory")] = None,
+) -> None:
+    """Validate the policy files; exit 1 naming file, entry and problem."""
+    from vault.policy import PolicyError, load_policy
+
+    directory = directory or _settings().resolved_policies_dir
+    try:
+        policy = load_policy(directory)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"ok: {len(policy.attributes)} attributes, {len(policy.purposes)} purposes, "
+        f"{len(policy.recipients)} recipients in {directory}"
+    )
+
+
+@app.command()
+def openapi(
+    output: Annotated[Path, typer.Option(help="Where to write")] = Path("openapi/openapi.json"),
+) -> None:
+    """Write the OpenAPI document of the app."""
+    from vault.openapi import generate
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(generate())
+    typer.echo(f"wrote {output}")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

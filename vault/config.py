@@ -1,0 +1,52 @@
+"""Settings: every knob is an environment variable with the prefix ``VAULT_``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vault import PROJECT_ROOT
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VAULT_", extra="ignore", frozen=True)
+
+    environment: str = Field("development", description="development | production")
+    data_dir: Path = Field(Path("./vault-data"), description="key file and SQLite file live here")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
+    policies_dir: Path = Field(Path("./policies"), description="attributes.toml, purposes.toml")
+    master_keys: SecretStr | None = Field(
+        None, description="'id:base64key,id2:base64key' (first is primary) instead of the key file"
+    )
+    index_key: SecretStr | None = Field(None, description="base64 HMAC key for blind indexes")
+    signing_seed: SecretStr | None = Field(None, description="base64 seed for signing keys")
+    public_url: str = Field("http://127.0.0.1:8000", description="base of links and token issuer")
+    token_audience: str = "consent-vault"
+    token_ttl_seconds: int = Field(900, ge=60, le=86400)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+    @model_validator(mode="after")
+    def _refuse_embedded_keys_in_production(self) -> Settings:
+        if self.environment == "production" and self.master_keys is None:
+            raise ValueError("VAULT_MASTER_KEYS is required when VAULT_ENVIRONMENT=production")
+        return self
+
+    @cached_property
+    def resolved_policies_dir(self) -> Path:
+        """``./policies`` if it exists here, else the example policies shipped with the code."""
+        if self.policies_dir.is_dir() or self.policies_dir != Path("./policies"):
+            return self.policies_dir
+        return PROJECT_ROOT / "policies"
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'vault.db').resolve()}"
+
+    @property
+    def issuer(self) -> str:
+        return self.public_url.rstrip("/")

@@ -1,0 +1,1 @@
+"""Customers: encrypted profiles, one row per (customer, attribute), blind-index lookup."""

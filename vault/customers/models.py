@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel
+from pydantic import Field as PField
+from sqlmodel import Field, SQLModel
+
+from vault.db import Bytes, UTCDateTime, utcnow
+
+
+class CustomerStatus(StrEnum):
+    ACTIVE = "active"
+    RESTRICTED = "restricted"  # GDPR Art. 18
+    ERASED = "erased"
+
+
+class Customer(SQLModel, table=True):
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    status: str = Field(default=CustomerStatus.ACTIVE, max_length=16)
+    # The customer's DEK wrapped under KEK ``kek_id``; NULL after erasure (crypto-shredding).
+    dek_wrapped: bytes | None = Field(default=None, sa_type=Bytes)
+    kek_id: str | None = Field(default=None, max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"Customer(id={self.id}, status={self.status}, ***)"
+
+
+class CustomerValue(SQLModel, table=True):
+    """One encrypted attribute value; AAD binds the ciphertext to (customer_id, attribute)."""
+
+    __tablename__ = "customer_value"
+
+    customer_id: UUID = Field(foreign_key="customer.id", primary_key=True, ondelete="CASCADE")
+    attribute: str = Field(primary_key=True, max_length=64)
+    ciphertext: bytes = Field(sa_type=Bytes)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"CustomerValue(customer_id={self.customer_id}, attribute={self.attribute}, ***)"
+
+
+class BlindIndex(SQLModel, table=True):
+    """HMAC-SHA256 of a normalised searchable value (or the external id) for equality lookup."""
+
+    __tablename__ = "blind_index"
+
+    attribute: str = Field(primary_key=True, max_length=64)
+    digest: bytes = Field(primary_key=True, sa_type=Bytes)
+    customer_id: UUID = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
+
+
+class CustomerCreate(BaseModel):
+    attributes: dict[str, Any] = PField(default_factory=dict)
+    external_id: str | None = PField(None, min_length=1, max_length=200)
+
+
+class CustomerUpdate(BaseModel):
+    attributes: dict[str, Any]
+
+
+class CustomerPublic(BaseModel):
+    """What the write API returns: ids and attribute names, never values."""
+
+    id: UUID
+    status: str
+    attributes: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class LookupRequest(BaseModel):
+    attribute: str = PField(max_length=64)
+    value: str = PField(max_length=400)
+
+
+class LookupResult(BaseModel):
+    id: UUID

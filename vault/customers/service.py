@@ -1,0 +1,285 @@
+"""Customer profiles: validate, normalise, encrypt, index. Services never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from uuid import UUID
+
+import orjson
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from vault.crypto.envelope import DataKey, Envelope
+from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
+from vault.db import utcnow
+from vault.errors import (
+    Conflict,
+    CustomerErased,
+    CustomerNotFound,
+    InvalidRequest,
+    UnknownAttribute,
+)
+from vault.policy import Policy
+from vault.policy.values import Value, index_form, normalise
+
+EXTERNAL_ID = "external_id"
+MAX_ATTRIBUTES_PER_REQUEST = 200
+
+
+def _normalise_all(policy: Policy, attributes: Mapping[str, Any], *, allow_null: bool) -> dict:
+    if len(attributes) > MAX_ATTRIBUTES_PER_REQUEST:
+        raise InvalidRequest("Too many attributes in one request.", code="too_many_attributes")
+    out: dict[str, Value | None] = {}
+    for name, raw in attributes.items():
+        attr = policy.attributes.get(name)
+        if attr is None:
+            raise UnknownAttribute(f"Unknown attribute '{name[:64]}'.", attribute=name[:64])
+        if raw is None:
+            if not allow_null:
+                raise InvalidRequest(
+                    f"Attribute '{name}': null is only allowed when rectifying.",
+                    code="invalid_attribute_value",
+                    attribute=name,
+                )
+            out[name] = None
+        else:
+            out[name] = normalise(attr, raw)
+    return out
+
+
+def _index_rows(
+    envelope: Envelope, policy: Policy, customer_id: UUID, values: Mapping[str, Value | None]
+) -> tuple[list[dict], list[str]]:
+    """Blind-index rows to write, and searchable attributes whose index must go."""
+    rows: list[dict] = []
+    removed: list[str] = []
+    for name, value in values.items():
+        if name != EXTERNAL_ID and not policy.attributes[name].searchable:
+            continue
+        if value is None:
+            removed.append(name)
+        else:
+            digest = envelope.blind_index(name, index_form(value))
+            rows.append({"attribute": name, "digest": digest, "customer_id": customer_id})
+    return rows, removed
+
+
+def _ensure_unique(session: Session, rows: list[dict], customer_id: UUID | None) -> None:
+    if not rows:
+        return
+    # Digests already include the attribute name, so the digest alone identifies the row.
+    taken = session.execute(
+        select(BlindIndex.attribute, BlindIndex.customer_id).where(
+            BlindIndex.digest.in_([r["digest"] for r in rows])
+        )
+    ).all()
+    wanted = {r["attribute"] for r in rows}
+    for attribute, owner in taken:
+        if owner != customer_id and attribute in wanted:
+            raise Conflict(
+                f"Another customer already has this {attribute}.",
+                code="duplicate_value",
+                attribute=attribute,
+            )
+
+
+def _insert(session: Session, values: list[dict], index_rows: list[dict]) -> None:
+    try:
+        if values:
+            session.execute(insert(CustomerValue), values)
+        if index_rows:
+            session.execute(insert(BlindIndex), index_rows)
+    except IntegrityError:
+        # A concurrent request took the same searchable value between our check and our write.
+        raise Conflict(
+            "Another customer already has one of these values.", code="duplicate_value"
+        ) from None
+
+
+def _encode(value: Value) -> bytes:
+    return orjson.dumps(value)
+
+
+def get_customer(session: Session, customer_id: UUID, *, allow_erased: bool = False) -> Customer:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise CustomerNotFound()
+    if customer.status == CustomerStatus.ERASED and not allow_erased:
+        raise CustomerErased()
+    return customer
+
+
+def data_key(envelope: Envelope, customer: Customer) -> DataKey:
+    if customer.dek_wrapped is None or customer.kek_id is None:
+        raise CustomerErased()
+    return envelope.unwrap(customer.id, customer.dek_wrapped, customer.kek_id)
+
+
+def create_customer(
+    *,
+    session: Session,
+    envelope: Envelope,
+    policy: Policy,
+    attributes: Mapping[str, Any],
+    external_id: str | None = None,
+) -> tuple[Customer, list[str]]:
+    values: dict[str, Value | None] = _normalise_all(policy, attributes, allow_null=False)
+    customer = Customer()
+    key, wrapped, kek_id = envelope.new_data_key(customer.id)
+    customer.dek_wrapped, customer.kek_id = wrapped, kek_id
+    indexed = dict(values)
+    if external_id is not None:
+        indexed[EXTERNAL_ID] = external_id.strip()
+    index_rows, _ = _index_rows(envelope, policy, customer.id, indexed)
+    _ensure_unique(session, index_rows, None)
+    session.add(customer)
+    session.flush()  # the customer row first: values and index rows reference it
+    now = customer.created_at
+    rows = [
+        {
+            "customer_id": customer.id,
+            "attribute": name,
+            "ciphertext": key.encrypt(name, _encode(v)),
+            "updated_at": now,
+        }
+        for name, v in values.items()
+        if v is not None
+    ]
+    _insert(session, rows, index_rows)
+    return customer, sorted(values)
+
+
+def rectify(
+    *,
+    session: Session,
+    envelope: Envelope,
+    policy: Policy,
+    customer_id: UUID,
+    attributes: Mapping[str, Any],
+) -> tuple[Customer, list[str]]:
+    """Set the given attributes; ``None`` removes one (Art. 16). Returns the stored names."""
+    customer = get_customer(session, customer_id)
+    values = _normalise_all(policy, attributes, allow_null=True)
+    key = data_key(envelope, customer)
+    index_rows, removed = _index_rows(envelope, policy, customer.id, values)
+    _ensure_unique(session, index_rows, customer.id)
+    now = utcnow()
+    names = list(values)
+    if names:
+        session.execute(
+            delete(CustomerValue).where(
+                CustomerValue.customer_id == customer.id, CustomerValue.attribute.in_(names)
+            )
+        )
+    changed_index = removed + [r["attribute"] for r in index_rows]
+    if changed_index:
+        session.execute(
+            delete(BlindIndex).where(
+                BlindIndex.customer_id == customer.id, BlindIndex.attribute.in_(changed_index)
+            )
+        )
+    rows = [
+        {
+            "customer_id": customer.id,
+            "attribute": name,
+            "ciphertext": key.encrypt(name, _encode(v)),
+            "updated_at": now,
+        }
+        for name, v in values.items()
+        if v is not None
+    ]
+    _insert(session, rows, index_rows)
+    customer.updated_at = now
+    session.add(customer)
+    session.flush()
+    return customer, stored_attribute_names(session, customer.id)
+
+
+def stored_attribute_names(session: Session, customer_id: UUID) -> list[str]:
+    return sorted(
+        session.execute(
+            select(CustomerValue.attribute).where(CustomerValue.customer_id == customer_id)
+        ).scalars()
+    )
+
+
+def lookup(
+    *, session: Session, envelope: Envelope, policy: Policy, attribute: str, value: str
+) -> UUID:
+    """Find a customer by a searchable attribute or the external id, through the blind index."""
+    if attribute == EXTERNAL_ID:
+        normalised: Value = value.strip()
+    else:
+        attr = policy.attributes.get(attribute)
+        if attr is None or not attr.searchable:
+            raise InvalidRequest(
+                f"'{attribute[:64]}' is not searchable. Searchable: "
+                + ", ".join(
+                    [
+                        EXTERNAL_ID,
+                        *sorted(a.name for a in policy.attributes.values() if a.searchable),
+                    ]
+                )
+                + ".",
+                code="attribute_not_searchable",
+            )
+        normalised = normalise(attr, value)
+    digest = envelope.blind_index(attribute, index_form(normalised))
+    row = session.get(BlindIndex, (attribute, digest))
+    if row is None:
+        raise CustomerNotFound("No customer matches.")
+    get_customer(session, row.customer_id)
+    return row.customer_id
+
+
+def decrypt_values(
+    *,
+    session: Session,
+    envelope: Envelope,
+    customer: Customer,
+    names: Iterable[str] | None = None,
+) -> dict[str, Value]:
+    """Decrypt the customer's stored values (optionally only ``names``). Any moved or altered
+    ciphertext raises DecryptionError; nothing undecryptable is ever returned."""
+    key = data_key(envelope, customer)
+    stmt = select(CustomerValue.attribute, CustomerValue.ciphertext).where(
+        CustomerValue.customer_id == customer.id
+    )
+    if names is not None:
+        stmt = stmt.where(CustomerValue.attribute.in_(list(names)))
+    return {
+        attribute: orjson.loads(key.decrypt(attribute, blob))
+        for attribute, blob in session.execute(stmt).all()
+    }
+
+
+def rewrap_batch(*, session: Session, envelope: Envelope, batch_size: int = 1000) -> int:
+    """Re-wrap up to ``batch_size`` DEKs not yet under the primary KEK. Resumable by nature:
+    each batch picks the rows still under an old KEK. Returns how many it re-wrapped."""
+    primary = envelope.primary_kek_id
+    rows = session.execute(
+        select(Customer.id, Customer.dek_wrapped, Customer.kek_id)
+        .where(Customer.kek_id != primary, Customer.dek_wrapped.is_not(None))
+        .order_by(Customer.id)
+        .limit(batch_size)
+    ).all()
+    for cid, wrapped, kek_id in rows:
+        new_wrapped, new_kek = envelope.rewrap(cid, wrapped, kek_id)
+        session.execute(
+            Customer.__table__.update()
+            .where(Customer.id == cid, Customer.kek_id == kek_id)
+            .values(dek_wrapped=new_wrapped, kek_id=new_kek)
+        )
+    return len(rows)
+
+
+def to_public(customer: Customer, attributes: list[str]) -> dict:
+    return {
+        "id": customer.id,
+        "status": customer.status,
+        "attributes": attributes,
+        "created_at": customer.created_at,
+        "updated_at": customer.updated_at,
+    }

@@ -1,0 +1,124 @@
+"""One error hierarchy. Services raise these; one handler turns them into ``{"error", "detail"}``.
+
+Details are written for the client and must never contain plaintext PII, keys or tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+class VaultError(Exception):
+    code: ClassVar[str] = "vault_error"
+    status: ClassVar[int] = 400
+    default_detail: ClassVar[str] = "The request could not be processed."
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None, **extra: Any):
+        self.detail = detail or self.default_detail
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        self.extra = extra
+        super().__init__(self.detail)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail, **self.extra}
+
+
+class InvalidRequest(VaultError):
+    code = "invalid_request"
+    status = 422
+
+
+class OAuthError(VaultError):
+    """RFC 6749 section 5.2 errors of the token endpoint."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class ValidationFailed(VaultError):
+    """A value did not pass the attribute's type rules; ``attribute`` names it."""
+
+    code = "invalid_attribute_value"
+    status = 422
+
+
+class UnknownAttribute(VaultError):
+    code = "unknown_attribute"
+    status = 422
+
+
+class NotAuthenticated(VaultError):
+    code = "not_authenticated"
+    status = 401
+    default_detail = "A valid bearer token is required."
+
+
+class InvalidClient(VaultError):
+    code = "invalid_client"
+    status = 401
+    default_detail = "Unknown client or wrong secret."
+
+
+class Forbidden(VaultError):
+    code = "insufficient_scope"
+    status = 403
+    default_detail = "The token does not carry the scope this operation needs."
+
+
+class NotFound(VaultError):
+    code = "not_found"
+    status = 404
+    default_detail = "No such resource."
+
+
+class CustomerNotFound(NotFound):
+    code = "customer_not_found"
+    default_detail = "No customer with this id."
+
+
+class Conflict(VaultError):
+    code = "conflict"
+    status = 409
+
+
+class CustomerErased(VaultError):
+    code = "customer_erased"
+    status = 410
+    default_detail = "This customer has been erased."
+
+
+class DecryptionError(VaultError):
+    """Every failure to unwrap a key or decrypt a value: wrong key, moved or altered ciphertext.
+
+    Deliberately carries no information about which bytes were wrong.
+    """
+
+    code = "integrity_error"
+    status = 500
+    default_detail = "Stored data failed its integrity check and was not returned."
+
+
+class PayloadTooLarge(VaultError):
+    code = "payload_too_large"
+    status = 413
+    default_detail = "The request body is too large."
+
+
+def responses(*errors: type[VaultError]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route, so the committed OpenAPI documents every error it can raise."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in errors:
+        entry = out.setdefault(err.status, {"model": ErrorBody, "description": ""})
+        codes = [c for c in entry["description"].split(", ") if c]
+        if err.code not in codes:
+            codes.append(err.code)
+        entry["description"] = ", ".join(codes)
+    return out

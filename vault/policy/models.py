@@ -1,0 +1,136 @@
+"""Pydantic models of the policy files."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+LANGUAGES = ("de", "en")
+
+
+class AttributeType(StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    TEXT = "text"
+    DATE = "date"
+    ENUM = "enum"
+    COUNTRY = "country"
+    POSTAL_CODE = "postal_code"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+
+
+class Category(StrEnum):
+    CONTACT = "contact"
+    IDENTITY = "identity"
+    DEMOGRAPHIC = "demographic"
+    PREFERENCE = "preference"
+    LOYALTY = "loyalty"
+    BEHAVIOURAL = "behavioural"
+    HEALTH = "health"
+
+
+class LegalBasis(StrEnum):
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+    LEGAL_OBLIGATION = "legal_obligation"
+
+
+class Reduction(StrEnum):
+    """Reduced forms a purpose may receive instead of the full value (data minimisation)."""
+
+    YEAR = "year"  # date -> "1984"
+    PREFIX2 = "prefix2"  # postal code -> "10"
+    DOMAIN = "domain"  # e-mail -> "example.de"
+
+
+REDUCTION_TYPES: dict[Reduction, set[AttributeType]] = {
+    Reduction.YEAR: {AttributeType.DATE},
+    Reduction.PREFIX2: {AttributeType.POSTAL_CODE},
+    Reduction.DOMAIN: {AttributeType.EMAIL},
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class I18nText(Strict):
+    de: str = ""
+    en: str = ""
+
+    def missing(self) -> list[str]:
+        return [lang for lang in LANGUAGES if not getattr(self, lang).strip()]
+
+    def get(self, lang: str) -> str:
+        return getattr(self, lang, "") or self.en
+
+
+class Attribute(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    type: AttributeType
+    category: Category
+    label: I18nText
+    description: I18nText = I18nText()
+    searchable: bool = False
+    special_category: bool = False
+    retention_days: int | None = Field(None, ge=1)
+    # type-specific rules
+    values: list[str] = []  # enum
+    max_length: int = Field(200, ge=1, le=10_000)  # text
+    min: int | None = None  # integer
+    max: int | None = None
+    pattern: str | None = None  # postal_code / text
+
+
+class Recipient(Strict):
+    id: str
+    name: I18nText
+    kind: Literal["internal", "processor", "third_party"] = "internal"
+    country: str = "DE"
+
+
+class Purpose(Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    version: int = Field(ge=1)
+    legal_basis: LegalBasis
+    explicit_consent: bool = False
+    attributes: list[str]
+    reduce: dict[str, Reduction] = {}
+    title: I18nText
+    description: I18nText
+    changes: I18nText = I18nText()  # what changed in this version (shown on re-consent)
+    double_opt_in: bool = False
+    consent_ttl_days: int | None = Field(None, ge=1)
+    reconsent: bool = False
+    gpc_opt_out: bool = False
+    direct_marketing: bool = False
+    recipients: list[str] = []
+    retention_days: int | None = Field(None, ge=1)
+    dpv: str | None = None
+    tcf_purposes: list[int] = []
+
+    @field_validator("attributes")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("a purpose must use at least one attribute")
+        return v
+
+    @property
+    def needs_consent(self) -> bool:
+        return self.legal_basis is LegalBasis.CONSENT
+
+
+class Policy(BaseModel):
+    """The loaded, cross-checked policy. Immutable for the life of the process."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attributes: dict[str, Attribute]
+    purposes: dict[str, Purpose]
+    recipients: dict[str, Recipient]
+    controller: dict[str, str] = {}
