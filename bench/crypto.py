@@ -1,6 +1,6 @@
 """Customers created per second and values decrypted per second, through the service layer.
 
-    python -m bench.crypto [--customers N]
+python -m bench.crypto [--customers N]
 """
 
 from __future__ import annotations

@@ -18,7 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault import __version__
+from vault.access.routes import router as access_router
+from vault.audit.routes import router as audit_router
 from vault.auth.routes import router as auth_router
+from vault.consent.routes import router as consent_router
 from vault.customers.routes import router as customers_router
 from vault.errors import ErrorBody, PayloadTooLarge, VaultError
 from vault.runtime import Runtime, RuntimeDep
@@ -158,6 +161,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     app.include_router(auth_router)
     app.include_router(customers_router)
+    app.include_router(consent_router)
+    app.include_router(access_router)
+    app.include_router(audit_router)
 
     @app.get("/healthz", operation_id="healthz", tags=["ops"])
     def healthz(runtime: RuntimeDep) -> dict[str, str]:

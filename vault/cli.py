@@ -25,6 +25,17 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(policies_app, name="policies")
 
 
+def _register_domain_commands() -> None:
+    from vault.audit.cli import app as audit_app
+    from vault.consent.cli import app as consent_app
+
+    app.add_typer(consent_app, name="consent")
+    app.add_typer(audit_app, name="audit")
+
+
+_register_domain_commands()
+
+
 def _settings():
     from vault.config import Settings
 

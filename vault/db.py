@@ -151,7 +151,13 @@ def table_names(engine: Engine) -> list[str]:
     return inspect(engine).get_table_names()
 
 
-DOMAIN_MODEL_MODULES = ("vault.auth.models", "vault.customers.models")
+DOMAIN_MODEL_MODULES = (
+    "vault.auth.models",
+    "vault.customers.models",
+    "vault.consent.models",
+    "vault.audit.models",
+    "vault.access.models",
+)
 
 
 def load_models() -> MetaData:

@@ -111,7 +111,7 @@ class Signer:
         except JOSEError:
             raise TokenInvalid("signature or claims not acceptable") from None
 
-    def jws_detached(self, payload: dict[str, Any], *, typ: str) -> str:
+    def sign_payload(self, payload: dict[str, Any], *, typ: str) -> str:
         """A JWS over an arbitrary JSON payload (consent receipts)."""
         return jws.sign(
             payload, self._private_pem, algorithm=ALGORITHM, headers={"typ": typ, "kid": self.kid}

@@ -1,0 +1,1 @@
+"""Consent-gated data access for internal apps."""

@@ -1,0 +1,1 @@
+"""Consent ledger: append-only per-purpose consent events, state projection, receipts."""

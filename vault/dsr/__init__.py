@@ -1,0 +1,1 @@
+"""dsr (not built yet)."""

@@ -1,0 +1,1 @@
+"""selfservice (not built yet)."""
