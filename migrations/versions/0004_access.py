@@ -1,4 +1,4 @@
-"""access (placeholder until its issue fills it)
+"""access: Art. 21 objections on the customer row
 
 Revision ID: 0004
 Revises: 0003
@@ -7,6 +7,10 @@ Create Date: 2026-11-22
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -14,8 +18,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("customer") as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "objections",
+                sqlmodel.sql.sqltypes.AutoString(length=2000),
+                nullable=False,
+                server_default="",
+            )
+        )
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("customer") as batch_op:
+        batch_op.drop_column("objections")

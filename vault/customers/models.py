@@ -27,9 +27,16 @@ class Customer(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # GDPR Art. 21 objections: "direct_marketing" (Art. 21(2), absolute) and/or ids of
+    # legitimate-interest purposes, space-separated. On the row so a read needs no extra query.
+    objections: str = Field(default="", max_length=2000)
 
     def __repr__(self) -> str:
         return f"Customer(id={self.id}, status={self.status}, ***)"
+
+    @property
+    def objection_set(self) -> frozenset[str]:
+        return frozenset(self.objections.split())
 
 
 class CustomerValue(SQLModel, table=True):

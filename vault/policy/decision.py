@@ -1,0 +1,96 @@
+"""The access decision: may purpose P see attributes of customer X now?
+
+One pure function, :func:`decide`, used by every door (the single read, the audience export,
+the self-service page's "who may use my data"). It takes plain values, touches no database and no
+clock, so it is table-tested over every legal basis x consent status x restriction x objection x
+client registration.
+
+Order of checks (first failure wins, so the reason is the most fundamental one):
+
+1. the client must be registered for the purpose (``purpose_not_permitted_for_client``);
+2. the customer must exist and not be erased (``customer_erased``, answered as 410 by the API);
+3. a restricted customer (Art. 18) releases nothing (``restricted``);
+4. every requested attribute must be one the purpose may use (``attribute_not_permitted``);
+5. an Art. 21(2) objection to direct marketing blocks every direct-marketing purpose whatever its
+   basis; an Art. 21(1) objection blocks the named legitimate-interest purpose (``objected``);
+6. consent purposes need an effective grant: see :func:`vault.consent.service.effective_status`
+   (``consent_missing``, ``consent_refused``, ``consent_withdrawn``, ``consent_expired``,
+   ``confirmation_pending``, ``reconsent_required``);
+7. contract, legal obligation and (unobjected) legitimate interest are allowed while active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from vault.policy.models import LegalBasis, Purpose
+
+DIRECT_MARKETING = "direct_marketing"
+
+CONSENT_REASONS = {
+    "none": "consent_missing",
+    "refused": "consent_refused",
+    "withdrawn": "consent_withdrawn",
+    "expired": "consent_expired",
+    "pending_confirmation": "confirmation_pending",
+    "reconsent_required": "reconsent_required",
+}
+
+DETAILS = {
+    "purpose_not_permitted_for_client": "This client is not registered for the purpose.",
+    "customer_erased": "This customer has been erased.",
+    "restricted": "Processing of this customer's data is restricted (GDPR Art. 18).",
+    "attribute_not_permitted": "The purpose may not use the requested attributes.",
+    "objected": "The customer has objected to this processing (GDPR Art. 21).",
+    "consent_missing": "The customer has not given consent for this purpose.",
+    "consent_refused": "The customer has refused consent for this purpose.",
+    "consent_withdrawn": "The customer has withdrawn consent for this purpose.",
+    "consent_expired": "The customer's consent for this purpose has expired.",
+    "confirmation_pending": "The customer has not yet confirmed this consent (double opt-in).",
+    "reconsent_required": "The purpose has changed; the customer must consent again.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str | None = None
+    attributes: tuple[str, ...] = ()  # what may be released (allowed) or was refused (denied)
+
+    @property
+    def detail(self) -> str:
+        return DETAILS.get(self.reason or "", "Allowed.")
+
+
+def decide(
+    *,
+    purpose: Purpose,
+    client_purposes: Collection[str],
+    customer_status: str,
+    objections: Collection[str],
+    consent_status: str,
+    requested: Sequence[str] | None = None,
+) -> Decision:
+    """Decide one read. ``consent_status`` is the *effective* status at the moment of the read
+    (``granted``, ``none``, ``withdrawn`` …); ``requested`` None means "all the purpose may use"."""
+    if purpose.id not in client_purposes:
+        return Decision(False, "purpose_not_permitted_for_client")
+    if customer_status == "erased":
+        return Decision(False, "customer_erased")
+    if customer_status != "active":
+        return Decision(False, "restricted")
+    if requested is None:
+        released = tuple(purpose.attributes)
+    else:
+        refused = tuple(a for a in requested if a not in purpose.attributes)
+        if refused:
+            return Decision(False, "attribute_not_permitted", refused)
+        released = tuple(dict.fromkeys(requested))
+    if purpose.direct_marketing and DIRECT_MARKETING in objections:
+        return Decision(False, "objected")
+    if purpose.legal_basis is LegalBasis.LEGITIMATE_INTEREST and purpose.id in objections:
+        return Decision(False, "objected")
+    if purpose.legal_basis is LegalBasis.CONSENT and consent_status != "granted":
+        return Decision(False, CONSENT_REASONS.get(consent_status, "consent_missing"))
+    return Decision(True, None, released)
