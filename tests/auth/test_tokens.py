@@ -175,3 +175,25 @@ def test_scope_removed_from_client_takes_effect(client, runtime, session, app_cl
     session.add(row)
     session.commit()
     assert _lookup(client, tok).status_code == 403
+
+
+def test_verified_token_cache_honours_exp_and_is_bounded(monkeypatch):
+    from vault.auth import service
+
+    cache = service._VerifiedTokens(size=8)
+    now = time.time()
+    cache.put("a", {"exp": now + 10})
+    assert cache.get("a") == {"exp": now + 10}
+    monkeypatch.setattr(service.time, "time", lambda: now + 11)
+    assert cache.get("a") is None  # expired tokens are never served from the cache
+    for i in range(20):
+        cache.put(str(i), {"exp": now + 100})
+    assert len(cache._claims) <= 8
+
+
+def test_cached_token_of_deleted_client_is_refused(client, runtime, session, app_client):
+    tok = token(runtime, app_client)
+    assert _lookup(client, tok).status_code == 404  # now in the verified-token cache
+    session.delete(session.get(Client, app_client.id))
+    session.commit()
+    assert _lookup(client, tok).status_code == 401

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -105,16 +107,54 @@ def issue_access_token(
     return token, granted
 
 
+class _VerifiedTokens:
+    """Claims of access tokens whose signature and claims were already checked.
+
+    ECDSA verification is the largest fixed cost of a request; a token is valid until its
+    ``exp`` whatever happens to it, so its verified claims can be reused until then. The client
+    is still loaded on every request, so a deleted or disabled client is refused at once.
+    Bounded; the oldest entries go first.
+    """
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._claims: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> dict | None:
+        claims = self._claims.get(token)
+        if claims is not None and claims["exp"] <= time.time():
+            return None
+        return claims
+
+    def put(self, token: str, claims: dict) -> None:
+        with self._lock:
+            if len(self._claims) >= self.size:
+                for old in list(self._claims)[: self.size // 4]:
+                    self._claims.pop(old, None)
+            self._claims[token] = claims
+
+
+_verified = _VerifiedTokens()
+
+
 def principal_from_token(
     *, session: Session, token: str, signer: Signer, settings: Settings
 ) -> Principal:
     """Verify an access token and load the client as it is now (deleted or disabled -> 401)."""
-    try:
-        claims = signer.verify(
-            token, typ=ACCESS_TOKEN_TYP, audience=settings.token_audience, issuer=settings.issuer
-        )
-    except TokenInvalid:
-        raise NotAuthenticated("The bearer token is invalid or expired.") from None
+    cache_key = f"{signer.kid}|{settings.issuer}|{settings.token_audience}|{token}"
+    claims = _verified.get(cache_key)
+    if claims is None:
+        try:
+            claims = signer.verify(
+                token,
+                typ=ACCESS_TOKEN_TYP,
+                audience=settings.token_audience,
+                issuer=settings.issuer,
+            )
+        except TokenInvalid:
+            raise NotAuthenticated("The bearer token is invalid or expired.") from None
+        _verified.put(cache_key, claims)
     client = session.get(Client, str(claims.get("client_id", "")))
     if client is None or client.disabled_at is not None or claims.get("sub") != client.id:
         raise NotAuthenticated("The bearer token is invalid or expired.")
