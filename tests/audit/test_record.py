@@ -1,0 +1,143 @@
+"""record() and record_many(): one INSERT in the caller's transaction, validated, no PII."""
+
+import uuid
+
+import pytest
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import DatabaseError
+from sqlmodel import Session
+
+from vault.audit import service
+from vault.audit.models import AuditEvent
+
+
+def _count(runtime) -> int:
+    with Session(runtime.engine) as s:
+        return s.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
+
+
+def test_record_writes_in_the_callers_transaction(runtime):
+    cid = uuid.uuid4()
+    with Session(runtime.engine) as s:
+        service.record(
+            session=s,
+            actor="client:cv_abc",
+            action="data.read",
+            outcome="allowed",
+            customer_id=cid,
+            purpose="newsletter",
+            attributes=["email", "first_name"],
+            request_id="r1",
+            details={"count": 2},
+        )
+        s.rollback()
+    assert _count(runtime) == 0
+    with Session(runtime.engine) as s:
+        service.record(
+            session=s,
+            actor="client:cv_abc",
+            action="data.read",
+            outcome="allowed",
+            customer_id=cid,
+            purpose="newsletter",
+            attributes=["email", "first_name"],
+            request_id="r1",
+            details={"count": 2},
+        )
+        s.commit()
+    with Session(runtime.engine) as s:
+        row = s.exec(select(AuditEvent)).scalars().one()
+    assert (row.actor_type, row.actor_id, row.action, row.outcome) == (
+        "client",
+        "cv_abc",
+        "data.read",
+        "allowed",
+    )
+    assert row.customer_id == cid and row.attributes == "email,first_name"
+    assert row.details == '{"count":2}' and row.seq is None and row.hash is None
+
+
+def test_record_many_inserts_all(runtime):
+    events = [
+        {
+            "actor": "client:x",
+            "action": "data.export",
+            "customer_id": uuid.uuid4(),
+            "purpose": "analytics",
+        }
+        for _ in range(500)
+    ]
+    with Session(runtime.engine) as s:
+        service.record_many(session=s, events=events)
+        s.commit()
+    assert _count(runtime) == 500
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"actor": "somebody@example.de"},
+        {"actor": ""},
+        {"action": "read"},
+        {"action": "Data.Read"},
+        {"outcome": "maybe"},
+        {"purpose": "News Letter"},
+        {"attributes": ["e-mail"]},
+        {"reason": "Customer said no"},
+        {"customer_id": "not-a-uuid"},
+        {"details": {"Bad Key": 1}},
+        {"details": {"nested": {"deeper": {"x": 1}}}},
+    ],
+)
+def test_record_refuses_malformed_events(runtime, overrides):
+    args = {"actor": "client:x", "action": "data.read", **overrides}
+    with Session(runtime.engine) as s, pytest.raises(service.InvalidAuditEvent):
+        service.record(session=s, **args)
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"contact": "erika@example.de"},
+        {"phone": "+49 30 12345678"},
+        {"phone": "030123456789"},
+        {"iban_like": "DE89370400440532013000"},
+        {"number": 4930123456},
+        {"list": ["ok", "x@y.z"]},
+        {"outer": {"inner": "x@y.z"}},
+    ],
+)
+def test_record_refuses_pii_looking_details(runtime, details):
+    with Session(runtime.engine) as s, pytest.raises(service.AuditPiiRefused):
+        service.record(session=s, actor="cli", action="customer.lookup", details=details)
+
+
+def test_uuid_and_small_numbers_are_not_pii(runtime):
+    with Session(runtime.engine) as s:
+        service.record(
+            session=s,
+            actor="system",
+            action="consent.recorded",
+            details={"event_id": str(uuid.UUID(int=12345678901234567890)), "count": 100000},
+        )
+        s.commit()
+    assert _count(runtime) == 1
+
+
+def test_database_refuses_update_and_delete(runtime):
+    with Session(runtime.engine) as s:
+        service.record(session=s, actor="cli", action="client.created")
+        s.commit()
+    for stmt in (
+        update(AuditEvent).values(action="data.read"),
+        update(AuditEvent).values(seq=1, hash=b"x" * 32, action="data.read"),
+        delete(AuditEvent),
+    ):
+        with Session(runtime.engine) as s:
+            with pytest.raises(DatabaseError, match="append-only"):
+                s.execute(stmt)
+            s.rollback()
+    if runtime.engine.dialect.name == "postgresql":
+        with Session(runtime.engine) as s, pytest.raises(DatabaseError, match="append-only"):
+            s.execute(text("TRUNCATE audit_event"))
+    assert _count(runtime) == 1
