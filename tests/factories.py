@@ -68,3 +68,30 @@ def create_customer(
     )
     session.commit()
     return customer
+
+
+def record_consent(
+    session: Session,
+    runtime: Runtime,
+    customer_id: uuid.UUID,
+    purpose: str,
+    status: str = "granted",
+    **kwargs: Any,
+):
+    """Record one consent statement through the service and commit it."""
+    from vault.consent import service as consent_service
+
+    kwargs.setdefault("channel", "web")
+    kwargs.setdefault("recorded_by", "client:test")
+    result = consent_service.record_event(
+        session=session,
+        policy=runtime.policy,
+        signer=runtime.signer,
+        settings=runtime.settings,
+        customer_id=customer_id,
+        purpose=purpose,
+        status=status,
+        **kwargs,
+    )
+    session.commit()
+    return result

@@ -1,3 +1,165 @@
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, status
+from pydantic import AwareDatetime
+
+from vault.auth.deps import require
+from vault.auth.scopes import Scope
+from vault.consent import service
+from vault.consent.models import (
+    ConfirmRequest,
+    ConsentHistory,
+    ConsentWrite,
+    ConsentWriteResult,
+    CustomerConsents,
+)
+from vault.db import SessionDep, utcnow
+from vault.errors import (
+    CustomerErased,
+    CustomerNotFound,
+    Forbidden,
+    InvalidRequest,
+    NotAuthenticated,
+    responses,
+)
+from vault.runtime import RuntimeDep
+
+router = APIRouter(tags=["consent"])
+
+_AUTH = (NotAuthenticated, Forbidden)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="retries with the same key get the first answer, without a second event",
+    ),
+]
+
+
+@router.post(
+    "/v1/customers/{customer_id}/consents",
+    operation_id="record_consent",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ConsentWriteResult,
+    responses=responses(
+        *_AUTH,
+        CustomerNotFound,
+        CustomerErased,
+        service.UnknownPurpose,
+        service.ConsentNotApplicable,
+        service.InvalidConsentStatus,
+        service.OccurredInFuture,
+        service.InvalidEvidence,
+        service.EvidenceContainsContactData,
+        service.IdempotencyKeyReused,
+        service.IdempotencyConflict,
+        InvalidRequest,
+    ),
+)
+def record_consent(
+    customer_id: UUID,
+    body: ConsentWrite,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: require(Scope.CONSENT_WRITE),
+    idempotency_key: IdempotencyKey = None,
+) -> dict:
+    """Record a consent statement (grant, withdrawal, refusal) and return its signed receipt."""
+    return service.submit(
+        session=session,
+        policy=runtime.policy,
+        signer=runtime.signer,
+        settings=runtime.settings,
+        envelope=runtime.envelope,
+        customer_id=customer_id,
+        write=body,
+        recorded_by=principal.actor,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.post(
+    "/v1/consents/confirm",
+    operation_id="confirm_consent",
+    response_model=ConsentWriteResult,
+    responses=responses(
+        *_AUTH,
+        service.ConfirmationTokenNotFound,
+        service.ConfirmationTokenUsed,
+        service.ConfirmationTokenExpired,
+        service.ConfirmationSuperseded,
+        CustomerErased,
+    ),
+)
+def confirm_consent(
+    body: ConfirmRequest,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: require(Scope.CONSENT_WRITE),
+) -> dict:
+    """Confirm a double opt-in grant with its single-use token; only then does it count."""
+    now = utcnow()
+    result = service.confirm(
+        session=session,
+        policy=runtime.policy,
+        signer=runtime.signer,
+        settings=runtime.settings,
+        token=body.token,
+        recorded_by=principal.actor,
+        now=now,
+    )
+    return service.write_result(result, runtime.policy.purposes[result.event.purpose], now)
+
+
+@router.get(
+    "/v1/customers/{customer_id}/consents",
+    operation_id="get_consents",
+    response_model=CustomerConsents,
+    responses=responses(*_AUTH, CustomerNotFound, CustomerErased, service.AsOfInFuture),
+)
+def get_consents(
+    customer_id: UUID,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: require(Scope.CONSENT_READ),
+    as_of: Annotated[
+        AwareDatetime | None,
+        Query(description="answer as of this past instant (replayed from the ledger)"),
+    ] = None,
+) -> dict:
+    """Effective consent per consent-based purpose, now or as of a past instant."""
+    states = service.read_consents(
+        session=session, policy=runtime.policy, customer_id=customer_id, now=utcnow(), as_of=as_of
+    )
+    return {
+        "customer_id": customer_id,
+        "purposes": [service.state_public(s) for s in states.values()],
+    }
+
+
+@router.get(
+    "/v1/customers/{customer_id}/consents/history",
+    operation_id="get_consent_history",
+    response_model=ConsentHistory,
+    responses=responses(*_AUTH, CustomerNotFound),
+)
+def get_consent_history(
+    customer_id: UUID,
+    session: SessionDep,
+    principal: require(Scope.CONSENT_READ),
+    purpose: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict:
+    """The customer's consent ledger with each event's receipt (kept after erasure)."""
+    events = service.history(session=session, customer_id=customer_id, purpose=purpose, limit=limit)
+    return {
+        "customer_id": customer_id,
+        "events": [{**service.event_public(e), "receipt": e.receipt} for e in events],
+    }
