@@ -84,6 +84,45 @@ def serve(
     )
 
 
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=4, max=100_000)] = 1000,
+) -> None:
+    """Fill the vault with fictional customers and print a demo client and ready curl commands."""
+    from vault import demo as demo_mod
+    from vault.db import upgrade
+
+    settings = _settings()
+    upgrade(settings.resolved_database_url)
+    rt = _runtime()
+    typer.echo(f"creating {customers} fictional customers with mixed consents ...")
+    result = demo_mod.run(rt, customers=customers)
+    base = settings.public_url.rstrip("/")
+    typer.echo(
+        f"""created {result.created} customers (existing demo customers were kept)
+
+demo client (data:read consent:read consent:write customers:write;
+purposes {", ".join(demo_mod.DEMO_PURPOSES)}):
+  client_id:     {result.client_id}
+  client_secret: {result.client_secret}
+
+Start the server with 'vault serve', then in another shell:
+
+TOKEN=$(curl -s -d grant_type=client_credentials -d client_id={result.client_id} \\
+  -d client_secret={result.client_secret} {base}/v1/oauth/token \\
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+# allowed: this customer granted "personalised_offers" (birth date comes as year only)
+curl -s -H "Authorization: Bearer $TOKEN" \\
+  '{base}/v1/customers/{result.allowed_customer}/data?purpose=personalised_offers'
+
+# denied (403 consent_missing): this customer never granted it
+curl -s -H "Authorization: Bearer $TOKEN" \\
+  '{base}/v1/customers/{result.denied_customer}/data?purpose=personalised_offers'
+"""
+    )
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""

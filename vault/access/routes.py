@@ -1,3 +1,172 @@
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from vault.access import service
+from vault.access.models import AccessDenied, DataRead, PurposePublic
+from vault.audit import service as audit_service
+from vault.auth.deps import require
+from vault.auth.scopes import Scope
+from vault.db import SessionDep, utcnow
+from vault.errors import Forbidden, NotAuthenticated, VaultError, responses
+from vault.runtime import RuntimeDep
+
+router = APIRouter(tags=["access"])
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+REASON_STATUS = {"customer_not_found": 404, "customer_erased": 410}
+
+_DENIALS = {
+    403: {"model": AccessDenied, "description": "denied with a machine-readable reason"},
+    404: {"model": AccessDenied, "description": "customer_not_found"},
+    410: {"model": AccessDenied, "description": "customer_erased"},
+}
+
+
+@router.get(
+    "/v1/customers/{customer_id}/data",
+    operation_id="read_customer_data",
+    response_model=DataRead,
+    responses={**responses(NotAuthenticated, service.UnknownPurpose), **_DENIALS},
+)
+def read_customer_data(
+    customer_id: UUID,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: require(Scope.DATA_READ),
+    purpose: Annotated[str | None, Query(max_length=64)] = None,
+    attributes: Annotated[str | None, Query(max_length=2000)] = None,
+) -> JSONResponse:
+    """The attributes of one customer that the purpose may use now — or why not."""
+    now = utcnow()
+    request_id = request.state.request_id
+    try:
+        pur = service.get_purpose(runtime.policy, purpose)
+        requested = service.parse_attribute_list(attributes)
+    except VaultError as exc:
+        audit_service.record(
+            session=session,
+            actor=principal.actor,
+            action=service.READ_ACTION,
+            outcome="denied",
+            customer_id=None,
+            reason=exc.code,
+            request_id=request_id,
+            details={"requested_customer_id": str(customer_id)},
+            now=now,
+        )
+        return JSONResponse(exc.body(), status_code=exc.status, headers=NO_STORE)
+    result = service.read(
+        session=session,
+        envelope=runtime.envelope,
+        policy=runtime.policy,
+        principal=principal,
+        customer_id=customer_id,
+        purpose=pur,
+        requested=requested,
+        now=now,
+        request_id=request_id,
+    )
+    d = result.decision
+    if not d.allowed:
+        body: dict = {"error": d.reason, "detail": d.detail}
+        if d.attributes:
+            body["attributes"] = list(d.attributes)
+            body["detail"] = f"{d.detail} Not permitted: {', '.join(d.attributes)}."
+        return JSONResponse(body, status_code=REASON_STATUS.get(d.reason, 403), headers=NO_STORE)
+    return JSONResponse(
+        {"customer_id": str(customer_id), "purpose": pur.id, "attributes": result.attributes},
+        headers=NO_STORE,
+    )
+
+
+@router.get(
+    "/v1/purposes/{purpose}/audience",
+    operation_id="export_audience",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {}},
+            "description": 'one {"customer_id","attributes"} per line',
+        },
+        **responses(NotAuthenticated, Forbidden, service.UnknownPurpose),
+    },
+)
+def export_audience(
+    purpose: str,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: require(Scope.DATA_READ),
+    attributes: Annotated[str | None, Query(max_length=2000)] = None,
+):
+    """Every customer the purpose may use now, with the allowed (reduced) attributes, as NDJSON."""
+    now = utcnow()
+    pur = service.get_purpose(runtime.policy, purpose)
+    requested = service.parse_attribute_list(attributes)
+    check = service.decide_export(principal=principal, purpose=pur, requested=requested)
+    if not check.allowed:
+        audit_service.record(
+            session=session,
+            actor=principal.actor,
+            action=service.EXPORT_ACTION,
+            outcome="denied",
+            purpose=pur.id,
+            attributes=list(check.attributes),
+            reason=check.reason,
+            request_id=request.state.request_id,
+            now=now,
+        )
+        body: dict = {"error": check.reason, "detail": check.detail}
+        if check.attributes:
+            body["attributes"] = list(check.attributes)
+        return JSONResponse(body, status_code=403, headers=NO_STORE)
+    stream = service.audience(
+        engine=runtime.engine,
+        envelope=runtime.envelope,
+        policy=runtime.policy,
+        principal=principal,
+        purpose=pur,
+        requested=requested,
+        now=now,
+        request_id=request.state.request_id,
+    )
+    return StreamingResponse(stream, media_type="application/x-ndjson", headers=NO_STORE)
+
+
+@router.get("/v1/purposes", operation_id="list_purposes", response_model=list[PurposePublic])
+def list_purposes(runtime: RuntimeDep) -> list[dict]:
+    """Public: every purpose with its legal basis, attributes and plain-language texts."""
+    policy = runtime.policy
+    return [
+        {
+            **p.model_dump(
+                include={
+                    "id",
+                    "version",
+                    "attributes",
+                    "reduce",
+                    "double_opt_in",
+                    "consent_ttl_days",
+                    "reconsent",
+                    "gpc_opt_out",
+                    "direct_marketing",
+                    "dpv",
+                    "tcf_purposes",
+                    "title",
+                    "description",
+                }
+            ),
+            "legal_basis": p.legal_basis.value,
+            "recipients": [
+                {"id": r, **policy.recipients[r].model_dump(include={"name", "kind", "country"})}
+                for r in p.recipients
+            ],
+        }
+        for p in policy.purposes.values()
+    ]

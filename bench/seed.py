@@ -1,0 +1,106 @@
+"""Fast seeding for benchmarks and large tests: Core ``executemany`` of customers, encrypted
+values, blind-index rows and consent-state rows.
+
+It writes the consent *projection* directly (no ledger events, no receipts), which is what the
+read path and the audience export read; use the API or ``vault demo`` for a full ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+import orjson
+from sqlalchemy import insert
+from sqlmodel import Session
+
+from vault.consent.models import ConsentState
+from vault.customers.models import BlindIndex, Customer, CustomerValue
+from vault.db import utcnow
+from vault.runtime import Runtime
+
+# (status, version, days since the grant) per purpose, or nothing
+StatePlan = Callable[[int], dict[str, tuple[str, int, int]]]
+
+
+def profile(i: int) -> dict:
+    return {
+        "email": f"kunde{i}@tante-emma.example",
+        "first_name": "Erika",
+        "last_name": f"Mustermann{i}",
+        "birth_date": f"{1940 + i % 60}-{1 + i % 12:02d}-{1 + i % 28:02d}",
+        "postal_code": f"{10000 + i % 89999:05d}",
+        "phone": f"+4930{1000000 + i}",
+    }
+
+
+def seed(
+    rt: Runtime,
+    n: int,
+    *,
+    states: StatePlan | None = None,
+    status: Callable[[int], str] = lambda i: "active",
+    objections: Callable[[int], str] = lambda i: "",
+    batch: int = 5000,
+    start: int = 0,
+    now: datetime | None = None,
+) -> list[UUID]:
+    now = now or utcnow()
+    ids: list[UUID] = []
+    env = rt.envelope
+    for lo in range(start, start + n, batch):
+        customers, values, index, consent = [], [], [], []
+        for i in range(lo, min(lo + batch, start + n)):
+            cid = uuid4()
+            ids.append(cid)
+            key, wrapped, kek_id = env.new_data_key(cid)
+            customers.append(
+                {
+                    "id": cid,
+                    "status": status(i),
+                    "dek_wrapped": wrapped,
+                    "kek_id": kek_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "objections": objections(i),
+                }
+            )
+            for name, value in profile(i).items():
+                values.append(
+                    {
+                        "customer_id": cid,
+                        "attribute": name,
+                        "ciphertext": key.encrypt(name, orjson.dumps(value)),
+                        "updated_at": now,
+                    }
+                )
+            index.append(
+                {
+                    "attribute": "email",
+                    "digest": env.blind_index("email", profile(i)["email"]),
+                    "customer_id": cid,
+                }
+            )
+            for purpose, (st, version, age_days) in (states(i) if states else {}).items():
+                at = now - timedelta(days=age_days)
+                consent.append(
+                    {
+                        "customer_id": cid,
+                        "purpose": purpose,
+                        "status": st,
+                        "version": version,
+                        "granted_at": at if st in ("granted", "confirmed") else None,
+                        "decided_at": at,
+                        "event_id": uuid4(),
+                        "updated_at": now,
+                    }
+                )
+        with Session(rt.engine) as s:
+            s.execute(insert(Customer), customers)
+            s.execute(insert(CustomerValue), values)
+            s.execute(insert(BlindIndex), index)
+            if consent:
+                s.execute(insert(ConsentState), consent)
+            s.commit()
+    return ids

@@ -1,0 +1,32 @@
+import re
+
+from typer.testing import CliRunner
+
+from vault.cli import app
+
+
+def test_demo_prints_working_allowed_and_denied_reads(settings, runtime, client):
+    env = {
+        "VAULT_DATA_DIR": str(settings.data_dir),
+        "VAULT_DATABASE_URL": settings.resolved_database_url,
+        "VAULT_PUBLIC_URL": settings.public_url,
+    }
+    result = CliRunner().invoke(app, ["demo", "--customers", "12"], env=env)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    client_id = re.search(r"client_id:\s+(\S+)", out).group(1)
+    secret = re.search(r"client_secret:\s+(\S+)", out).group(1)
+    urls = re.findall(r"'http://testserver(/v1/customers/[^']+)'", out)
+    assert len(urls) == 2
+    tok = client.post(
+        "/v1/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {tok}"}
+    allowed = client.get(urls[0], headers=headers)
+    assert allowed.status_code == 200, allowed.text
+    assert len(allowed.json()["attributes"]["birth_date"]) == 4  # reduced to the year
+    denied = client.get(urls[1], headers=headers)
+    assert denied.status_code == 403 and denied.json()["error"] == "consent_missing"
+    again = CliRunner().invoke(app, ["demo", "--customers", "12"], env=env)
+    assert again.exit_code == 0 and "created 0 customers" in again.output

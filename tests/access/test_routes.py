@@ -1,0 +1,213 @@
+"""The consent-gated read, end to end through the API."""
+
+import pytest
+from sqlalchemy import select
+
+from tests.factories import auth_headers, create_customer
+from vault.audit.models import AuditEvent
+from vault.customers.models import Customer
+
+PERSONAL = {
+    "email": "Erika.Mustermann@Example.de",
+    "first_name": "Erika",
+    "last_name": "Mustermann",
+    "birth_date": "1984-05-17",
+    "postal_code": "10115",
+    "phone": "+49 30 1234567",
+    "favourite_categories": "Kaffee, Käse",
+}
+
+
+@pytest.fixture
+def customer(session, runtime):
+    return create_customer(session, runtime, **PERSONAL)
+
+
+@pytest.fixture
+def writer(session, runtime):
+    return auth_headers(session, runtime, "consent:write", "customers:write")
+
+
+def reader(session, runtime, *purposes):
+    return auth_headers(session, runtime, "data:read", purposes=purposes)
+
+
+def consent(client, headers, customer_id, purpose, status, **extra):
+    r = client.post(
+        f"/v1/customers/{customer_id}/consents",
+        json={"purpose": purpose, "status": status, "channel": "web", **extra},
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def read(client, headers, customer_id, purpose, attributes=None):
+    params = {"purpose": purpose}
+    if attributes:
+        params["attributes"] = attributes
+    return client.get(f"/v1/customers/{customer_id}/data", params=params, headers=headers)
+
+
+def test_needs_token_and_data_scope(client, session, runtime, customer):
+    assert read(client, {}, customer.id, "newsletter").status_code == 401
+    wrong = auth_headers(session, runtime, "consent:read", "audit:read", purposes=["newsletter"])
+    r = read(client, wrong, customer.id, "newsletter")
+    assert r.status_code == 403 and r.json()["error"] == "insufficient_scope"
+
+
+def test_grant_withdraw_regrant_cycle(client, session, runtime, customer, writer):
+    app = reader(session, runtime, "personalised_offers")
+    r = read(client, app, customer.id, "personalised_offers")
+    assert r.status_code == 403 and r.json()["error"] == "consent_missing"
+    consent(client, writer, customer.id, "personalised_offers", "granted")
+    r = read(client, app, customer.id, "personalised_offers")
+    assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "no-store"
+    attrs = r.json()["attributes"]
+    # only the purpose's attributes, birth date reduced to the year
+    assert attrs == {
+        "email": "erika.mustermann@example.de",
+        "first_name": "Erika",
+        "birth_date": "1984",
+        "postal_code": "10115",
+        "favourite_categories": "Kaffee, Käse",
+    }
+    consent(client, writer, customer.id, "personalised_offers", "withdrawn")
+    r = read(client, app, customer.id, "personalised_offers")
+    assert r.status_code == 403 and r.json()["error"] == "consent_withdrawn"
+    assert "Erika" not in r.text
+    consent(client, writer, customer.id, "personalised_offers", "granted")
+    assert read(client, app, customer.id, "personalised_offers").status_code == 200
+
+
+def test_double_opt_in_pending_until_confirmed(client, session, runtime, customer, writer):
+    app = reader(session, runtime, "newsletter")
+    body = consent(client, writer, customer.id, "newsletter", "granted")
+    token = body["confirmation_token"]
+    r = read(client, app, customer.id, "newsletter")
+    assert r.status_code == 403 and r.json()["error"] == "confirmation_pending"
+    r = client.post("/v1/consents/confirm", json={"token": token}, headers=writer)
+    assert r.status_code == 200, r.text
+    r = read(client, app, customer.id, "newsletter")
+    assert r.status_code == 200
+    assert set(r.json()["attributes"]) == {"email", "first_name"}
+
+
+def test_client_registered_for_other_purpose_is_refused(client, session, runtime, customer, writer):
+    consent(client, writer, customer.id, "personalised_offers", "granted")
+    app = reader(session, runtime, "newsletter")
+    r = read(client, app, customer.id, "personalised_offers")
+    assert r.status_code == 403 and r.json()["error"] == "purpose_not_permitted_for_client"
+
+
+def test_attribute_outside_purpose_is_403_naming_it(client, session, runtime, customer):
+    app = reader(session, runtime, "order_fulfilment")
+    r = read(client, app, customer.id, "order_fulfilment", "email,birth_date")
+    assert r.status_code == 403
+    assert r.json()["error"] == "attribute_not_permitted"
+    assert r.json()["attributes"] == ["birth_date"] and "birth_date" in r.json()["detail"]
+    r = read(client, app, customer.id, "order_fulfilment", "email,last_name")
+    assert r.status_code == 200
+    assert r.json()["attributes"] == {
+        "email": "erika.mustermann@example.de",
+        "last_name": "Mustermann",
+    }
+
+
+@pytest.mark.parametrize(
+    ("purpose", "expected"),
+    [
+        ("analytics", {"birth_date": "1984", "postal_code": "10"}),
+        ("third_party_ads", {"email": "erika.mustermann@example.de", "postal_code": "10"}),
+    ],
+)
+def test_reduced_forms(client, session, runtime, customer, writer, purpose, expected):
+    if purpose == "third_party_ads":
+        consent(client, writer, customer.id, purpose, "granted")
+    app = reader(session, runtime, purpose)
+    r = read(client, app, customer.id, purpose)
+    assert r.status_code == 200, r.text
+    assert r.json()["attributes"] == expected
+
+
+def test_contract_and_legal_obligation_need_no_consent(client, session, runtime, customer):
+    app = reader(session, runtime, "order_fulfilment", "tax_records")
+    assert read(client, app, customer.id, "order_fulfilment").status_code == 200
+    assert read(client, app, customer.id, "tax_records").status_code == 200
+
+
+def _set(session, customer_id, **fields):
+    row = session.get(Customer, customer_id)
+    for k, v in fields.items():
+        setattr(row, k, v)
+    session.add(row)
+    session.commit()
+
+
+def test_restriction_and_objections(client, session, runtime, customer, writer):
+    consent(client, writer, customer.id, "personalised_offers", "granted")
+    app = reader(session, runtime, "personalised_offers", "analytics", "order_fulfilment")
+    _set(session, customer.id, objections="direct_marketing")
+    r = read(client, app, customer.id, "personalised_offers")
+    assert r.status_code == 403 and r.json()["error"] == "objected"
+    assert read(client, app, customer.id, "analytics").status_code == 200
+    _set(session, customer.id, objections="analytics")
+    assert read(client, app, customer.id, "analytics").json()["error"] == "objected"
+    assert read(client, app, customer.id, "personalised_offers").status_code == 200
+    _set(session, customer.id, objections="", status="restricted")
+    for purpose in ("personalised_offers", "analytics", "order_fulfilment"):
+        r = read(client, app, customer.id, purpose)
+        assert r.status_code == 403 and r.json()["error"] == "restricted"
+
+
+def test_unknown_customer_erased_and_bad_purpose(client, session, runtime, customer):
+    app = reader(session, runtime, "order_fulfilment")
+    r = read(client, app, "7f1f4b0c-0000-4000-8000-000000000000", "order_fulfilment")
+    assert r.status_code == 404 and r.json()["error"] == "customer_not_found"
+    r = client.get(f"/v1/customers/{customer.id}/data", headers=app)
+    assert r.status_code == 422 and r.json()["error"] == "purpose_required"
+    r = read(client, app, customer.id, "mind_reading")
+    assert r.status_code == 422 and r.json()["error"] == "unknown_purpose"
+    _set(session, customer.id, status="erased", dek_wrapped=None, kek_id=None)
+    r = read(client, app, customer.id, "order_fulfilment")
+    assert r.status_code == 410 and r.json()["error"] == "customer_erased"
+
+
+def test_every_release_and_denial_is_audited_without_values(
+    client, session, runtime, customer, writer
+):
+    app = reader(session, runtime, "personalised_offers")
+    read(client, app, customer.id, "personalised_offers")  # denied: no consent
+    consent(client, writer, customer.id, "personalised_offers", "granted")
+    read(client, app, customer.id, "personalised_offers")  # allowed
+    read(client, app, customer.id, "personalised_offers", "phone")  # denied: attribute
+    rows = (
+        session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.action == "data.read", AuditEvent.customer_id == customer.id)
+            .order_by(AuditEvent.id)
+        )
+        .scalars()
+        .all()
+    )
+    session.rollback()
+    outcomes = [(r.outcome, r.reason) for r in rows]
+    assert outcomes == [
+        ("denied", "consent_missing"),
+        ("allowed", None),
+        ("denied", "attribute_not_permitted"),
+    ]
+    assert all(r.purpose == "personalised_offers" for r in rows)
+    dump = " ".join(str(r.model_dump()) for r in rows).lower()
+    for value in ("erika", "mustermann", "1984", "10115", "kaffee"):
+        assert value not in dump
+
+
+def test_purposes_list_is_public(client):
+    r = client.get("/v1/purposes")
+    assert r.status_code == 200
+    by_id = {p["id"]: p for p in r.json()}
+    assert by_id["newsletter"]["double_opt_in"] is True
+    assert by_id["analytics"]["legal_basis"] == "legitimate_interest"
+    assert by_id["newsletter"]["title"]["de"] and by_id["newsletter"]["title"]["en"]

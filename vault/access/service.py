@@ -1,0 +1,249 @@
+"""Consent-gated reads: the single read and the audience export.
+
+Both ask :func:`vault.policy.decision.decide` and write an audit event for every release and
+every denial in the same transaction as the read, so nothing is answered whose evidence is not
+committed. The audience export decides in SQL first (only active customers with a counting
+consent state and no objection are fetched) and by the same decision function second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+from sqlalchemy import and_, or_, select
+from sqlmodel import Session
+
+from vault.audit import service as audit_service
+from vault.auth.service import Principal
+from vault.consent import service as consent_service
+from vault.consent.models import ConsentState
+from vault.crypto.envelope import Envelope
+from vault.customers.models import Customer, CustomerValue
+from vault.errors import InvalidRequest
+from vault.policy import Policy, Purpose
+from vault.policy.decision import DIRECT_MARKETING, Decision, decide
+from vault.policy.models import LegalBasis
+from vault.policy.values import reduce
+
+READ_ACTION = "data.read"
+EXPORT_ACTION = "data.export"
+
+
+class UnknownPurpose(InvalidRequest):
+    code = "unknown_purpose"
+    default_detail = "No such purpose."
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    decision: Decision
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def get_purpose(policy: Policy, purpose_id: str | None) -> Purpose:
+    if not purpose_id:
+        raise UnknownPurpose("The query parameter 'purpose' is required.", code="purpose_required")
+    purpose = policy.purposes.get(purpose_id)
+    if purpose is None:
+        raise UnknownPurpose(f"Unknown purpose '{purpose_id[:64]}'.")
+    return purpose
+
+
+def parse_attribute_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    if not names or len(names) > 100:
+        raise InvalidRequest(
+            "'attributes' must be a comma-separated list of 1 to 100 names.",
+            code="invalid_attribute_list",
+        )
+    return names
+
+
+def _released_values(
+    purpose: Purpose, names: Sequence[str], plain: dict[str, Any]
+) -> dict[str, Any]:
+    return {n: reduce(plain[n], purpose.reduce.get(n)) for n in names if n in plain}
+
+
+def read(
+    *,
+    session: Session,
+    envelope: Envelope,
+    policy: Policy,
+    principal: Principal,
+    customer_id: UUID,
+    purpose: Purpose,
+    requested: Sequence[str] | None,
+    now: datetime,
+    request_id: str | None = None,
+) -> ReadResult:
+    """Decide, decrypt only what may be released, reduce, and audit — allowed or not."""
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        decision = Decision(False, "customer_not_found")
+    else:
+        state = None
+        if purpose.legal_basis is LegalBasis.CONSENT:
+            state = session.get(ConsentState, (customer_id, purpose.id))
+        decision = decide(
+            purpose=purpose,
+            client_purposes=principal.purposes,
+            customer_status=customer.status,
+            objections=customer.objection_set,
+            consent_status=consent_service.effective_status(state, purpose, now),
+            requested=requested,
+        )
+    released: dict[str, Any] = {}
+    if decision.allowed:
+        from vault.customers.service import decrypt_values
+
+        plain = decrypt_values(
+            session=session, envelope=envelope, customer=customer, names=decision.attributes
+        )
+        released = _released_values(purpose, decision.attributes, plain)
+    audit_service.record(
+        session=session,
+        actor=principal.actor,
+        action=READ_ACTION,
+        outcome="allowed" if decision.allowed else "denied",
+        customer_id=customer_id if customer is not None else None,
+        purpose=purpose.id,
+        attributes=sorted(released) if decision.allowed else list(decision.attributes),
+        reason=decision.reason,
+        request_id=request_id,
+        details=None if customer is not None else {"unknown_customer_id": str(customer_id)},
+        now=now,
+    )
+    return ReadResult(decision, released)
+
+
+def decide_export(
+    *, principal: Principal, purpose: Purpose, requested: Sequence[str] | None
+) -> Decision:
+    """What can be checked once for the whole export: client registration and attributes."""
+    if purpose.id not in principal.purposes:
+        return Decision(False, "purpose_not_permitted_for_client")
+    if requested is not None:
+        refused = tuple(a for a in requested if a not in purpose.attributes)
+        if refused:
+            return Decision(False, "attribute_not_permitted", refused)
+    return Decision(True, None, tuple(requested or purpose.attributes))
+
+
+def _prefilter(purpose: Purpose, now: datetime):
+    """SQL form of the decision: active customers, no objection, a counting consent state."""
+    stmt = select(
+        Customer.id,
+        Customer.status,
+        Customer.objections,
+        Customer.dek_wrapped,
+        Customer.kek_id,
+    ).where(Customer.status == "active")
+    if purpose.direct_marketing:
+        stmt = stmt.where(~Customer.objections.contains(DIRECT_MARKETING))
+    if purpose.legal_basis is LegalBasis.CONSENT:
+        counting = ["confirmed"] if purpose.double_opt_in else ["granted", "confirmed"]
+        cond = [
+            ConsentState.customer_id == Customer.id,
+            ConsentState.purpose == purpose.id,
+            ConsentState.status.in_(counting),
+        ]
+        if purpose.reconsent:
+            cond.append(ConsentState.version >= purpose.version)
+        if purpose.consent_ttl_days:
+            cond.append(ConsentState.granted_at >= now - timedelta(days=purpose.consent_ttl_days))
+        stmt = stmt.join(ConsentState, and_(*cond)).add_columns(ConsentState)
+    return stmt
+
+
+def audience(
+    *,
+    engine: Any,
+    envelope: Envelope,
+    policy: Policy,
+    principal: Principal,
+    purpose: Purpose,
+    requested: Sequence[str] | None,
+    now: datetime,
+    request_id: str | None = None,
+    batch_size: int = 2000,
+) -> Iterator[bytes]:
+    """NDJSON lines ``{"customer_id","attributes"}`` for every customer the purpose may use now.
+
+    Works in batches with its own session: each batch's audit events are committed before the
+    batch is yielded, and memory holds one batch at a time however large the audience."""
+    names = tuple(requested) if requested is not None else tuple(purpose.attributes)
+    base = _prefilter(purpose, now)
+    last: UUID | None = None
+    while True:
+        with Session(engine, expire_on_commit=False) as session:
+            stmt = base.order_by(Customer.id).limit(batch_size)
+            if last is not None:
+                stmt = stmt.where(Customer.id > last)
+            rows = session.execute(stmt).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            allowed: list[tuple[UUID, bytes, str]] = []
+            for row in rows:
+                cid, status, objections, wrapped, kek_id = row[:5]
+                state = row[5] if len(row) > 5 else None
+                decision = decide(
+                    purpose=purpose,
+                    client_purposes=principal.purposes,
+                    customer_status=status,
+                    objections=frozenset(objections.split()),
+                    consent_status=consent_service.effective_status(state, purpose, now),
+                    requested=names,
+                )
+                if decision.allowed and wrapped is not None:
+                    allowed.append((cid, wrapped, kek_id))
+            values: dict[UUID, dict[str, bytes]] = {}
+            if allowed:
+                for cid, attr, blob in session.execute(
+                    select(
+                        CustomerValue.customer_id, CustomerValue.attribute, CustomerValue.ciphertext
+                    ).where(
+                        CustomerValue.customer_id.in_([a[0] for a in allowed]),
+                        or_(*[CustomerValue.attribute == n for n in names]),
+                    )
+                ):
+                    values.setdefault(cid, {})[attr] = blob
+            lines: list[bytes] = []
+            events: list[dict[str, Any]] = []
+            for cid, wrapped, kek_id in allowed:
+                key = envelope.unwrap(cid, wrapped, kek_id)
+                plain = {
+                    attr: orjson.loads(key.decrypt(attr, blob))
+                    for attr, blob in values.get(cid, {}).items()
+                }
+                released = _released_values(purpose, names, plain)
+                lines.append(
+                    orjson.dumps({"customer_id": str(cid), "attributes": released}) + b"\n"
+                )
+                events.append(
+                    {
+                        "actor": principal.actor,
+                        "action": EXPORT_ACTION,
+                        "outcome": "allowed",
+                        "customer_id": cid,
+                        "purpose": purpose.id,
+                        "attributes": sorted(released),
+                        "request_id": request_id,
+                        "now": now,
+                    }
+                )
+            if events:
+                audit_service.record_many(session=session, events=events)
+            session.commit()
+        if lines:
+            yield b"".join(lines)
+        if len(rows) < batch_size:
+            return
