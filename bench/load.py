@@ -60,7 +60,9 @@ def wait_for(url: str, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def server(cmd: list[str], health_url: str, env: dict[str, str] | None = None, log: Path | None = None):
+def server(
+    cmd: list[str], health_url: str, env: dict[str, str] | None = None, log: Path | None = None
+):
     """Start a server process, wait until it answers, stop it afterwards."""
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=out)
@@ -81,8 +83,15 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(base_url: str, paths: list[str], token: str = "", *, seconds: int = 10,
-        connections: int = 16, threads: int = 1) -> LoadResult:
+def wrk(
+    base_url: str,
+    paths: list[str],
+    token: str = "",
+    *,
+    seconds: int = 10,
+    connections: int = 16,
+    threads: int = 1,
+) -> LoadResult:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,9 +100,24 @@ def wrk(base_url: str, paths: list[str], token: str = "", *, seconds: int = 10,
         script = Path(tmp) / "load.lua"
         script.write_text(f'args_token = "{token}"\n' + LUA)
         out = subprocess.run(
-            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-             "--latency", "-s", str(script), base_url, "--", str(paths_file)],
-            capture_output=True, text=True, check=True,
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{seconds}s",
+                "--latency",
+                "-s",
+                str(script),
+                base_url,
+                "--",
+                str(paths_file),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
