@@ -174,8 +174,10 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.get("/.well-known/jwks.json", operation_id="jwks", tags=["ops"])
     def jwks(runtime: RuntimeDep) -> dict[str, Any]:
-        """Public keys that verify access tokens and consent receipts."""
-        return runtime.signer.jwks()
+        """Public keys that verify access tokens, consent receipts and audit checkpoints."""
+        from vault.audit.service import public_jwk
+
+        return {"keys": [*runtime.signer.jwks()["keys"], public_jwk(runtime.keys)]}
 
     app.add_middleware(EdgeMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
     return app

@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     token_audience: str = "consent-vault"
     token_ttl_seconds: int = Field(900, ge=60, le=86400)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    audit_retention_days: int = Field(
+        1095, ge=1, description="'vault audit purge' deletes audit events older than this"
+    )
+    audit_seal_interval: float = Field(
+        0.5, ge=0, description="seconds between background audit chaining (0: off)"
+    )
+    audit_checkpoint_interval: float = Field(
+        10.0, gt=0, description="seconds between signed audit checkpoints"
+    )
 
     @model_validator(mode="after")
     def _refuse_embedded_keys_in_production(self) -> Settings:

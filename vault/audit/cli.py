@@ -1,3 +1,103 @@
+"""``vault audit ...``: seal, verify and purge the tamper-evident audit log."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="audit commands.", no_args_is_help=True)
+app = typer.Typer(help="Tamper-evident audit log.", no_args_is_help=True)
+
+
+def _runtime():
+    from vault.config import Settings
+    from vault.runtime import Runtime
+
+    return Runtime.build(Settings())
+
+
+@app.command("seal")
+def seal_cmd() -> None:
+    """Chain every pending event and sign a checkpoint over the head."""
+    from vault.audit.sealer import seal_pending
+
+    rt = _runtime()
+    try:
+        result = seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
+    finally:
+        rt.engine.dispose()
+    typer.echo(
+        f"sealed {result.sealed} events; head seq {result.head_seq}; "
+        f"checkpoint {result.checkpoint_seq if result.checkpoint_seq is not None else 'unchanged'}"
+    )
+
+
+@app.command("verify")
+def verify_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    seal: Annotated[
+        bool, typer.Option(help="Chain pending events first (--no-seal: strictly read-only)")
+    ] = True,
+) -> None:
+    """Recompute the hash chain and check every signed checkpoint; exit 1 when tampered."""
+    from sqlmodel import Session
+
+    from vault.audit import service
+    from vault.audit.sealer import seal_pending
+
+    rt = _runtime()
+    try:
+        if seal:
+            with Session(rt.engine) as session:
+                service.record(
+                    session=session, actor="cli", action="audit.read", details={"format": "verify"}
+                )
+                session.commit()
+            seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
+        result = service.verify_engine(engine=rt.engine, keys=rt.keys)
+    finally:
+        rt.engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(result.model_dump()))
+    elif result.ok:
+        typer.echo(f"ok: {result.checked} events verified")
+    else:
+        typer.echo(
+            f"TAMPERED: first invalid seq {result.first_invalid_seq} "
+            f"({result.checked} events verified before it)"
+        )
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command("purge")
+def purge_cmd(
+    retention_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Override VAULT_AUDIT_RETENTION_DAYS"),
+    ] = None,
+) -> None:
+    """Delete events older than the retention period, up to a signed checkpoint that anchors
+    the rest of the chain."""
+    from sqlmodel import Session
+
+    from vault.audit import service
+    from vault.audit.sealer import seal_pending
+
+    rt = _runtime()
+    days = retention_days or rt.settings.audit_retention_days
+    try:
+        seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
+        with Session(rt.engine) as session:
+            result = service.purge(session=session, retention_days=days)
+            session.commit()
+        seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
+    finally:
+        rt.engine.dispose()
+    if result.up_to_seq is None:
+        typer.echo(f"nothing to purge (retention {days} days)")
+    else:
+        typer.echo(
+            f"purged {result.deleted} events up to seq {result.up_to_seq} "
+            f"(retention {days} days); checkpoint {result.up_to_seq} anchors the chain"
+        )

@@ -1,3 +1,167 @@
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from vault.audit import sealer, service
+from vault.audit.models import AuditEventPage, VerifyResult
+from vault.auth.deps import require
+from vault.auth.scopes import Scope
+from vault.db import SessionDep
+from vault.errors import Forbidden, NotAuthenticated, responses
+from vault.runtime import RuntimeDep
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+_AUTH = (NotAuthenticated, Forbidden)
+NDJSON = "application/x-ndjson"
+CSV = "text/csv"
+CSV_COLUMNS = [
+    "seq",
+    "occurred_at",
+    "actor",
+    "action",
+    "outcome",
+    "customer_id",
+    "purpose",
+    "attributes",
+    "reason",
+    "request_id",
+    "details",
+]
+
+_EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **responses(*_AUTH, service.InvalidCursor),
+    200: {
+        "description": "A page of events, or with `Accept: application/x-ndjson` or "
+        "`text/csv` the whole selection as a stream.",
+        "content": {NDJSON: {"schema": {"type": "string"}}, CSV: {"schema": {"type": "string"}}},
+    },
+}
+
+
+def _ndjson(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    for e in events:
+        yield orjson.dumps(e) + b"\n"
+
+
+def _csv(events: Iterator[dict[str, Any]]) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    for n, e in enumerate(events, 1):
+        writer.writerow(
+            [
+                "" if e["seq"] is None else e["seq"],
+                e["occurred_at"].isoformat(),
+                e["actor"],
+                e["action"],
+                e["outcome"],
+                e["customer_id"] or "",
+                e["purpose"] or "",
+                " ".join(e["attributes"]),
+                e["reason"] or "",
+                e["request_id"] or "",
+                orjson.dumps(e["details"]).decode() if e["details"] else "",
+            ]
+        )
+        if n % 500 == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+@router.get(
+    "/events",
+    operation_id="list_audit_events",
+    response_model=AuditEventPage,
+    responses=_EVENTS_RESPONSES,
+)
+def list_audit_events(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: require(Scope.AUDIT_READ),
+    customer_id: UUID | None = None,
+    actor: Annotated[
+        str | None,
+        Query(max_length=217, pattern=r"^[a-z][a-z_]{1,15}(:[A-Za-z0-9._:\-]{1,200})?$"),
+    ] = None,
+    purpose: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z][a-z0-9_]*$")] = None,
+    action: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[a-z][a-z0-9_.]*(\.\*)?$",
+            description="exact, or a prefix such as 'data.*'",
+        ),
+    ] = None,
+    outcome: Annotated[str | None, Query(pattern=r"^(success|allowed|denied|error)$")] = None,
+    since: Annotated[datetime | None, Query(description="occurred at or after (UTC)")] = None,
+    until: Annotated[datetime | None, Query(description="occurred before (UTC)")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=service.PAGE_MAX)] = 100,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    """Audit events in insertion order: filtered, paginated, or streamed as NDJSON or CSV."""
+    filters = service.EventFilter(
+        customer_id=customer_id,
+        actor=actor,
+        purpose=purpose,
+        action=action,
+        outcome=outcome,
+        since=since,
+        until=until,
+    )
+    media = NDJSON if accept and NDJSON in accept else CSV if accept and CSV in accept else None
+    service.record(
+        session=session,
+        actor=principal.actor,
+        action="audit.read",
+        customer_id=customer_id,
+        purpose=purpose or None,
+        details={"format": (media or "json").split("/")[-1], "filters": filters.used()},
+    )
+    if media is not None:
+        # Streams after the request's transaction (and its audit.read event) has committed,
+        # through short read transactions of its own.
+        events = service.iter_events(engine=runtime.engine, filters=filters)
+        if media == NDJSON:
+            return StreamingResponse(_ndjson(events), media_type=NDJSON)
+        return StreamingResponse(
+            _csv(events),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="audit-events.csv"'},
+        )
+    events, next_cursor = service.list_events(
+        session=session, filters=filters, cursor=cursor, limit=limit
+    )
+    return {"events": events, "next_cursor": next_cursor}
+
+
+@router.get(
+    "/verify",
+    operation_id="verify_audit_log",
+    response_model=VerifyResult,
+    responses=responses(*_AUTH),
+)
+def verify_audit_log(
+    session: SessionDep, runtime: RuntimeDep, principal: require(Scope.AUDIT_READ)
+) -> VerifyResult:
+    """Chain pending events, then recompute the whole chain and check every checkpoint."""
+    service.record(
+        session=session, actor=principal.actor, action="audit.read", details={"format": "verify"}
+    )
+    # Commit the audit.read event now: sealing and verifying run in transactions of their own,
+    # and on SQLite this request's write lock must not be held while they run.
+    session.commit()
+    sealer.seal_pending(engine=runtime.engine, keys=runtime.keys, checkpoint=True)
+    return service.verify_engine(engine=runtime.engine, keys=runtime.keys)

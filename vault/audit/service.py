@@ -59,20 +59,26 @@ arbitrary data.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import insert
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import Connection, Engine, and_, func, insert, select, text
 from sqlmodel import Session
 
-from vault.audit.models import AuditEvent
-from vault.db import utcnow
-from vault.errors import VaultError
+from vault.audit import chain
+from vault.audit.models import AuditCheckpoint, AuditEvent, AuditPurge, VerifyResult
+from vault.crypto import KeyMaterial
+from vault.db import reader, utcnow
+from vault.errors import InvalidRequest, VaultError
 
 OUTCOMES = frozenset({"success", "allowed", "denied", "error"})
 MAX_DETAILS_BYTES = 2048
@@ -290,6 +296,459 @@ def actor_text(actor_type: str, actor_id: str | None) -> str:
     return f"{actor_type}:{actor_id}" if actor_id else actor_type
 
 
-def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), size):
-        yield seq[i : i + size]
+# --- sealing ---------------------------------------------------------------------------------
+
+# pg_advisory_xact_lock key of the chain head ("audit" in ASCII).
+SEAL_LOCK_KEY = 0x6175646974
+SEAL_BATCH = 5000
+PURGED_ACTION = "audit.purged"
+
+
+@dataclass(frozen=True)
+class SealResult:
+    sealed: int
+    head_seq: int
+    checkpoint_seq: int | None  # the checkpoint written by this call, if any
+
+
+def _head(session: Session) -> tuple[int, bytes]:
+    row = session.execute(
+        text("SELECT seq, hash FROM audit_event WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
+    ).first()
+    cp = session.execute(
+        text("SELECT seq, hash FROM audit_checkpoint ORDER BY seq DESC LIMIT 1")
+    ).first()
+    best = max((r for r in (row, cp) if r is not None), key=lambda r: r[0], default=None)
+    if best is None:
+        return 0, chain.GENESIS
+    return int(best[0]), bytes(best[1])
+
+
+def seal(
+    *,
+    session: Session,
+    keys: KeyMaterial,
+    now: datetime | None = None,
+    batch_size: int = SEAL_BATCH,
+    checkpoint: bool | None = None,
+    checkpoint_interval: float = 10.0,
+) -> SealResult:
+    """Chain up to ``batch_size`` committed unchained events and maybe sign a checkpoint.
+
+    Takes the chain lock for the rest of the caller's transaction; the caller commits at once.
+    ``checkpoint``: True signs the head now, False never, None when the last checkpoint is older
+    than ``checkpoint_interval`` seconds."""
+    now = now or utcnow()
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEAL_LOCK_KEY})
+    head_seq, head_hash = _head(session)
+    rows = session.execute(
+        text(
+            # body_sql is a constant expression over column names, no input.
+            f"SELECT id, {chain.body_sql(dialect, with_seq=False)} FROM audit_event "  # noqa: S608
+            "WHERE seq IS NULL ORDER BY id LIMIT :n"
+        ),
+        {"n": batch_size},
+    ).all()
+    updates = []
+    link = chain.link
+    for id_, body in rows:
+        head_seq += 1
+        head_hash = link(head_hash, head_seq, body)
+        updates.append({"i": id_, "s": head_seq, "h": head_hash})
+    if updates:
+        session.execute(text("UPDATE audit_event SET seq = :s, hash = :h WHERE id = :i"), updates)
+
+    written = None
+    if checkpoint is not False and head_seq > 0:
+        last = session.execute(
+            select(AuditCheckpoint.seq, AuditCheckpoint.signed_at)
+            .order_by(AuditCheckpoint.seq.desc())
+            .limit(1)
+        ).first()
+        due = (
+            checkpoint is True
+            or last is None
+            or (now - last.signed_at).total_seconds() >= checkpoint_interval
+        )
+        if due and (last is None or last.seq < head_seq):
+            session.execute(
+                insert(AuditCheckpoint.__table__),  # type: ignore[attr-defined]
+                [
+                    {
+                        "seq": head_seq,
+                        "hash": head_hash,
+                        "signed_at": now,
+                        "kid": keys.audit_kid,
+                        "signature": chain.sign_checkpoint(
+                            keys.audit_key, head_seq, head_hash, now
+                        ),
+                    }
+                ],
+            )
+            written = head_seq
+    return SealResult(sealed=len(updates), head_seq=head_seq, checkpoint_seq=written)
+
+
+def needs_sealing(connection: Connection) -> bool:
+    """Cheap check: unchained events, or a chained head no checkpoint covers yet."""
+    row = connection.execute(
+        text(
+            "SELECT (SELECT id FROM audit_event WHERE seq IS NULL LIMIT 1),"
+            " (SELECT max(seq) FROM audit_event),"
+            " (SELECT max(seq) FROM audit_checkpoint)"
+        )
+    ).one()
+    return row[0] is not None or (row[1] or 0) > (row[2] or 0)
+
+
+# --- verification ----------------------------------------------------------------------------
+
+VERIFY_BATCH = 20_000
+
+
+def public_key(keys: KeyMaterial) -> ed25519.Ed25519PublicKey:
+    return keys.audit_key.public_key()
+
+
+def public_jwk(keys: KeyMaterial) -> dict[str, str]:
+    """The checkpoint key as an RFC 8037 OKP JWK, for ``/.well-known/jwks.json``."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    raw = public_key(keys).public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": chain.b64url(raw),
+        "kid": keys.audit_kid,
+        "use": "sig",
+        "alg": "EdDSA",
+    }
+
+
+def _checkpoints(connection: Connection, start: int) -> Iterator[tuple]:
+    last = start - 1
+    while True:
+        rows = connection.execute(
+            text(
+                "SELECT seq, hash, signed_at, kid, signature FROM audit_checkpoint "
+                "WHERE seq > :last ORDER BY seq LIMIT 1000"
+            ),
+            {"last": last},
+        ).all()
+        yield from rows
+        if len(rows) < 1000:
+            return
+        last = rows[-1][0]
+
+
+def _signed_at(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _checkpoint_ok(keys: KeyMaterial, cp: tuple) -> bool:
+    seq, chain_hash, signed_at, kid, signature = cp
+    if kid != keys.audit_kid:
+        return False
+    return chain.checkpoint_valid(
+        public_key(keys), int(seq), bytes(chain_hash), _signed_at(signed_at), bytes(signature)
+    )
+
+
+def _authorised_purges(connection: Connection) -> set[int]:
+    """Anchors named by chained ``audit.purged`` events."""
+    out: set[int] = set()
+    for (details,) in connection.execute(
+        text("SELECT details FROM audit_event WHERE action = :a AND seq IS NOT NULL"),
+        {"a": PURGED_ACTION},
+    ):
+        try:
+            out.add(int(orjson.loads(details)["up_to_seq"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def verify(*, connection: Connection, keys: KeyMaterial) -> VerifyResult:
+    """Recompute the whole chain and check every checkpoint. Read-only; the caller gives a
+    connection whose transaction sees one snapshot (see :func:`verify_engine`)."""
+    dialect = connection.dialect.name
+    first = connection.execute(text("SELECT min(seq) FROM audit_event")).scalar()
+    if first is None:
+        any_cp = connection.execute(text("SELECT max(seq) FROM audit_checkpoint")).scalar()
+        if any_cp is None:
+            return VerifyResult(ok=True, checked=0, first_invalid_seq=None)
+        return VerifyResult(ok=False, checked=0, first_invalid_seq=1)
+    first = int(first)
+
+    def fail(seq: int, checked: int) -> VerifyResult:
+        return VerifyResult(ok=False, checked=checked, first_invalid_seq=seq)
+
+    if first == 1:
+        prev, good_cp = chain.GENESIS, 0
+    else:
+        # A purged log must start right after a checkpoint that a chained audit.purged names.
+        anchor = connection.execute(
+            text(
+                "SELECT seq, hash, signed_at, kid, signature FROM audit_checkpoint "
+                "WHERE seq < :m ORDER BY seq DESC LIMIT 1"
+            ),
+            {"m": first},
+        ).first()
+        if anchor is None:
+            return fail(1, 0)
+        if int(anchor[0]) != first - 1 or not _checkpoint_ok(keys, tuple(anchor)):
+            return fail(int(anchor[0]) + 1 if int(anchor[0]) < first - 1 else first, 0)
+        prev, good_cp = bytes(anchor[1]), first - 1
+
+    checkpoints = _checkpoints(connection, first)
+    cp = next(checkpoints, None)
+    cp_seq = int(cp[0]) if cp else -1
+    expected = first
+    sha256 = hashlib.sha256
+    result = connection.execution_options(yield_per=VERIFY_BATCH).execute(
+        text(
+            f"SELECT seq, hash, {chain.body_sql(dialect, with_seq=True)} FROM audit_event "  # noqa: S608
+            "WHERE seq IS NOT NULL ORDER BY seq"
+        )
+    )
+    for part in result.partitions():
+        for seq, stored, body in part:
+            if seq != expected:
+                result.close()
+                return fail(expected, expected - first)
+            prev = sha256(prev + body.encode()).digest()
+            if prev != stored:
+                result.close()
+                return fail(seq, expected - first)
+            if seq == cp_seq:
+                if not _checkpoint_ok(keys, tuple(cp)):  # type: ignore[arg-type]
+                    result.close()
+                    return fail(seq, expected - first)
+                if bytes(cp[1]) != prev:  # type: ignore[index]
+                    # Internally consistent but not what was signed: the hashes were rewritten
+                    # somewhere after the last checkpoint that still matched.
+                    result.close()
+                    return fail(good_cp + 1, expected - first)
+                good_cp = seq
+                cp = next(checkpoints, None)
+                cp_seq = int(cp[0]) if cp else -1
+            expected += 1
+    checked = expected - first
+    if cp is not None:  # a checkpoint names events that are gone: the tail was cut
+        return fail(expected, checked)
+    if first > 1 and first - 1 not in _authorised_purges(connection):
+        return fail(
+            max((a for a in _authorised_purges(connection) if a < first - 1), default=0) + 1,
+            checked,
+        )
+    return VerifyResult(ok=True, checked=checked, first_invalid_seq=None)
+
+
+def verify_engine(*, engine: Engine, keys: KeyMaterial) -> VerifyResult:
+    """:func:`verify` in one read-only snapshot (REPEATABLE READ on PostgreSQL, one deferred
+    transaction on SQLite), so checkpoints and events are read as of the same instant."""
+    if engine.dialect.name == "postgresql":
+        conn_engine = engine.execution_options(isolation_level="REPEATABLE READ")
+    else:
+        conn_engine = reader(engine)
+    with conn_engine.connect() as conn, conn.begin():
+        return verify(connection=conn, keys=keys)
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    up_to_seq: int | None
+    deleted: int
+
+
+def purge(
+    *,
+    session: Session,
+    now: datetime | None = None,
+    retention_days: int,
+    actor: str = "cli",
+) -> PurgeResult:
+    """Delete chained events older than ``retention_days``, up to the newest signed checkpoint
+    that precedes every younger event; that checkpoint anchors what remains. Seal with a
+    checkpoint first (``vault audit purge`` does)."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=retention_days)
+    young = session.execute(
+        select(func.min(AuditEvent.seq)).where(
+            AuditEvent.seq.is_not(None), AuditEvent.occurred_at >= cutoff
+        )
+    ).scalar()
+    if young is None:
+        young = (session.execute(select(func.max(AuditEvent.seq))).scalar() or 0) + 1
+    anchor = session.execute(
+        select(func.max(AuditCheckpoint.seq)).where(AuditCheckpoint.seq < young)
+    ).scalar()
+    done = session.execute(select(func.max(AuditPurge.up_to_seq))).scalar() or 0
+    if anchor is None or anchor <= done:
+        return PurgeResult(up_to_seq=None, deleted=0)
+    count = session.execute(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.seq <= anchor)
+    ).scalar_one()
+    # The permit first: the delete triggers allow exactly seq <= up_to_seq.
+    session.execute(
+        insert(AuditPurge.__table__),  # type: ignore[attr-defined]
+        [{"up_to_seq": anchor, "purged_at": now, "deleted": count}],
+    )
+    session.execute(text("DELETE FROM audit_event WHERE seq <= :a"), {"a": anchor})
+    session.execute(text("DELETE FROM audit_checkpoint WHERE seq < :a"), {"a": anchor})
+    record(
+        session=session,
+        actor=actor,
+        action=PURGED_ACTION,
+        details={"up_to_seq": anchor, "deleted": count, "retention_days": retention_days},
+        now=now,
+    )
+    return PurgeResult(up_to_seq=anchor, deleted=count)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+PAGE_MAX = 1000
+EXPORT_BATCH = 5000
+
+
+class InvalidCursor(InvalidRequest):
+    code = "invalid_cursor"
+    default_detail = "The cursor is not valid; start again without one."
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    customer_id: UUID | None = None
+    actor: str | None = None
+    purpose: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def clauses(self) -> list[Any]:
+        t = AuditEvent
+        out: list[Any] = []
+        if self.customer_id is not None:
+            out.append(t.customer_id == self.customer_id)
+        if self.actor:
+            actor_type, _, actor_id = self.actor.partition(":")
+            out.append(t.actor_type == actor_type)
+            if actor_id:
+                out.append(t.actor_id == actor_id)
+        if self.purpose:
+            out.append(t.purpose == self.purpose)
+        if self.action:
+            if self.action.endswith(".*"):
+                out.append(t.action.startswith(self.action[:-1], autoescape=True))
+            else:
+                out.append(t.action == self.action)
+        if self.outcome:
+            out.append(t.outcome == self.outcome)
+        if self.since is not None:
+            out.append(t.occurred_at >= _aware(self.since))
+        if self.until is not None:
+            out.append(t.occurred_at < _aware(self.until))
+        return out
+
+    def used(self) -> list[str]:
+        return [k for k, v in self.__dict__.items() if v is not None and v != ""]
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+_COLUMNS = (
+    AuditEvent.id,
+    AuditEvent.seq,
+    AuditEvent.occurred_at,
+    AuditEvent.actor_type,
+    AuditEvent.actor_id,
+    AuditEvent.action,
+    AuditEvent.outcome,
+    AuditEvent.customer_id,
+    AuditEvent.purpose,
+    AuditEvent.attributes,
+    AuditEvent.reason,
+    AuditEvent.request_id,
+    AuditEvent.details,
+)
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"a1:{last_id}".encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        tag, _, value = raw.partition(":")
+        if tag != "a1" or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except ValueError:
+        raise InvalidCursor() from None
+
+
+def to_public(row: Any) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "occurred_at": row.occurred_at,
+        "actor": actor_text(row.actor_type, row.actor_id),
+        "action": row.action,
+        "outcome": row.outcome,
+        "customer_id": row.customer_id,
+        "purpose": row.purpose,
+        "attributes": row.attributes.split(",") if row.attributes else [],
+        "reason": row.reason,
+        "request_id": row.request_id,
+        "details": orjson.loads(row.details) if row.details else None,
+    }
+
+
+def _select(flt: EventFilter, after_id: int, limit: int):
+    return (
+        select(*_COLUMNS)
+        .where(and_(AuditEvent.id > after_id, *flt.clauses()))
+        .order_by(AuditEvent.id)
+        .limit(limit)
+    )
+
+
+def list_events(
+    *, session: Session, filters: EventFilter, cursor: str | None = None, limit: int = 100
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page in insertion order, and the cursor of the next page (None at the end)."""
+    limit = max(1, min(limit, PAGE_MAX))
+    rows = session.execute(_select(filters, decode_cursor(cursor), limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [to_public(r) for r in rows], (encode_cursor(rows[-1].id) if more else None)
+
+
+def iter_events(
+    *, engine: Engine, filters: EventFilter, batch_size: int = EXPORT_BATCH
+) -> Iterator[dict[str, Any]]:
+    """Every matching event, in keyset batches, each batch in its own short read transaction,
+    so an export of millions of events holds neither memory nor locks."""
+    after = 0
+    read = reader(engine)
+    while True:
+        with Session(read) as s:
+            rows = s.execute(_select(filters, after, batch_size)).all()
+        for r in rows:
+            yield to_public(r)
+        if len(rows) < batch_size:
+            return
+        after = rows[-1].id
