@@ -10,6 +10,7 @@ from sqlalchemy import Connection, text
 from sqlmodel import Session
 
 from vault.audit import service
+from vault.audit.sealer import seal_pending
 from vault.runtime import Runtime
 
 SQLITE_TRIGGERS = [
@@ -38,10 +39,7 @@ def write(runtime: Runtime, n: int, *, now: datetime | None = None, **overrides)
 
 
 def seal(runtime: Runtime, *, checkpoint: bool | None = True) -> service.SealResult:
-    with Session(runtime.engine) as s:
-        result = service.seal(session=s, keys=runtime.keys, checkpoint=checkpoint)
-        s.commit()
-    return result
+    return seal_pending(engine=runtime.engine, keys=runtime.keys, checkpoint=checkpoint)
 
 
 def verify(runtime: Runtime):

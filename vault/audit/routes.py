@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from vault.audit import sealer, service
@@ -87,6 +87,7 @@ def _csv(events: Iterator[dict[str, Any]]) -> Iterator[str]:
     responses=_EVENTS_RESPONSES,
 )
 def list_audit_events(
+    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: require(Scope.AUDIT_READ),
@@ -122,29 +123,30 @@ def list_audit_events(
         until=until,
     )
     media = NDJSON if accept and NDJSON in accept else CSV if accept and CSV in accept else None
+    page = None
+    if media is None:
+        page = service.list_events(session=session, filters=filters, cursor=cursor, limit=limit)
     service.record(
         session=session,
         actor=principal.actor,
         action="audit.read",
         customer_id=customer_id,
-        purpose=purpose or None,
+        purpose=purpose,
+        request_id=request.state.request_id,
         details={"format": (media or "json").split("/")[-1], "filters": filters.used()},
     )
-    if media is not None:
-        # Streams after the request's transaction (and its audit.read event) has committed,
-        # through short read transactions of its own.
-        events = service.iter_events(engine=runtime.engine, filters=filters)
-        if media == NDJSON:
-            return StreamingResponse(_ndjson(events), media_type=NDJSON)
-        return StreamingResponse(
-            _csv(events),
-            media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": 'attachment; filename="audit-events.csv"'},
-        )
-    events, next_cursor = service.list_events(
-        session=session, filters=filters, cursor=cursor, limit=limit
+    if page is not None:
+        return {"events": page[0], "next_cursor": page[1]}
+    # Streams after the request's transaction (and its audit.read event) has committed,
+    # through short read transactions of its own.
+    events = service.iter_events(engine=runtime.engine, filters=filters)
+    if media == NDJSON:
+        return StreamingResponse(_ndjson(events), media_type=NDJSON)
+    return StreamingResponse(
+        _csv(events),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": 'attachment; filename="audit-events.csv"'},
     )
-    return {"events": events, "next_cursor": next_cursor}
 
 
 @router.get(
@@ -154,11 +156,18 @@ def list_audit_events(
     responses=responses(*_AUTH),
 )
 def verify_audit_log(
-    session: SessionDep, runtime: RuntimeDep, principal: require(Scope.AUDIT_READ)
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: require(Scope.AUDIT_READ),
 ) -> VerifyResult:
     """Chain pending events, then recompute the whole chain and check every checkpoint."""
     service.record(
-        session=session, actor=principal.actor, action="audit.read", details={"format": "verify"}
+        session=session,
+        actor=principal.actor,
+        action="audit.read",
+        request_id=request.state.request_id,
+        details={"format": "verify"},
     )
     # Commit the audit.read event now: sealing and verifying run in transactions of their own,
     # and on SQLite this request's write lock must not be held while they run.
