@@ -11,16 +11,20 @@ ledger facts a verifier needs (``consentStatus``, ``purposeId``, ``purposeVersio
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from vault.auth.tokens import Signer
-from vault.consent.models import ConsentEvent
 from vault.policy import Policy, Purpose
 
 RECEIPT_TYP = "consent-receipt+jwt"
 KANTARA_VERSION = "KI-CR-v1.1.0"
+
+# The parts of a receipt that depend only on (policy, purpose, language), computed once.
+# Keyed by object identity; the objects are kept in the value so an id is never reused.
+_static: dict[tuple[int, int, str], tuple[Policy, Purpose, dict[str, Any]]] = {}
 
 
 def notice_hash(purpose: Purpose, language: str) -> str:
@@ -62,9 +66,11 @@ def _service(policy: Policy, purpose: Purpose, language: str) -> dict[str, Any]:
     return {"service": purpose.title.get(language), "purposes": [entry]}
 
 
-def build_payload(
-    *, event: ConsentEvent, policy: Policy, purpose: Purpose, issuer: str
-) -> dict[str, Any]:
+def _static_part(policy: Policy, purpose: Purpose, language: str) -> dict[str, Any]:
+    key = (id(policy), id(purpose), language)
+    hit = _static.get(key)
+    if hit is not None and hit[0] is policy and hit[1] is purpose:
+        return hit[2]
     controller = policy.controller
     special = sorted(
         {
@@ -73,14 +79,9 @@ def build_payload(
             if a in policy.attributes and policy.attributes[a].special_category
         }
     )
-    return {
+    part = {
         "version": KANTARA_VERSION,
         "jurisdiction": controller.get("jurisdiction", "DE"),
-        "consentTimestamp": int(event.occurred_at.timestamp()),
-        "collectionMethod": f"{event.channel}: {event.method}",
-        "consentReceiptID": str(event.id),
-        "language": event.language,
-        "piiPrincipalId": str(event.customer_id),
         "piiControllers": [
             {
                 "piiController": controller.get("name", ""),
@@ -92,22 +93,40 @@ def build_payload(
             }
         ],
         "policyUrl": controller.get("policy_url", ""),
-        "services": [_service(policy, purpose, event.language)],
+        "services": [_service(policy, purpose, language)],
         "sensitive": bool(special),
         "spiCat": special,
+    }
+    if len(_static) > 1024:
+        _static.clear()
+    _static[key] = (policy, purpose, part)
+    return part
+
+
+def build_payload(
+    *, event: Mapping[str, Any], policy: Policy, purpose: Purpose, issuer: str
+) -> dict[str, Any]:
+    """The receipt payload for one ledger event (given as its column values)."""
+    return {
+        **_static_part(policy, purpose, event["language"]),
+        "consentTimestamp": int(event["occurred_at"].timestamp()),
+        "collectionMethod": f"{event['channel']}: {event['method']}",
+        "consentReceiptID": str(event["id"]),
+        "language": event["language"],
+        "piiPrincipalId": str(event["customer_id"]),
         # ledger facts beyond the Kantara schema
         "iss": issuer,
-        "iat": int(event.recorded_at.timestamp()),
-        "consentStatus": event.status,
-        "purposeId": event.purpose,
-        "purposeVersion": event.purpose_version,
-        "noticeHash": event.notice_hash,
-        "actor": event.actor,
+        "iat": int(event["recorded_at"].timestamp()),
+        "consentStatus": event["status"],
+        "purposeId": event["purpose"],
+        "purposeVersion": event["purpose_version"],
+        "noticeHash": event["notice_hash"],
+        "actor": event["actor"],
     }
 
 
 def sign_receipt(
-    *, signer: Signer, event: ConsentEvent, policy: Policy, purpose: Purpose, issuer: str
+    *, signer: Signer, event: Mapping[str, Any], policy: Policy, purpose: Purpose, issuer: str
 ) -> str:
     payload = build_payload(event=event, policy=policy, purpose=purpose, issuer=issuer)
     return signer.sign_payload(payload, typ=RECEIPT_TYP)

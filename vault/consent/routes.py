@@ -3,7 +3,8 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, status
+import orjson
+from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import AwareDatetime
 
 from vault.auth.deps import require
@@ -30,6 +31,12 @@ from vault.runtime import RuntimeDep
 router = APIRouter(tags=["consent"])
 
 _AUTH = (NotAuthenticated, Forbidden)
+
+
+def _json(content: dict, status_code: int = 200) -> Response:
+    # The services already return plain JSON data; skip a second validation pass (hot path).
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
 
 IdempotencyKey = Annotated[
     str | None,
@@ -70,9 +77,9 @@ def record_consent(
     runtime: RuntimeDep,
     principal: require(Scope.CONSENT_WRITE),
     idempotency_key: IdempotencyKey = None,
-) -> dict:
+) -> Response:
     """Record a consent statement (grant, withdrawal, refusal) and return its signed receipt."""
-    return service.submit(
+    answer = service.submit(
         session=session,
         policy=runtime.policy,
         signer=runtime.signer,
@@ -83,6 +90,7 @@ def record_consent(
         recorded_by=principal.actor,
         idempotency_key=idempotency_key,
     )
+    return _json(answer, status.HTTP_201_CREATED)
 
 
 @router.post(
@@ -103,7 +111,7 @@ def confirm_consent(
     session: SessionDep,
     runtime: RuntimeDep,
     principal: require(Scope.CONSENT_WRITE),
-) -> dict:
+) -> Response:
     """Confirm a double opt-in grant with its single-use token; only then does it count."""
     now = utcnow()
     result = service.confirm(
@@ -115,7 +123,7 @@ def confirm_consent(
         recorded_by=principal.actor,
         now=now,
     )
-    return service.write_result(result, runtime.policy.purposes[result.event.purpose], now)
+    return _json(service.write_result(result, runtime.policy.purposes[result.event.purpose], now))
 
 
 @router.get(

@@ -28,10 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
-from sqlalchemy import delete, select, text
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -50,9 +50,16 @@ from vault.consent.models import (
 from vault.consent.receipts import notice_hash, sign_receipt
 from vault.crypto.envelope import Envelope
 from vault.customers import service as customers_service
-from vault.customers.models import Customer
+from vault.customers.models import Customer, CustomerStatus
 from vault.db import utcnow
-from vault.errors import Conflict, InvalidRequest, NotFound, VaultError
+from vault.errors import (
+    Conflict,
+    CustomerErased,
+    CustomerNotFound,
+    InvalidRequest,
+    NotFound,
+    VaultError,
+)
 from vault.policy import Policy, Purpose
 
 CLOCK_SKEW = timedelta(minutes=2)
@@ -348,8 +355,9 @@ def truncate_ip(value: str) -> str:
         raise InvalidEvidence("evidence: the IP address is not valid.") from None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    prefix = 24 if ip.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    if ip.version == 4:
+        return f"{ipaddress.IPv4Address(int(ip) & ~0xFF)}/24"
+    return f"{ipaddress.IPv6Address(int(ip) & ~((1 << 80) - 1))}/48"
 
 
 def clean_evidence(evidence: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -384,8 +392,8 @@ def clean_evidence(evidence: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 class RecordResult(NamedTuple):
-    event: ConsentEvent
-    state: ConsentState
+    event: LedgerEvent
+    state: StateRecord
     receipt: str
     confirmation_token: str | None
     applied: bool
@@ -404,35 +412,102 @@ def consent_purpose(policy: Policy, purpose_id: str) -> Purpose:
     return purpose
 
 
-def lock_customer(session: Session, customer_id: UUID) -> Customer:
-    """Load the customer for writing: 404 unknown, 410 erased, and on PostgreSQL hold its row
-    lock until commit, so consent writes of one customer queue."""
-    session.get(Customer, customer_id, with_for_update=True)
-    return customers_service.get_customer(session, customer_id)
+def lock_customer(session: Session, customer_id: UUID) -> None:
+    """Check the customer for writing (404 unknown, 410 erased) and, on PostgreSQL, hold its
+    row lock until commit, so consent writes of one customer queue."""
+    status = session.connection().execute(_LOCK_CUSTOMER, {"cid": customer_id}).scalar()
+    if status is None:
+        raise CustomerNotFound()
+    if status == CustomerStatus.ERASED:
+        raise CustomerErased()
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class LedgerEvent:
+    """A recorded ``consent_event`` row (what the write path returns; no ORM instance)."""
+
+    seq: int
+    id: UUID
+    customer_id: UUID
+    purpose: str
+    purpose_version: int
+    status: str
+    occurred_at: datetime
+    recorded_at: datetime
+    channel: str
+    method: str
+    actor: str
+    recorded_by: str
+    language: str
+    notice_hash: str
+    evidence: dict[str, Any]
+    receipt: str
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    """A ``consent_state`` row as the write left it (same attribute names as ConsentState)."""
+
+    customer_id: UUID
+    purpose: str
+    status: str
+    version: int
+    granted_at: datetime | None
+    decided_at: datetime
+    event_id: UUID
+    updated_at: datetime
+
+
+# The hot path runs these prebuilt Core statements on the session's connection: no ORM
+# objects, no statement construction per request (SQLAlchemy caches their compilation).
+_CUSTOMER = Customer.__table__
+_EVENT = ConsentEvent.__table__
+_STATE = ConsentState.__table__
+_LOCK_CUSTOMER = (
+    select(_CUSTOMER.c.status).where(_CUSTOMER.c.id == bindparam("cid")).with_for_update()
+)
+_READ_STATE = select(_STATE).where(
+    _STATE.c.customer_id == bindparam("cid"), _STATE.c.purpose == bindparam("pid")
+)
+_INSERT_EVENT = insert(_EVENT).returning(_EVENT.c.seq)
+_INSERT_STATE = insert(_STATE)
+_UPDATE_STATE = update(_STATE).where(
+    _STATE.c.customer_id == bindparam("key_customer_id"),
+    _STATE.c.purpose == bindparam("key_purpose"),
+)
+_INSERT_CONFIRMATION = insert(ConsentConfirmation.__table__)
+
+
+def _read_state(session: Session, customer_id: UUID, purpose: str) -> StateRecord | None:
+    row = session.connection().execute(_READ_STATE, {"cid": customer_id, "pid": purpose}).first()
+    return None if row is None else StateRecord(**row._mapping)
+
+
 def _write_state(
     session: Session,
-    row: ConsentState | None,
+    existing: StateRecord | Decision | None,
     decision: Decision,
     now: datetime,
     customer_id: UUID,
     purpose: str,
-) -> ConsentState:
-    if row is None:
-        row = ConsentState(
-            customer_id=customer_id, purpose=purpose, **_values(decision), updated_at=now
+) -> StateRecord:
+    values = _values(decision)
+    conn = session.connection()
+    if existing is None:
+        conn.execute(
+            _INSERT_STATE,
+            {"customer_id": customer_id, "purpose": purpose, "updated_at": now, **values},
         )
     else:
-        for name, value in _values(decision).items():
-            setattr(row, name, value)
-        row.updated_at = now
-    session.add(row)
-    return row
+        conn.execute(
+            _UPDATE_STATE,
+            {"key_customer_id": customer_id, "key_purpose": purpose, "updated_at": now, **values},
+        )
+    return StateRecord(customer_id=customer_id, purpose=purpose, updated_at=now, **values)
 
 
 def _values(decision: Decision) -> dict[str, Any]:
@@ -445,7 +520,7 @@ def _values(decision: Decision) -> dict[str, Any]:
     }
 
 
-def _decision(row: ConsentState | None) -> Decision | None:
+def _decision(row: StateLike | None) -> Decision | None:
     if row is None:
         return None
     return Decision(
@@ -453,7 +528,7 @@ def _decision(row: ConsentState | None) -> Decision | None:
         version=row.version,
         granted_at=row.granted_at,
         decided_at=row.decided_at,
-        event_id=row.event_id,
+        event_id=row.event_id,  # type: ignore[attr-defined]
     )
 
 
@@ -475,35 +550,40 @@ def _append(
     occurred_at: datetime,
     evidence: dict[str, Any],
     now: datetime,
-) -> tuple[ConsentEvent, ConsentState, str, bool]:
-    event = ConsentEvent(
-        customer_id=customer_id,
-        purpose=purpose.id,
-        purpose_version=version,
-        status=status,
-        occurred_at=occurred_at,
-        recorded_at=now,
-        channel=channel,
-        method=method,
-        actor=actor,
-        recorded_by=recorded_by,
-        language=language,
-        notice_hash=notice_hash(purpose, language),
-        evidence=evidence,
-        receipt="",
+    current: StateRecord | None = None,
+) -> tuple[LedgerEvent, StateRecord, bool]:
+    """Insert one event (Core, no ORM objects: this is the hot path) and apply it."""
+    values = {
+        "id": uuid4(),
+        "customer_id": customer_id,
+        "purpose": purpose.id,
+        "purpose_version": version,
+        "status": status,
+        "occurred_at": occurred_at,
+        "recorded_at": now,
+        "channel": channel,
+        "method": method,
+        "actor": actor,
+        "recorded_by": recorded_by,
+        "language": language,
+        "notice_hash": notice_hash(purpose, language),
+        "evidence": evidence,
+    }
+    values["receipt"] = sign_receipt(
+        signer=signer, event=values, policy=policy, purpose=purpose, issuer=settings.issuer
     )
-    event.receipt = sign_receipt(
-        signer=signer, event=event, policy=policy, purpose=purpose, issuer=settings.issuer
-    )
-    session.add(event)
-    row = session.get(ConsentState, (customer_id, purpose.id))
-    decision, applied = apply(_decision(row), event)
+    seq = session.connection().execute(_INSERT_EVENT, values).scalar_one()
+    event = LedgerEvent(seq=seq, **values)
+    if current is None:
+        current = _read_state(session, customer_id, purpose.id)
+    decision, applied = apply(_decision(current), event)
     if applied:
         assert decision is not None
-        row = _write_state(session, row, decision, now, customer_id, purpose.id)
-    session.flush()
-    assert row is not None
-    return event, row, event.receipt, applied
+        state = _write_state(session, current, decision, now, customer_id, purpose.id)
+    else:
+        assert current is not None
+        state = current
+    return event, state, applied
 
 
 def record_event(
@@ -551,7 +631,7 @@ def record_event(
     lock_customer(session, customer_id)
     if status == ConsentStatus.GRANTED and the_purpose.double_opt_in:
         status = ConsentStatus.PENDING_CONFIRMATION
-    event, row, receipt, applied = _append(
+    event, row, applied = _append(
         session=session,
         policy=policy,
         signer=signer,
@@ -572,18 +652,18 @@ def record_event(
     token = None
     if applied and status == ConsentStatus.PENDING_CONFIRMATION:
         token = secrets.token_urlsafe(32)
-        session.add(
-            ConsentConfirmation(
-                token_hash=_token_hash(token),
-                customer_id=customer_id,
-                purpose=the_purpose.id,
-                event_id=event.id,
-                created_at=now,
-                expires_at=now + CONFIRMATION_TTL,
-            )
+        session.connection().execute(
+            _INSERT_CONFIRMATION,
+            {
+                "token_hash": _token_hash(token),
+                "customer_id": customer_id,
+                "purpose": the_purpose.id,
+                "event_id": event.id,
+                "created_at": now,
+                "expires_at": now + CONFIRMATION_TTL,
+            },
         )
-        session.flush()
-    return RecordResult(event, row, receipt, token, applied)
+    return RecordResult(event, row, event.receipt, token, applied)
 
 
 def confirm(
@@ -614,7 +694,7 @@ def confirm(
     purpose = policy.purposes.get(conf.purpose)
     if purpose is None or not purpose.needs_consent:
         raise ConfirmationSuperseded("The purpose of this token no longer takes consent.")
-    row = session.get(ConsentState, (conf.customer_id, conf.purpose))
+    row = _read_state(session, conf.customer_id, conf.purpose)
     if row is None or row.event_id != conf.event_id:
         raise ConfirmationSuperseded()
     pending = session.execute(
@@ -622,7 +702,8 @@ def confirm(
     ).scalar_one()
     conf.used_at = now
     session.add(conf)
-    event, row, receipt, applied = _append(
+    session.flush()
+    event, row, applied = _append(
         session=session,
         policy=policy,
         signer=signer,
@@ -640,8 +721,9 @@ def confirm(
         occurred_at=max(now, row.decided_at),
         evidence={},
         now=now,
+        current=row,
     )
-    return RecordResult(event, row, receipt, None, applied)
+    return RecordResult(event, row, event.receipt, None, applied)
 
 
 # --- the HTTP write with Idempotency-Key --------------------------------------------------
@@ -674,7 +756,7 @@ def submit(
     now = now or utcnow()
     request_hash = None
     if idempotency_key is not None:
-        customer = lock_customer(session, customer_id)
+        lock_customer(session, customer_id)
         request_hash = _request_hash(customer_id, write)
         seen = session.get(ConsentIdempotency, (recorded_by, idempotency_key))
         if seen is not None:
@@ -682,6 +764,7 @@ def submit(
                 raise IdempotencyKeyReused()
             response = dict(seen.response)
             if seen.token_ciphertext is not None:
+                customer = customers_service.get_customer(session, customer_id)
                 key = customers_service.data_key(envelope, customer)
                 token = key.decrypt(_TOKEN_AAD_NAME, seen.token_ciphertext).decode()
                 response["confirmation_token"] = token
@@ -707,6 +790,7 @@ def submit(
     if idempotency_key is not None and request_hash is not None:
         ciphertext = None
         if result.confirmation_token is not None:
+            customer = customers_service.get_customer(session, customer_id)
             key = customers_service.data_key(envelope, customer)
             ciphertext = key.encrypt(_TOKEN_AAD_NAME, result.confirmation_token.encode())
         stored = {k: v for k, v in response.items() if k != "confirmation_token"}
@@ -729,7 +813,7 @@ def submit(
     return response
 
 
-def event_public(event: ConsentEvent) -> dict[str, Any]:
+def event_public(event: LedgerEvent | ConsentEvent) -> dict[str, Any]:
     return {
         "id": str(event.id),
         "seq": event.seq,
@@ -862,7 +946,6 @@ def rebuild(*, session: Session, fix: bool, now: datetime | None = None) -> Rebu
             report.differences.append(Difference(key[0], key[1], have, want))
     if fix and report.differences:
         for diff in report.differences:
-            row = session.get(ConsentState, (diff.customer_id, diff.purpose))
             if diff.ledger is None:
                 session.execute(
                     delete(ConsentState).where(
@@ -871,7 +954,9 @@ def rebuild(*, session: Session, fix: bool, now: datetime | None = None) -> Rebu
                     )
                 )
             else:
-                _write_state(session, row, diff.ledger, now, diff.customer_id, diff.purpose)
+                _write_state(
+                    session, diff.projection, diff.ledger, now, diff.customer_id, diff.purpose
+                )
         session.flush()
         report.fixed = True
     return report
