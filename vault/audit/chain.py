@@ -48,26 +48,30 @@ BODY_COLUMNS = (
 
 
 def body_sql(dialect: str, *, with_seq: bool) -> str:
-    """SQL expression that renders the canonical body (without ``seq`` unless asked)."""
-    parts: list[str] = []
-    for col in BODY_COLUMNS:
-        if dialect == "postgresql":
-            if col == "occurred_at":
-                expr = "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
-            elif col == "customer_id":
-                expr = "coalesce(replace(customer_id::text, '-', ''), '')"
-            else:
-                expr = f"coalesce({col}, '')"
+    """SQL expression that renders the canonical body (without ``seq`` unless asked).
+
+    One ``printf``/``format`` call per row, NULL rendering as the empty string: SQLite evaluates
+    it about twice as fast as a chain of ``||`` and ``coalesce``."""
+    columns = (["seq"] if with_seq else []) + list(BODY_COLUMNS)
+    exprs = []
+    for col in columns:
+        if dialect == "postgresql" and col == "occurred_at":
+            exprs.append("to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
+        elif dialect == "postgresql" and col == "customer_id":
+            exprs.append("replace(customer_id::text, '-', '')")
         else:
             # SQLite stores datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' and UUIDs as 32 hex digits.
-            expr = f"coalesce({col}, '')"
-        parts.append(expr)
-    sep = "chr(31)" if dialect == "postgresql" else "char(31)"
-    joined = f" || {sep} || ".join(parts)
-    if with_seq:
-        seq = "seq::text" if dialect == "postgresql" else "CAST(seq AS TEXT)"
-        return f"{seq} || {sep} || {joined}"
-    return joined
+            exprs.append(col)
+    template = SEP.join(["%s"] * len(columns))
+    func = "format" if dialect == "postgresql" else "printf"
+    return f"{func}('{template}', {', '.join(exprs)})"
+
+
+def body_bytes_sql(dialect: str) -> str:
+    """The body with ``seq``, as UTF-8 bytes, so verification hashes what the driver returns
+    without decoding and re-encoding a string per row."""
+    body = body_sql(dialect, with_seq=True)
+    return f"convert_to({body}, 'UTF8')" if dialect == "postgresql" else f"CAST({body} AS BLOB)"
 
 
 def link(prev: bytes, seq: int, body_without_seq: str) -> bytes:
