@@ -480,6 +480,11 @@ _UPDATE_STATE = update(_STATE).where(
     _STATE.c.purpose == bindparam("key_purpose"),
 )
 _INSERT_CONFIRMATION = insert(ConsentConfirmation.__table__)
+_IDEMPOTENCY = ConsentIdempotency.__table__
+_READ_IDEMPOTENCY = select(
+    _IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.response, _IDEMPOTENCY.c.token_ciphertext
+).where(_IDEMPOTENCY.c.client == bindparam("client"), _IDEMPOTENCY.c.key == bindparam("key"))
+_INSERT_IDEMPOTENCY = insert(_IDEMPOTENCY)
 
 
 def _read_state(session: Session, customer_id: UUID, purpose: str) -> StateRecord | None:
@@ -758,7 +763,11 @@ def submit(
     if idempotency_key is not None:
         lock_customer(session, customer_id)
         request_hash = _request_hash(customer_id, write)
-        seen = session.get(ConsentIdempotency, (recorded_by, idempotency_key))
+        seen = (
+            session.connection()
+            .execute(_READ_IDEMPOTENCY, {"client": recorded_by, "key": idempotency_key})
+            .first()
+        )
         if seen is not None:
             if seen.request_hash != request_hash:
                 raise IdempotencyKeyReused()
@@ -795,20 +804,21 @@ def submit(
             ciphertext = key.encrypt(_TOKEN_AAD_NAME, result.confirmation_token.encode())
         stored = {k: v for k, v in response.items() if k != "confirmation_token"}
         try:
-            with session.begin_nested():
-                session.add(
-                    ConsentIdempotency(
-                        client=recorded_by,
-                        key=idempotency_key,
-                        request_hash=request_hash,
-                        customer_id=customer_id,
-                        response=stored,
-                        token_ciphertext=ciphertext,
-                        created_at=now,
-                    )
-                )
+            session.connection().execute(
+                _INSERT_IDEMPOTENCY,
+                {
+                    "client": recorded_by,
+                    "key": idempotency_key,
+                    "request_hash": request_hash,
+                    "customer_id": customer_id,
+                    "response": stored,
+                    "token_ciphertext": ciphertext,
+                    "created_at": now,
+                },
+            )
         except IntegrityError:
-            # the same key used at the same moment for another customer
+            # the same key used at the same moment for another customer: the whole request
+            # (event included) rolls back
             raise IdempotencyConflict() from None
     return response
 
