@@ -46,6 +46,8 @@ class Signer:
             )
             .decode()
         )
+        # parsed once: jws.sign would otherwise parse the PEM on every receipt
+        self._private_key = jwk.construct(self._private_pem, ALGORITHM)
         public_jwk = jwk.construct(self._public_pem, ALGORITHM).to_dict()
         self.public_jwk: dict[str, Any] = {
             **{k: v for k, v in public_jwk.items() if k in ("kty", "crv", "x", "y")},
@@ -114,7 +116,7 @@ class Signer:
     def sign_payload(self, payload: dict[str, Any], *, typ: str) -> str:
         """A JWS over an arbitrary JSON payload (consent receipts)."""
         return jws.sign(
-            payload, self._private_pem, algorithm=ALGORITHM, headers={"typ": typ, "kid": self.kid}
+            payload, self._private_key, algorithm=ALGORITHM, headers={"typ": typ, "kid": self.kid}
         )
 
     def jwks(self) -> dict[str, Any]:
