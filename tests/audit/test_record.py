@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from vault.audit import service
 from vault.audit.models import AuditEvent
+from vault.db import utcnow
 
 
 def _count(runtime) -> int:
@@ -141,3 +142,62 @@ def test_database_refuses_update_and_delete(runtime):
         with Session(runtime.engine) as s, pytest.raises(DatabaseError, match="append-only"):
             s.execute(text("TRUNCATE audit_event"))
     assert _count(runtime) == 1
+
+
+def test_record_many_keeps_every_field_and_chains_with_record(runtime):
+    from tests.audit.helpers import seal, verify
+
+    now = utcnow().replace(microsecond=0)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    events = [
+        {"actor": "client:x", "action": "data.export", "customer_id": a, "purpose": "analytics"},
+        {
+            "actor": "client:x",
+            "action": "data.export",
+            "customer_id": str(b),
+            "purpose": "analytics",
+        },
+        {
+            "actor": "client:y",
+            "action": "data.read",
+            "outcome": "denied",
+            "reason": "no_consent",
+            "attributes": ["email"],
+            "request_id": "rq1",
+            "details": {"note": "tab\there"},
+            "now": now,
+        },
+    ]
+    with Session(runtime.engine) as s:
+        service.record(session=s, actor="cli", action="client.created")
+        service.record_many(session=s, events=events)
+        s.commit()
+    with Session(runtime.engine) as s:
+        rows = s.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
+    assert [r.customer_id for r in rows] == [None, a, b, None]
+    assert [r.actor_id for r in rows] == [None, "x", "x", "y"]
+    last = rows[-1]
+    assert (last.outcome, last.reason, last.attributes, last.request_id) == (
+        "denied",
+        "no_consent",
+        "email",
+        "rq1",
+    )
+    assert last.occurred_at == now and last.details == '{"note":"tab\\there"}'
+    assert rows[1].occurred_at == rows[2].occurred_at != now
+    seal(runtime)
+    assert verify(runtime).model_dump() == {"ok": True, "checked": 4, "first_invalid_seq": None}
+
+
+def test_record_many_refuses_unknown_keys_and_bad_events(runtime):
+    with Session(runtime.engine) as s:
+        with pytest.raises(service.InvalidAuditEvent):
+            service.record_many(session=s, events=[{"actor": "cli", "action": "x.y", "email": "a"}])
+        with pytest.raises(service.InvalidAuditEvent):
+            service.record_many(
+                session=s, events=[{"actor": "cli", "action": "x.y", "customer_id": "nope"}]
+            )
+        with pytest.raises(service.AuditPiiRefused):
+            service.record_many(
+                session=s, events=[{"actor": "cli", "action": "x.y", "details": {"e": "a@b.de"}}]
+            )
