@@ -448,7 +448,21 @@ def seal(
         head_seq += 1
         head_hash = link(head_hash, head_seq, body)
         updates.append({"i": id_, "s": head_seq, "h": head_hash})
-    if updates:
+    if updates and dialect == "postgresql":
+        # One statement for the whole batch instead of one round trip per row.
+        session.execute(
+            text(
+                "UPDATE audit_event AS e SET seq = v.s, hash = v.h FROM "
+                "(SELECT unnest(CAST(:i AS bigint[])) AS i, unnest(CAST(:s AS bigint[])) AS s, "
+                "unnest(CAST(:h AS bytea[])) AS h) AS v WHERE e.id = v.i"
+            ),
+            {
+                "i": [u["i"] for u in updates],
+                "s": [u["s"] for u in updates],
+                "h": [u["h"] for u in updates],
+            },
+        )
+    elif updates:
         session.execute(text("UPDATE audit_event SET seq = :s, hash = :h WHERE id = :i"), updates)
 
     written = None
