@@ -7,6 +7,7 @@ outbox row) commit together or not at all. Services never commit.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,10 +85,31 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        # SQLite has one writer. Its busy handler polls with sleeps of up to 100 ms, which
+        # under concurrent requests wastes most of the time; so writers of this process queue
+        # on a lock first (handed over at once), and only other processes meet busy_timeout.
+        write_lock = threading.Lock()
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            deferred = conn.get_execution_options().get("sqlite_deferred", False)
-            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+            if conn.get_execution_options().get("sqlite_deferred", False):
+                conn.exec_driver_sql("BEGIN")
+                return
+            write_lock.acquire()
+            conn.info["vault_write_lock"] = True
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                conn.info.pop("vault_write_lock", None)
+                write_lock.release()
+                raise
+
+        def _release(conn: Any) -> None:
+            if conn.info.pop("vault_write_lock", False):
+                write_lock.release()
+
+        event.listen(engine, "commit", _release)
+        event.listen(engine, "rollback", _release)
 
         return engine
     if "poolclass" not in kwargs:

@@ -18,13 +18,14 @@ import orjson
 from sqlalchemy import and_, or_, select
 from sqlmodel import Session
 
+from vault.access import store
 from vault.audit import service as audit_service
 from vault.auth.service import Principal
 from vault.consent import service as consent_service
 from vault.consent.models import ConsentState
 from vault.crypto.envelope import Envelope
 from vault.customers.models import Customer, CustomerValue
-from vault.errors import InvalidRequest
+from vault.errors import CustomerErased, InvalidRequest
 from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING, Decision, decide
 from vault.policy.models import LegalBasis
@@ -85,28 +86,29 @@ def read(
     request_id: str | None = None,
 ) -> ReadResult:
     """Decide, decrypt only what may be released, reduce, and audit — allowed or not."""
-    customer = session.get(Customer, customer_id)
+    conn = session.connection()
+    customer = store.customer_for_purpose(conn, customer_id, purpose.id)
     if customer is None:
         decision = Decision(False, "customer_not_found")
     else:
-        state = None
-        if purpose.legal_basis is LegalBasis.CONSENT:
-            state = session.get(ConsentState, (customer_id, purpose.id))
+        state = customer.state if purpose.legal_basis is LegalBasis.CONSENT else None
         decision = decide(
             purpose=purpose,
             client_purposes=principal.purposes,
             customer_status=customer.status,
-            objections=customer.objection_set,
+            objections=customer.objections,
             consent_status=consent_service.effective_status(state, purpose, now),
             requested=requested,
         )
     released: dict[str, Any] = {}
     if decision.allowed:
-        from vault.customers.service import decrypt_values
-
-        plain = decrypt_values(
-            session=session, envelope=envelope, customer=customer, names=decision.attributes
-        )
+        if customer.dek_wrapped is None or customer.kek_id is None:
+            raise CustomerErased()
+        key = envelope.unwrap(customer_id, customer.dek_wrapped, customer.kek_id)
+        blobs = store.ciphertexts(conn, customer_id)
+        plain = {
+            n: orjson.loads(key.decrypt(n, blobs[n])) for n in decision.attributes if n in blobs
+        }
         released = _released_values(purpose, decision.attributes, plain)
     audit_service.record(
         session=session,

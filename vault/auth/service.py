@@ -136,6 +136,10 @@ class _VerifiedTokens:
 
 
 _verified = _VerifiedTokens()
+_CLIENT_SQL = {
+    True: "SELECT scopes, purposes, disabled_at FROM client WHERE id = ?",
+    False: "SELECT scopes, purposes, disabled_at FROM client WHERE id = %s",
+}
 
 
 def principal_from_token(
@@ -155,14 +159,18 @@ def principal_from_token(
         except TokenInvalid:
             raise NotAuthenticated("The bearer token is invalid or expired.") from None
         _verified.put(cache_key, claims)
-    client = session.get(Client, str(claims.get("client_id", "")))
-    if client is None or client.disabled_at is not None or claims.get("sub") != client.id:
+    client_id = str(claims.get("client_id", ""))
+    conn = session.connection()
+    row = conn.exec_driver_sql(
+        _CLIENT_SQL[conn.dialect.name == "sqlite"], (client_id,)
+    ).first()  # plain driver SQL: this runs on every authenticated request
+    if row is None or row[2] is not None or claims.get("sub") != client_id:
         raise NotAuthenticated("The bearer token is invalid or expired.")
     token_scopes = set(_split(str(claims.get("scope", ""))))
     return Principal(
-        client_id=client.id,
-        scopes=frozenset(token_scopes & set(_split(client.scopes))),
-        purposes=frozenset(_split(client.purposes)),
+        client_id=client_id,
+        scopes=frozenset(token_scopes & set(_split(row[0]))),
+        purposes=frozenset(_split(row[1])),
     )
 
 

@@ -1,0 +1,158 @@
+"""Consent-gated single read vs a bare FastAPI endpoint, and the audience export.
+
+    python -m bench.read [--customers 10000] [--audience 200000] [--seconds 10]
+
+Both servers run as one uvicorn worker on loopback and are loaded by the same tool (wrk,
+16 connections, 1 thread) in the same run; the vault endpoint is
+``GET /v1/customers/{random id}/data?purpose=personalised_offers`` for customers with a current
+grant, so every request verifies the token, loads the client, the customer and the consent
+state, decides, decrypts, reduces and commits an audit event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from sqlmodel import Session
+
+from bench.common import machine
+from bench.load import free_port, server, wrk
+from bench.seed import seed
+from vault.auth import service as auth_service
+from vault.config import Settings
+from vault.db import upgrade
+from vault.runtime import Runtime
+
+PURPOSE = "personalised_offers"
+
+
+def _granted(i: int) -> dict:
+    return {PURPOSE: ("granted", 1, 5)}
+
+
+def _token(rt: Runtime) -> str:
+    with Session(rt.engine, expire_on_commit=False) as s:
+        client, _ = auth_service.create_client(
+            session=s, policy=rt.policy, name="bench", scopes=["data:read"], purposes=[PURPOSE]
+        )
+        s.commit()
+    tok, _ = auth_service.issue_access_token(
+        client=client, signer=rt.signer, settings=rt.settings, requested_scope=None
+    )
+    return tok
+
+
+def run(customers: int, audience: int, seconds: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="vault-bench-") as tmp:
+        settings = Settings(data_dir=Path(tmp), _env_file=None)
+        url = settings.resolved_database_url
+        upgrade(url)
+        rt = Runtime.build(settings)
+        ids = seed(rt, customers, states=_granted)
+        token = _token(rt)
+        env = {"VAULT_DATA_DIR": tmp, "VAULT_DATABASE_URL": url}
+
+        bare_port, vault_port = free_port(), free_port()
+        bare_cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare_app:app",
+            "--port",
+            str(bare_port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        vault_cmd = [
+            sys.executable,
+            "-m",
+            "vault.cli",
+            "serve",
+            "--port",
+            str(vault_port),
+            "--workers",
+            "1",
+        ]
+        paths = [f"/v1/customers/{cid}/data?purpose={PURPOSE}" for cid in ids]
+        with server(bare_cmd, f"http://127.0.0.1:{bare_port}/constant"):
+            wrk(f"http://127.0.0.1:{bare_port}", ["/constant"], seconds=2)  # warm-up
+            bare = wrk(f"http://127.0.0.1:{bare_port}", ["/constant"], seconds=seconds)
+        with server(
+            vault_cmd,
+            f"http://127.0.0.1:{vault_port}/healthz",
+            env=env,
+            log=Path(tmp) / "serve.log",
+        ):
+            base = f"http://127.0.0.1:{vault_port}"
+            wrk(base, paths, token, seconds=2)
+            gated = wrk(base, paths, token, seconds=seconds)
+            if gated.non_2xx:
+                raise SystemExit(f"{gated.non_2xx} non-2xx answers from the vault: check the setup")
+            out.update(
+                bare_rps=bare.requests_per_s,
+                bare_p99_ms=bare.p99_ms,
+                gated_rps=gated.requests_per_s,
+                gated_p50_ms=gated.p50_ms,
+                gated_p99_ms=gated.p99_ms,
+                ratio=gated.requests_per_s / bare.requests_per_s,
+            )
+            if audience:
+                seed(rt, audience, states=_granted, start=customers)
+                allowed = customers + audience
+                t0 = time.perf_counter()
+                n = 0
+                with httpx.stream(
+                    "GET",
+                    f"{base}/v1/purposes/{PURPOSE}/audience",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=600,
+                ) as r:
+                    for line in r.iter_lines():
+                        n += bool(line)
+                elapsed = time.perf_counter() - t0
+                if n != allowed:
+                    raise SystemExit(f"audience export returned {n} of {allowed} customers")
+                out.update(audience_customers=n, audience_per_s=n / elapsed)
+        rt.engine.dispose()
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--customers", type=int, default=10_000)
+    p.add_argument(
+        "--audience",
+        type=int,
+        default=200_000,
+        help="extra allowed customers for the export (0: skip)",
+    )
+    p.add_argument("--seconds", type=int, default=10)
+    a = p.parse_args()
+    r = run(a.customers, a.audience, a.seconds)
+    print(f"machine: {machine()}; SQLite; one uvicorn worker; wrk -t1 -c16 -d{a.seconds}s")
+    print(
+        f"bare FastAPI constant JSON : {r['bare_rps']:,.0f} req/s (p99 {r['bare_p99_ms']:.1f} ms)"
+    )
+    print(
+        f"consent-gated read         : {r['gated_rps']:,.0f} req/s, p50 {r['gated_p50_ms']:.1f} ms, "
+        f"p99 {r['gated_p99_ms']:.1f} ms  ({a.customers:,} customers)"
+    )
+    print(f"ratio gated/bare           : {r['ratio']:.2f}  (goal >= 0.50; p99 goal <= 25 ms)")
+    if "audience_per_s" in r:
+        print(
+            f"audience export            : {r['audience_per_s']:,.0f} customers/s over "
+            f"{r['audience_customers']:,} allowed customers (goal >= 100,000/s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
