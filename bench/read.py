@@ -143,8 +143,8 @@ def main() -> None:
         f"bare FastAPI constant JSON : {r['bare_rps']:,.0f} req/s (p99 {r['bare_p99_ms']:.1f} ms)"
     )
     print(
-        f"consent-gated read         : {r['gated_rps']:,.0f} req/s, p50 {r['gated_p50_ms']:.1f} ms, "
-        f"p99 {r['gated_p99_ms']:.1f} ms  ({a.customers:,} customers)"
+        f"consent-gated read         : {r['gated_rps']:,.0f} req/s, "
+        f"p50 {r['gated_p50_ms']:.1f} ms, p99 {r['gated_p99_ms']:.1f} ms  ({a.customers:,} customers)"
     )
     print(f"ratio gated/bare           : {r['ratio']:.2f}  (goal >= 0.50; p99 goal <= 25 ms)")
     if "audience_per_s" in r:
