@@ -144,7 +144,8 @@ def main() -> None:
     )
     print(
         f"consent-gated read         : {r['gated_rps']:,.0f} req/s, "
-        f"p50 {r['gated_p50_ms']:.1f} ms, p99 {r['gated_p99_ms']:.1f} ms  ({a.customers:,} customers)"
+        f"p50 {r['gated_p50_ms']:.1f} ms, p99 {r['gated_p99_ms']:.1f} ms "
+        f"({a.customers:,} customers)"
     )
     print(f"ratio gated/bare           : {r['ratio']:.2f}  (goal >= 0.50; p99 goal <= 25 ms)")
     if "audience_per_s" in r:
