@@ -6,8 +6,8 @@ Design
 **Writing is one INSERT.** :func:`record` (and :func:`record_many` for bulk exports: one
 ``executemany`` on SQLite, ``COPY`` on PostgreSQL) inserts into ``audit_event`` inside the
 caller's transaction: the event commits with the change or release it describes, or not at all,
-and the caller answers only after the commit. Writers take no lock beyond their own row; the row gets its id from the database and has
-no ``seq`` and no ``hash`` yet.
+and the caller answers only after the commit. Writers take no lock beyond their own row; the row
+gets its id from the database and has no ``seq`` and no ``hash`` yet.
 
 **Chaining is done by one sealer at a time, after commit.** :func:`seal` takes a short exclusive
 lock (``pg_advisory_xact_lock`` on PostgreSQL; on SQLite every write transaction already is
