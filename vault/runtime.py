@@ -47,7 +47,7 @@ class Runtime:
         )
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:  # async: no thread hop for an attribute
     return request.app.state.runtime
 
 

@@ -5,18 +5,21 @@ The scopes a route needs appear in its signature and so in the OpenAPI document.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2, SecurityScopes
+from sqlmodel import Session
 
 from vault.auth import service
 from vault.auth.scopes import SCOPE_DESCRIPTIONS, Scope
 from vault.auth.service import Principal
 from vault.db import SessionDep
 from vault.errors import Forbidden, NotAuthenticated
-from vault.runtime import RuntimeDep
+from vault.runtime import Runtime, RuntimeDep
 
 oauth2_scheme = OAuth2(
     flows=OAuthFlows(
@@ -29,7 +32,7 @@ oauth2_scheme = OAuth2(
 )
 
 
-def bearer_token(authorization: Annotated[str | None, Depends(oauth2_scheme)]) -> str:
+async def bearer_token(authorization: Annotated[str | None, Depends(oauth2_scheme)]) -> str:
     if not authorization:
         raise NotAuthenticated()
     scheme, _, token = authorization.partition(" ")
@@ -38,19 +41,45 @@ def bearer_token(authorization: Annotated[str | None, Depends(oauth2_scheme)]) -
     return token.strip()
 
 
+def check_token(
+    *, session: Session, runtime: Runtime, token: str, scopes: Sequence[str]
+) -> Principal:
+    """The caller behind ``token``, if it holds every scope in ``scopes``."""
+    principal = service.principal_from_token(
+        session=session, token=token, signer=runtime.signer, settings=runtime.settings
+    )
+    missing = [s for s in scopes if s not in principal.scopes]
+    if missing:
+        raise Forbidden(f"This operation needs the scope {' and '.join(missing)}.")
+    return principal
+
+
 def authenticate(
     security_scopes: SecurityScopes,
     token: Annotated[str, Depends(bearer_token)],
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> Principal:
-    principal = service.principal_from_token(
-        session=session, token=token, signer=runtime.signer, settings=runtime.settings
-    )
-    missing = [s for s in security_scopes.scopes if s not in principal.scopes]
-    if missing:
-        raise Forbidden(f"This operation needs the scope {' and '.join(missing)}.")
-    return principal
+    return check_token(session=session, runtime=runtime, token=token, scopes=security_scopes.scopes)
+
+
+@dataclass(frozen=True)
+class Bearer:
+    """A bearer token and the scopes the route needs, not yet checked: for routes that run
+    their whole transaction in one worker thread (the hot read) and call :func:`check_token`
+    inside it."""
+
+    token: str
+    scopes: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return f"Bearer(***, scopes={self.scopes})"
+
+
+async def bearer_for(
+    security_scopes: SecurityScopes, token: Annotated[str, Depends(bearer_token)]
+) -> Bearer:
+    return Bearer(token, tuple(security_scopes.scopes))
 
 
 def require(scope: Scope) -> type[Principal]:
