@@ -15,16 +15,13 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import and_, or_, select
 from sqlmodel import Session
 
 from vault.access import store
 from vault.audit import service as audit_service
 from vault.auth.service import Principal
 from vault.consent import service as consent_service
-from vault.consent.models import ConsentState
 from vault.crypto.envelope import Envelope
-from vault.customers.models import Customer, CustomerValue
 from vault.errors import CustomerErased, InvalidRequest
 from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING, Decision, decide
@@ -139,30 +136,24 @@ def decide_export(
     return Decision(True, None, tuple(requested or purpose.attributes))
 
 
-def _prefilter(purpose: Purpose, now: datetime):
+def _prefilter(purpose: Purpose, now: datetime) -> store.AudienceFilter:
     """SQL form of the decision: active customers, no objection, a counting consent state."""
-    stmt = select(
-        Customer.id,
-        Customer.status,
-        Customer.objections,
-        Customer.dek_wrapped,
-        Customer.kek_id,
-    ).where(Customer.status == "active")
-    if purpose.direct_marketing:
-        stmt = stmt.where(~Customer.objections.contains(DIRECT_MARKETING))
-    if purpose.legal_basis is LegalBasis.CONSENT:
-        counting = ["confirmed"] if purpose.double_opt_in else ["granted", "confirmed"]
-        cond = [
-            ConsentState.customer_id == Customer.id,
-            ConsentState.purpose == purpose.id,
-            ConsentState.status.in_(counting),
-        ]
-        if purpose.reconsent:
-            cond.append(ConsentState.version >= purpose.version)
-        if purpose.consent_ttl_days:
-            cond.append(ConsentState.granted_at >= now - timedelta(days=purpose.consent_ttl_days))
-        stmt = stmt.join(ConsentState, and_(*cond)).add_columns(ConsentState)
-    return stmt
+    if purpose.legal_basis is not LegalBasis.CONSENT:
+        return store.AudienceFilter(
+            purpose=purpose.id,
+            consent=False,
+            exclude_objection=DIRECT_MARKETING if purpose.direct_marketing else None,
+        )
+    return store.AudienceFilter(
+        purpose=purpose.id,
+        consent=True,
+        counting=("confirmed",) if purpose.double_opt_in else ("granted", "confirmed"),
+        min_version=purpose.version if purpose.reconsent else None,
+        granted_after=(
+            now - timedelta(days=purpose.consent_ttl_days) if purpose.consent_ttl_days else None
+        ),
+        exclude_objection=DIRECT_MARKETING if purpose.direct_marketing else None,
+    )
 
 
 def audience(
@@ -182,42 +173,28 @@ def audience(
     Works in batches with its own session: each batch's audit events are committed before the
     batch is yielded, and memory holds one batch at a time however large the audience."""
     names = tuple(requested) if requested is not None else tuple(purpose.attributes)
-    base = _prefilter(purpose, now)
+    sql_filter = _prefilter(purpose, now)
     last: UUID | None = None
     while True:
         with Session(engine, expire_on_commit=False) as session:
-            stmt = base.order_by(Customer.id).limit(batch_size)
-            if last is not None:
-                stmt = stmt.where(Customer.id > last)
-            rows = session.execute(stmt).all()
+            conn = session.connection()
+            rows = store.audience_batch(conn, sql_filter, last, batch_size)
             if not rows:
                 return
             last = rows[-1][0]
             allowed: list[tuple[UUID, bytes, str]] = []
-            for row in rows:
-                cid, status, objections, wrapped, kek_id = row[:5]
-                state = row[5] if len(row) > 5 else None
+            for cid, c in rows:
                 decision = decide(
                     purpose=purpose,
                     client_purposes=principal.purposes,
-                    customer_status=status,
-                    objections=frozenset(objections.split()),
-                    consent_status=consent_service.effective_status(state, purpose, now),
+                    customer_status=c.status,
+                    objections=c.objections,
+                    consent_status=consent_service.effective_status(c.state, purpose, now),
                     requested=names,
                 )
-                if decision.allowed and wrapped is not None:
-                    allowed.append((cid, wrapped, kek_id))
-            values: dict[UUID, dict[str, bytes]] = {}
-            if allowed:
-                for cid, attr, blob in session.execute(
-                    select(
-                        CustomerValue.customer_id, CustomerValue.attribute, CustomerValue.ciphertext
-                    ).where(
-                        CustomerValue.customer_id.in_([a[0] for a in allowed]),
-                        or_(*[CustomerValue.attribute == n for n in names]),
-                    )
-                ):
-                    values.setdefault(cid, {})[attr] = blob
+                if decision.allowed and c.dek_wrapped is not None and c.kek_id is not None:
+                    allowed.append((cid, c.dek_wrapped, c.kek_id))
+            values = store.ciphertexts_of(conn, [a[0] for a in allowed], names)
             lines: list[bytes] = []
             events: list[dict[str, Any]] = []
             for cid, wrapped, kek_id in allowed:

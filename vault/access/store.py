@@ -80,3 +80,99 @@ def ciphertexts(conn: Connection, customer_id: UUID) -> dict[str, bytes]:
             _SQL[conn.dialect.name]["values"], (_id(conn, customer_id),)
         )
     }
+
+
+def _param(conn: Connection) -> str:
+    return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def _db_time(conn: Connection, value: datetime) -> datetime | str:
+    if conn.dialect.name == "sqlite":
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceFilter:
+    """The SQL half of the decision for one purpose (the decision function is the other)."""
+
+    purpose: str
+    consent: bool
+    counting: tuple[str, ...] = ()
+    min_version: int | None = None
+    granted_after: datetime | None = None
+    exclude_objection: str | None = None
+
+
+def audience_batch(
+    conn: Connection, f: AudienceFilter, after: UUID | None, limit: int
+) -> list[tuple[UUID, CustomerRow]]:
+    """One keyset page of candidate customers, in id order."""
+    p = _param(conn)
+    params: list = []
+    cols = "c.id, c.status, c.objections, c.dek_wrapped, c.kek_id"
+    if f.consent:
+        cols += ", s.status, s.version, s.granted_at, s.decided_at"
+        join = (
+            f" JOIN consent_state s ON s.customer_id = c.id AND s.purpose = {p}"
+            f" AND s.status IN ({', '.join([p] * len(f.counting))})"
+        )
+        params += [f.purpose, *f.counting]
+        if f.min_version is not None:
+            join += f" AND s.version >= {p}"
+            params.append(f.min_version)
+        if f.granted_after is not None:
+            join += f" AND s.granted_at >= {p}"
+            params.append(_db_time(conn, f.granted_after))
+    else:
+        join = ""
+    where = "c.status = 'active'"
+    if f.exclude_objection:
+        where += f" AND c.objections NOT LIKE {p}"
+        params.append(f"%{f.exclude_objection}%")
+    if after is not None:
+        where += f" AND c.id > {p}"
+        params.append(_id(conn, after))
+    sql = f"SELECT {cols} FROM customer c{join} WHERE {where} ORDER BY c.id LIMIT {int(limit)}"  # noqa: S608
+    sqlite = conn.dialect.name == "sqlite"
+    out = []
+    for row in conn.exec_driver_sql(sql, tuple(params)):
+        cid = UUID(hex=row[0]) if sqlite else row[0]
+        state = None
+        if f.consent:
+            state = StateRow(row[5], row[6], _time(row[7]), _time(row[8]))
+        wrapped = row[3]
+        out.append(
+            (
+                cid,
+                CustomerRow(
+                    row[1],
+                    frozenset((row[2] or "").split()),
+                    bytes(wrapped) if wrapped is not None else None,
+                    row[4],
+                    state,
+                ),
+            )
+        )
+    return out
+
+
+def ciphertexts_of(
+    conn: Connection, customer_ids: list[UUID], names: tuple[str, ...]
+) -> dict[UUID, dict[str, bytes]]:
+    """The named values of many customers at once."""
+    if not customer_ids or not names:
+        return {}
+    p = _param(conn)
+    sqlite = conn.dialect.name == "sqlite"
+    sql = (
+        "SELECT customer_id, attribute, ciphertext FROM customer_value "  # noqa: S608
+        f"WHERE customer_id IN ({', '.join([p] * len(customer_ids))}) "
+        f"AND attribute IN ({', '.join([p] * len(names))})"
+    )
+    params = [c.hex if sqlite else c for c in customer_ids] + list(names)
+    out: dict[UUID, dict[str, bytes]] = {}
+    for cid, attribute, blob in conn.exec_driver_sql(sql, tuple(params)):
+        key = UUID(hex=cid) if sqlite else cid
+        out.setdefault(key, {})[attribute] = bytes(blob)
+    return out
