@@ -167,3 +167,31 @@ def test_body_too_large_is_413(client, writer):
         headers={**writer, "content-type": "application/json"},
     )
     assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+
+
+def test_writes_and_lookups_are_audited_without_values(client, writer, session):
+    from vault.audit.models import AuditEvent
+
+    r = client.post(
+        "/v1/customers",
+        json={"attributes": {"email": "audit.probe@example.de", "last_name": "Quastenflosser"}},
+        headers=writer,
+    )
+    cid = r.json()["id"]
+    client.patch(f"/v1/customers/{cid}", json={"attributes": {"last_name": None}}, headers=writer)
+    client.post(
+        "/v1/customers/lookup",
+        json={"attribute": "email", "value": "audit.probe@example.de"},
+        headers=writer,
+    )
+    rows = session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
+    session.rollback()
+    mine = [r for r in rows if r.customer_id is not None and str(r.customer_id) == cid]
+    assert [(r.action, r.attributes) for r in mine] == [
+        ("customer.created", "email,last_name"),
+        ("customer.rectified", "last_name"),
+        ("customer.lookup", "email"),
+    ]
+    assert all(r.actor_type == "client" for r in mine)
+    dump = " ".join(str(r.model_dump()) for r in rows).lower()
+    assert "audit.probe" not in dump and "quastenflosser" not in dump

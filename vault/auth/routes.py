@@ -4,7 +4,7 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, status
+from fastapi import APIRouter, Form, Header, Request, status
 
 from vault.auth import service
 from vault.auth.deps import require
@@ -79,6 +79,7 @@ def issue_token(
     responses=responses(InvalidRequest, NotAuthenticated, Forbidden),
 )
 def create_client(
+    request: Request,
     body: ClientCreate,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -91,5 +92,7 @@ def create_client(
         name=body.name,
         scopes=body.scopes,
         purposes=body.purposes,
+        actor=principal.actor,
+        request_id=request.state.request_id,
     )
     return {**service.to_public(client), "client_secret": secret}

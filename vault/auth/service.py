@@ -11,6 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session
 
+from vault.audit import service as audit_service
 from vault.auth.models import Client
 from vault.auth.scopes import Scope
 from vault.auth.tokens import ACCESS_TOKEN_TYP, Signer, TokenInvalid
@@ -40,8 +41,22 @@ def _split(text: str) -> list[str]:
     return [s for s in text.split() if s]
 
 
+_ID_ALPHABET = "abcdefghijkmnopqrstuvwxyz"  # letters only: ids never look like phone numbers
+
+
+def new_client_id() -> str:
+    return "cv_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(18))
+
+
 def create_client(
-    *, session: Session, policy: Policy, name: str, scopes: list[str], purposes: list[str]
+    *,
+    session: Session,
+    policy: Policy,
+    name: str,
+    scopes: list[str],
+    purposes: list[str],
+    actor: str = "cli",
+    request_id: str | None = None,
 ) -> tuple[Client, str]:
     name = name.strip()
     if not name or len(name) > 200:
@@ -59,7 +74,7 @@ def create_client(
         raise InvalidRequest(f"Unknown purposes: {', '.join(unknown)}.", code="unknown_purpose")
     secret = secrets.token_urlsafe(32)
     client = Client(
-        id="cv_" + secrets.token_hex(8),
+        id=new_client_id(),
         name=name,
         secret_hash=_hasher.hash(secret),
         scopes=" ".join(dict.fromkeys(scopes)),
@@ -67,6 +82,14 @@ def create_client(
     )
     session.add(client)
     session.flush()
+    audit_service.record(
+        session=session,
+        actor=actor,
+        action="client.created",
+        purpose=None,
+        request_id=request_id,
+        details={"client_id": client.id, "scopes": client.scopes, "purposes": client.purposes},
+    )
     return client, secret
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from vault.auth.deps import require
 from vault.auth.scopes import Scope
@@ -41,6 +41,7 @@ _AUTH = (NotAuthenticated, Forbidden)
     responses=responses(*_AUTH, UnknownAttribute, ValidationFailed, InvalidRequest, Conflict),
 )
 def create_customer(
+    request: Request,
     body: CustomerCreate,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -53,6 +54,8 @@ def create_customer(
         policy=runtime.policy,
         attributes=body.attributes,
         external_id=body.external_id,
+        actor=principal.actor,
+        request_id=request.state.request_id,
     )
     return service.to_public(customer, names)
 
@@ -66,6 +69,7 @@ def create_customer(
     ),
 )
 def rectify_customer(
+    request: Request,
     customer_id: UUID,
     body: CustomerUpdate,
     session: SessionDep,
@@ -79,6 +83,8 @@ def rectify_customer(
         policy=runtime.policy,
         customer_id=customer_id,
         attributes=body.attributes,
+        actor=principal.actor,
+        request_id=request.state.request_id,
     )
     return service.to_public(customer, names)
 
@@ -90,6 +96,7 @@ def rectify_customer(
     responses=responses(*_AUTH, CustomerNotFound, InvalidRequest, ValidationFailed),
 )
 def lookup_customer(
+    request: Request,
     body: LookupRequest,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -102,5 +109,7 @@ def lookup_customer(
         policy=runtime.policy,
         attribute=body.attribute,
         value=body.value,
+        actor=principal.actor,
+        request_id=request.state.request_id,
     )
     return LookupResult(id=cid)

@@ -11,6 +11,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from vault.audit import service as audit_service
 from vault.crypto.envelope import DataKey, Envelope
 from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
 from vault.db import utcnow
@@ -124,6 +125,8 @@ def create_customer(
     policy: Policy,
     attributes: Mapping[str, Any],
     external_id: str | None = None,
+    actor: str = "system",
+    request_id: str | None = None,
 ) -> tuple[Customer, list[str]]:
     values: dict[str, Value | None] = _normalise_all(policy, attributes, allow_null=False)
     customer = Customer()
@@ -148,6 +151,15 @@ def create_customer(
         if v is not None
     ]
     _insert(session, rows, index_rows)
+    audit_service.record(
+        session=session,
+        actor=actor,
+        action="customer.created",
+        customer_id=customer.id,
+        attributes=sorted(values),
+        request_id=request_id,
+        now=now,
+    )
     return customer, sorted(values)
 
 
@@ -158,6 +170,8 @@ def rectify(
     policy: Policy,
     customer_id: UUID,
     attributes: Mapping[str, Any],
+    actor: str = "system",
+    request_id: str | None = None,
 ) -> tuple[Customer, list[str]]:
     """Set the given attributes; ``None`` removes one (Art. 16). Returns the stored names."""
     customer = get_customer(session, customer_id)
@@ -194,6 +208,17 @@ def rectify(
     customer.updated_at = now
     session.add(customer)
     session.flush()
+    removed_names = sorted(n for n, v in values.items() if v is None)
+    audit_service.record(
+        session=session,
+        actor=actor,
+        action="customer.rectified",
+        customer_id=customer.id,
+        attributes=sorted(values),
+        details={"removed": removed_names} if removed_names else None,
+        request_id=request_id,
+        now=now,
+    )
     return customer, stored_attribute_names(session, customer.id)
 
 
@@ -206,7 +231,14 @@ def stored_attribute_names(session: Session, customer_id: UUID) -> list[str]:
 
 
 def lookup(
-    *, session: Session, envelope: Envelope, policy: Policy, attribute: str, value: str
+    *,
+    session: Session,
+    envelope: Envelope,
+    policy: Policy,
+    attribute: str,
+    value: str,
+    actor: str = "system",
+    request_id: str | None = None,
 ) -> UUID:
     """Find a customer by a searchable attribute or the external id, through the blind index."""
     if attribute == EXTERNAL_ID:
@@ -231,6 +263,14 @@ def lookup(
     if row is None:
         raise CustomerNotFound("No customer matches.")
     get_customer(session, row.customer_id)
+    audit_service.record(
+        session=session,
+        actor=actor,
+        action="customer.lookup",
+        customer_id=row.customer_id,
+        attributes=[attribute],
+        request_id=request_id,
+    )
     return row.customer_id
 
 
