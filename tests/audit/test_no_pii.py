@@ -106,6 +106,8 @@ def test_audit_log_holds_no_customer_values(client, session, runtime):
     actions = {(r["action"], r["outcome"]) for r in rows}
     assert {("data.read", "allowed"), ("data.read", "denied"), ("audit.read", "success")} <= actions
     assert any(a == "data.export" for a, _ in actions)
+    names = {a for a, _ in actions}
+    assert {"customer.created", "customer.rectified", "customer.lookup"} <= names
 
     needles = set().union(*(_needles(p) for p in PROFILES)) | {
         RECTIFIED.lower(),
