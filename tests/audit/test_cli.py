@@ -105,3 +105,12 @@ def test_start_sealer_honours_the_setting(runtime, settings):
     s = sealer.start_sealer(runtime)
     assert s is not None and s.interval == 0.5
     s.stop()
+
+
+def test_running_sealer_stops_and_leaves_a_checkpoint(runtime):
+    with sealer.running_sealer(runtime) as s:
+        assert s is not None and s._thread.is_alive()
+        write(runtime, 3)
+    assert not s._thread.is_alive()
+    with Session(runtime.engine) as db:
+        assert db.execute(select(func.max(AuditCheckpoint.seq))).scalar_one() == 3

@@ -81,6 +81,8 @@ def test_record_many_inserts_all(runtime):
         {"actor": ""},
         {"action": "read"},
         {"action": "Data.Read"},
+        {"action": "a" * 40 + ".b" + "c" * 30},
+        {"attributes": ["a" + "b" * 60] * 70},
         {"outcome": "maybe"},
         {"purpose": "News Letter"},
         {"attributes": ["e-mail"]},

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -108,3 +110,14 @@ def start_sealer(runtime: Runtime) -> Sealer | None:
         interval=interval,
         checkpoint_interval=runtime.settings.audit_checkpoint_interval,
     ).start()
+
+
+@contextmanager
+def running_sealer(runtime: Runtime) -> Iterator[Sealer | None]:
+    """``with running_sealer(runtime): ...`` — for the app lifespan."""
+    sealer = start_sealer(runtime)
+    try:
+        yield sealer
+    finally:
+        if sealer is not None:
+            sealer.stop()

@@ -154,7 +154,7 @@ def _split_actor(actor: str) -> tuple[str, str | None]:
 
 @lru_cache(maxsize=1024)
 def _check_action(action: str) -> str:
-    if not isinstance(action, str) or not _ACTION.fullmatch(action):
+    if not isinstance(action, str) or len(action) > 64 or not _ACTION.fullmatch(action):
         raise InvalidAuditEvent("action must be a dotted lower-case name such as 'data.read'.")
     return action
 
@@ -172,7 +172,10 @@ def _check_name(value: str | None, what: str) -> str | None:
 def _check_attributes(names: tuple[str, ...]) -> str:
     for n in names:
         _check_name(n, "attribute")
-    return ",".join(names)
+    joined = ",".join(names)
+    if len(joined) > 4000:
+        raise InvalidAuditEvent("Too many attribute names for one audit event.")
+    return joined
 
 
 @lru_cache(maxsize=1024)
