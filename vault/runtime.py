@@ -5,8 +5,12 @@ The app and the CLI both build one :class:`Runtime`; routes get it through :data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -17,6 +21,8 @@ from vault.crypto import Envelope, KeyMaterial, load_key_material
 from vault.db import make_engine
 from vault.policy import Policy, load_policy
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, repr=False)
 class Runtime:
@@ -26,6 +32,19 @@ class Runtime:
     policy: Policy
     engine: Engine
     signer: Signer
+    # SQLite has one writer: running its transactions on one dedicated thread avoids lock
+    # hand-offs between pool threads fighting for the GIL. PostgreSQL uses the shared pool.
+    db_executor: ThreadPoolExecutor | None = field(default=None)
+
+    async def run_db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run a whole database transaction off the event loop."""
+        if self.db_executor is None:
+            from fastapi.concurrency import run_in_threadpool
+
+            return await run_in_threadpool(fn, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.db_executor, partial(fn, **kwargs)
+        )
 
     @classmethod
     def build(cls, settings: Settings | None = None, *, engine: Engine | None = None) -> Runtime:
@@ -37,13 +56,19 @@ class Runtime:
             def reload() -> KeyMaterial:
                 return load_key_material(settings, create=False)
 
+        engine = engine or make_engine(settings.resolved_database_url)
         return cls(
             settings=settings,
             keys=keys,
             envelope=Envelope(keys, reload=reload),
             policy=load_policy(settings.resolved_policies_dir),
-            engine=engine or make_engine(settings.resolved_database_url),
+            engine=engine,
             signer=Signer(keys),
+            db_executor=(
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+                if engine.dialect.name == "sqlite"
+                else None
+            ),
         )
 
 

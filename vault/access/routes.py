@@ -4,7 +4,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Security
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlmodel import Session
 
@@ -46,7 +45,7 @@ async def read_customer_data(
     """The attributes of one customer that the purpose may use now — or why not."""
     # The hottest route: its whole transaction (token check, decision, decryption, audit
     # event, commit) runs in one worker thread instead of one hop per dependency.
-    return await run_in_threadpool(
+    return await runtime.run_db(
         _read,
         runtime=runtime,
         bearer=bearer,
