@@ -422,6 +422,16 @@ def lock_customer(session: Session, customer_id: UUID) -> None:
         raise CustomerErased()
 
 
+def lock_customer_state(session: Session, customer_id: UUID, purpose: str) -> StateRecord | None:
+    """:func:`lock_customer`, then the current state of one purpose.
+
+    Two statements on purpose: on PostgreSQL a ``SELECT ... JOIN ... FOR UPDATE OF customer``
+    that waited for the lock re-reads only the locked row and would return the joined state
+    as of before the wait (stale); a new statement after the lock sees the committed state."""
+    lock_customer(session, customer_id)
+    return _read_state(session, customer_id, purpose)
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -555,7 +565,7 @@ def _append(
     occurred_at: datetime,
     evidence: dict[str, Any],
     now: datetime,
-    current: StateRecord | None = None,
+    current: StateRecord | None,
 ) -> tuple[LedgerEvent, StateRecord, bool]:
     """Insert one event (Core, no ORM objects: this is the hot path) and apply it."""
     values = {
@@ -579,8 +589,6 @@ def _append(
     )
     seq = session.connection().execute(_INSERT_EVENT, values).scalar_one()
     event = LedgerEvent(seq=seq, **values)
-    if current is None:
-        current = _read_state(session, customer_id, purpose.id)
     decision, applied = apply(_decision(current), event)
     if applied:
         assert decision is not None
@@ -633,7 +641,7 @@ def record_event(
     if occurred_at > now + CLOCK_SKEW:
         raise OccurredInFuture()
     clean = clean_evidence(evidence)
-    lock_customer(session, customer_id)
+    current = lock_customer_state(session, customer_id, the_purpose.id)
     if status == ConsentStatus.GRANTED and the_purpose.double_opt_in:
         status = ConsentStatus.PENDING_CONFIRMATION
     event, row, applied = _append(
@@ -653,6 +661,7 @@ def record_event(
         occurred_at=occurred_at,
         evidence=clean,
         now=now,
+        current=current,
     )
     token = None
     if applied and status == ConsentStatus.PENDING_CONFIRMATION:
