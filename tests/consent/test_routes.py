@@ -333,3 +333,30 @@ def test_receipt_verifies_with_other_jose_libraries(client, writer, customer):
     assert payload["services"][0]["purposes"][0]["purposeCategory"]
     assert payload["piiControllers"][0]["piiController"] == "Tante Emma Online GmbH"
     assert "Erika" not in json.dumps(payload) and "Mustermann" not in json.dumps(payload)
+
+
+def test_idempotency_key_for_another_customer_is_refused(client, writer, session, runtime):
+    a = create_customer(session, runtime)
+    b = create_customer(session, runtime)
+    session.rollback()
+    headers = {**writer, "Idempotency-Key": "k-1"}
+    assert _grant(client, headers, a.id).status_code == 201
+    r = _grant(client, headers, b.id)
+    assert r.status_code == 422 and r.json()["error"] == "idempotency_key_reused"
+    assert _event_count(session, b.id) == 0
+
+
+def test_history_filters_by_purpose_and_keeps_late_events(client, writer, customer):
+    _grant(client, writer, customer.id)
+    _grant(client, writer, customer.id, purpose="third_party_ads", channel="store",
+           occurred_at=(datetime.now(UTC) - timedelta(days=3)).isoformat())  # fmt: skip
+    r = client.get(
+        f"/v1/customers/{customer.id}/consents/history",
+        params={"purpose": "third_party_ads"},
+        headers=writer,
+    )
+    [event] = r.json()["events"]
+    assert event["purpose"] == "third_party_ads" and event["channel"] == "store"
+    r = client.get(f"/v1/customers/{customer.id}/consents/history", headers=writer)
+    # decision order: by occurred_at, so the older store event comes first
+    assert [e["purpose"] for e in r.json()["events"]] == ["third_party_ads", "personalised_offers"]
