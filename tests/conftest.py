@@ -114,6 +114,7 @@ def settings(db_url: str, data_dir: Path) -> Settings:
         data_dir=data_dir,
         database_url=db_url,
         public_url="http://testserver",
+        audit_seal_interval=0,  # tests seal explicitly; tests/audit starts a sealer itself
         _env_file=None,
     )
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vault import __version__
 from vault.access.routes import router as access_router
 from vault.audit.routes import router as audit_router
+from vault.audit.sealer import running_sealer
 from vault.auth.routes import router as auth_router
 from vault.consent.routes import router as consent_router
 from vault.customers.routes import router as customers_router
@@ -111,7 +114,15 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime.build()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The audit sealer chains committed events every VAULT_AUDIT_SEAL_INTERVAL seconds.
+        with running_sealer(runtime):
+            yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Consent Vault",
         version=__version__,
         description=(

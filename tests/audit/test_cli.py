@@ -102,13 +102,21 @@ def test_start_sealer_honours_the_setting(runtime, settings):
         settings.model_copy(update={"audit_seal_interval": 0}), engine=runtime.engine
     )
     assert sealer.start_sealer(off) is None
-    s = sealer.start_sealer(runtime)
+    on = Runtime.build(
+        settings.model_copy(update={"audit_seal_interval": 0.5}), engine=runtime.engine
+    )
+    s = sealer.start_sealer(on)
     assert s is not None and s.interval == 0.5
     s.stop()
 
 
-def test_running_sealer_stops_and_leaves_a_checkpoint(runtime):
-    with sealer.running_sealer(runtime) as s:
+def test_running_sealer_stops_and_leaves_a_checkpoint(runtime, settings):
+    from vault.runtime import Runtime
+
+    on = Runtime.build(
+        settings.model_copy(update={"audit_seal_interval": 0.5}), engine=runtime.engine
+    )
+    with sealer.running_sealer(on) as s:
         assert s is not None and s._thread.is_alive()
         write(runtime, 3)
     assert not s._thread.is_alive()
