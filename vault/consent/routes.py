@@ -4,10 +4,11 @@ from typing import Annotated
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, Security, status
 from pydantic import AwareDatetime
+from sqlmodel import Session
 
-from vault.auth.deps import require
+from vault.auth.deps import Bearer, bearer_for, check_token, require
 from vault.auth.scopes import Scope
 from vault.consent import service
 from vault.consent.models import (
@@ -26,7 +27,7 @@ from vault.errors import (
     NotAuthenticated,
     responses,
 )
-from vault.runtime import RuntimeDep
+from vault.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["consent"])
 
@@ -70,27 +71,56 @@ IdempotencyKey = Annotated[
         InvalidRequest,
     ),
 )
-def record_consent(
+async def record_consent(
     customer_id: UUID,
     body: ConsentWrite,
-    session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.CONSENT_WRITE),
+    bearer: Annotated[Bearer, Security(bearer_for, scopes=[Scope.CONSENT_WRITE.value])],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Record a consent statement (grant, withdrawal, refusal) and return its signed receipt."""
-    answer = service.submit(
-        session=session,
-        policy=runtime.policy,
-        signer=runtime.signer,
-        settings=runtime.settings,
-        envelope=runtime.envelope,
+    # The hot write: token check, event, projection, receipt and commit run in one worker
+    # thread (one hop instead of one per dependency), as the hot read does.
+    answer = await runtime.run_db(
+        _record,
+        runtime=runtime,
+        bearer=bearer,
         customer_id=customer_id,
         write=body,
-        recorded_by=principal.actor,
         idempotency_key=idempotency_key,
     )
     return _json(answer, status.HTTP_201_CREATED)
+
+
+def _record(
+    *,
+    runtime: Runtime,
+    bearer: Bearer,
+    customer_id: UUID,
+    write: ConsentWrite,
+    idempotency_key: str | None,
+) -> dict:
+    with Session(runtime.engine, expire_on_commit=False) as session:
+        try:
+            principal = check_token(
+                session=session, runtime=runtime, token=bearer.token, scopes=bearer.scopes
+            )
+            answer = service.submit(
+                session=session,
+                policy=runtime.policy,
+                signer=runtime.signer,
+                settings=runtime.settings,
+                envelope=runtime.envelope,
+                customer_id=customer_id,
+                write=write,
+                recorded_by=principal.actor,
+                idempotency_key=idempotency_key,
+            )
+            session.commit()  # before the answer is sent: nothing unrecorded is confirmed
+        except BaseException:
+            session.rollback()
+            raise
+    return answer
 
 
 @router.post(
