@@ -36,15 +36,33 @@ class Runtime:
     # hand-offs between pool threads fighting for the GIL. PostgreSQL uses the shared pool.
     db_executor: ThreadPoolExecutor | None = field(default=None)
 
-    async def run_db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    async def run_db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a whole database transaction off the event loop."""
         if self.db_executor is None:
             from fastapi.concurrency import run_in_threadpool
 
-            return await run_in_threadpool(fn, **kwargs)
+            return await run_in_threadpool(fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(
-            self.db_executor, partial(fn, **kwargs)
+            self.db_executor, partial(fn, *args, **kwargs)
         )
+
+    async def transaction(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run ``fn(session=..., **kwargs)`` as one transaction in one worker thread: commit when
+        it returns, roll back when it raises. For hot routes, instead of one thread hop per
+        dependency (session, token check, endpoint, commit)."""
+        return await self.run_db(self._in_transaction, fn, kwargs)
+
+    def _in_transaction(self, fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
+        from sqlmodel import Session
+
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                result = fn(session=session, **kwargs)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        return result
 
     @classmethod
     def build(cls, settings: Settings | None = None, *, engine: Engine | None = None) -> Runtime:

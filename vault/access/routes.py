@@ -45,7 +45,7 @@ async def read_customer_data(
     """The attributes of one customer that the purpose may use now — or why not."""
     # The hottest route: its whole transaction (token check, decision, decryption, audit
     # event, commit) runs in one worker thread instead of one hop per dependency.
-    return await runtime.run_db(
+    return await runtime.transaction(
         _read,
         runtime=runtime,
         bearer=bearer,
@@ -58,26 +58,6 @@ async def read_customer_data(
 
 def _read(
     *,
-    runtime: Runtime,
-    bearer: Bearer,
-    customer_id: UUID,
-    purpose: str | None,
-    attributes: str | None,
-    request_id: str,
-) -> JSONResponse:
-    with Session(runtime.engine, expire_on_commit=False) as session:
-        try:
-            response = _read_in(
-                session, runtime, bearer, customer_id, purpose, attributes, request_id
-            )
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-    return response
-
-
-def _read_in(
     session: Session,
     runtime: Runtime,
     bearer: Bearer,
