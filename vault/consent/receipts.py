@@ -27,8 +27,22 @@ KANTARA_VERSION = "KI-CR-v1.1.0"
 _static: dict[tuple[int, int, str], tuple[Policy, Purpose, dict[str, Any]]] = {}
 
 
+_notice: dict[tuple[int, str], tuple[Purpose, str]] = {}
+
+
 def notice_hash(purpose: Purpose, language: str) -> str:
     """SHA-256 of the notice text the customer was shown: proves which wording they agreed to."""
+    hit = _notice.get((id(purpose), language))
+    if hit is not None and hit[0] is purpose:
+        return hit[1]
+    if len(_notice) > 1024:
+        _notice.clear()
+    digest = _notice_digest(purpose, language)
+    _notice[(id(purpose), language)] = (purpose, digest)
+    return digest
+
+
+def _notice_digest(purpose: Purpose, language: str) -> str:
     doc = {
         "purpose": purpose.id,
         "version": purpose.version,
