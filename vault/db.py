@@ -179,6 +179,7 @@ DOMAIN_MODEL_MODULES = (
     "vault.consent.models",
     "vault.audit.models",
     "vault.access.models",
+    "vault.events.models",
 )
 
 

@@ -1,1 +1,1 @@
-"""events (not built yet)."""
+"""Events to downstream tools: a durable outbox and signed webhooks (Standard Webhooks)."""
