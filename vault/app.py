@@ -48,9 +48,10 @@ SECURITY_HEADERS = [
 class EdgeMiddleware:
     """Request id, body-size cap and security headers, as plain ASGI (no per-request task)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, larger: dict[str, int] | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.larger = larger or {}  # path -> its own limit (bulk import)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,12 +59,12 @@ class EdgeMiddleware:
             return
         request_id = secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
+        limit = self.larger.get(scope["path"], self.max_body_bytes)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await _send_error(send, PayloadTooLarge(), request_id)
                 return
         received = 0
-        limit = self.max_body_bytes
 
         async def capped_receive() -> Message:
             nonlocal received
@@ -190,5 +191,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
         return {"keys": [*runtime.signer.jwks()["keys"], public_jwk(runtime.keys)]}
 
-    app.add_middleware(EdgeMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=runtime.settings.max_body_bytes,
+        larger={"/v1/customers/import": runtime.settings.max_import_bytes},
+    )
     return app

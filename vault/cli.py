@@ -123,6 +123,50 @@ curl -s -H "Authorization: Bearer $TOKEN" \\
     )
 
 
+@app.command("import")
+def import_file(
+    path: Annotated[Path, typer.Argument(help="NDJSON file, one customer per line", exists=True)],
+    chunk_size: Annotated[int, typer.Option(min=1, max=50_000)] = 2000,
+    errors_file: Annotated[
+        Path | None, typer.Option(help="write the per-line error report (NDJSON) here")
+    ] = None,
+) -> None:
+    """Bulk-import customers (and initial consents); bad lines are reported, good lines kept."""
+    from sqlmodel import Session
+
+    from vault.customers import importer
+
+    rt = _runtime()
+    report = importer.ImportReport()
+    total = sum(1 for _ in path.open("rb"))
+    with path.open("rb") as fh, typer.progressbar(length=total, label="importing") as bar:
+        for chunk in importer.chunks(fh, chunk_size):
+            with Session(rt.engine, expire_on_commit=False) as session:
+                importer.import_chunk(
+                    session=session,
+                    envelope=rt.envelope,
+                    policy=rt.policy,
+                    signer=rt.signer,
+                    settings=rt.settings,
+                    chunk=chunk,
+                    report=report,
+                    actor="cli",
+                )
+                session.commit()
+            bar.update(chunk[-1][0] - bar.pos)  # lines read so far, blank ones included
+    result = report.as_dict()
+    if errors_file is not None:
+        errors_file.write_text("".join(json.dumps(e) + "\n" for e in result["errors"]))
+    typer.echo(
+        f"received {result['received']}, created {result['created']} customers with "
+        f"{result['consents']} consent events, rejected {result['rejected']}"
+    )
+    for e in result["errors"][:20]:
+        typer.echo(f"  line {e['line']}: {e['error']}: {e['detail']}", err=True)
+    if result["rejected"]:
+        raise typer.Exit(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""

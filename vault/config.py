@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     token_audience: str = "consent-vault"
     token_ttl_seconds: int = Field(900, ge=60, le=86400)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_import_bytes: int = Field(
+        67_108_864, ge=1024, description="body limit of POST /v1/customers/import"
+    )
+    max_import_lines: int = Field(100_000, ge=1, description="lines per import request")
     audit_retention_days: int = Field(
         1095, ge=1, description="'vault audit purge' deletes audit events older than this"
     )
@@ -35,6 +39,15 @@ class Settings(BaseSettings):
     )
     audit_checkpoint_interval: float = Field(
         10.0, gt=0, description="seconds between signed audit checkpoints"
+    )
+    selfservice_link_ttl_seconds: int = Field(
+        900, ge=60, le=86400, description="how long a self-service magic link can be opened"
+    )
+    selfservice_idle_seconds: int = Field(
+        1800, ge=60, description="a self-service session ends after this long without a request"
+    )
+    selfservice_session_max_seconds: int = Field(
+        43200, ge=300, description="a self-service session ends this long after it started"
     )
 
     @model_validator(mode="after")

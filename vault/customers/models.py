@@ -30,6 +30,11 @@ class Customer(SQLModel, table=True):
     # GDPR Art. 21 objections: "direct_marketing" (Art. 21(2), absolute) and/or ids of
     # legitimate-interest purposes, space-separated. On the row so a read needs no extra query.
     objections: str = Field(default="", max_length=2000)
+    # GDPR Art. 17(3): while set, erasure answers 409 with the reason (vault.dsr).
+    legal_hold: bool = Field(default=False)
+    legal_hold_reason: str | None = Field(default=None, max_length=500)
+    # The tombstone: who asked for the erasure (``erased_at`` says when).
+    erased_by: str | None = Field(default=None, max_length=80)
 
     def __repr__(self) -> str:
         return f"Customer(id={self.id}, status={self.status}, ***)"
@@ -89,3 +94,19 @@ class LookupRequest(BaseModel):
 
 class LookupResult(BaseModel):
     id: UUID
+
+
+class ImportLineError(BaseModel):
+    line: int
+    error: str
+    detail: str
+    attribute: str | None = None
+
+
+class ImportResult(BaseModel):
+    received: int
+    created: int
+    consents: int
+    rejected: int
+    errors: list[ImportLineError]
+    errors_truncated: bool

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request, Security, status
+from sqlmodel import Session
 
-from vault.auth.deps import require
+from vault.auth.deps import Bearer, bearer_for, check_token, require
 from vault.auth.scopes import Scope
-from vault.customers import service
+from vault.customers import importer, service
 from vault.customers.models import (
     CustomerCreate,
     CustomerPublic,
     CustomerUpdate,
+    ImportResult,
     LookupRequest,
     LookupResult,
 )
@@ -22,6 +25,7 @@ from vault.errors import (
     Forbidden,
     InvalidRequest,
     NotAuthenticated,
+    PayloadTooLarge,
     UnknownAttribute,
     ValidationFailed,
     responses,
@@ -87,6 +91,66 @@ def rectify_customer(
         request_id=request.state.request_id,
     )
     return service.to_public(customer, names)
+
+
+@router.post(
+    "/import",
+    operation_id="import_customers",
+    response_model=ImportResult,
+    responses={
+        **responses(*_AUTH, InvalidRequest, PayloadTooLarge),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            "description": "one customer per line: {external_id?, attributes, consents?}",
+        }
+    },
+)
+async def import_customers(
+    request: Request,
+    runtime: RuntimeDep,
+    bearer: Annotated[Bearer, Security(bearer_for, scopes=[Scope.CUSTOMERS_WRITE.value])],
+) -> dict:
+    """Bulk import (NDJSON): good lines are stored, bad lines are reported by line number."""
+    body = await request.body()
+    lines = body.splitlines()
+    if len(lines) > runtime.settings.max_import_lines:
+        raise InvalidRequest(
+            f"At most {runtime.settings.max_import_lines} lines per request.",
+            code="too_many_lines",
+        )
+    return await runtime.transaction(
+        _import,
+        runtime=runtime,
+        bearer=bearer,
+        lines=lines,
+        request_id=request.state.request_id,
+    )
+
+
+def _import(
+    *, session: Session, runtime: RuntimeDep, bearer: Bearer, lines: list[bytes], request_id: str
+) -> dict:
+    principal = check_token(
+        session=session, runtime=runtime, token=bearer.token, scopes=bearer.scopes
+    )
+    report = importer.ImportReport()
+    for chunk in importer.chunks(lines):
+        importer.import_chunk(
+            session=session,
+            envelope=runtime.envelope,
+            policy=runtime.policy,
+            signer=runtime.signer,
+            settings=runtime.settings,
+            chunk=chunk,
+            report=report,
+            actor=principal.actor,
+            request_id=request_id,
+            may_write_consent=Scope.CONSENT_WRITE.value in principal.scopes,
+        )
+    return report.as_dict()
 
 
 @router.post(
