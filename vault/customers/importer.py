@@ -326,15 +326,17 @@ def import_chunk(
                 "now": now,
             }
         )
-    session.execute(insert(Customer), customers)
+    # Core inserts on the connection: the ORM's bulk path costs more than the SQL here.
+    conn = session.connection()
+    conn.execute(insert(Customer.__table__), customers)
     if values:
-        session.execute(insert(CustomerValue), values)
+        conn.execute(insert(CustomerValue.__table__), values)
     if index:
-        session.execute(insert(BlindIndex), index)
+        conn.execute(insert(BlindIndex.__table__), index)
     if events:
-        session.execute(insert(ConsentEvent), events)
+        conn.execute(insert(ConsentEvent.__table__), events)
     if states:
-        session.execute(insert(ConsentState), states)
+        conn.execute(insert(ConsentState.__table__), states)
     audit_service.record_many(session=session, events=audit)
     report.created += len(kept)
     report.consents += len(events)
