@@ -83,6 +83,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            # Overwrite deleted content with zeros, so an erased customer's wrapped key and
+            # ciphertexts do not linger in free pages of the file (crypto-shredding, vault.dsr).
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         # SQLite has one writer. Its busy handler polls with sleeps of up to 100 ms, which
@@ -179,6 +182,7 @@ DOMAIN_MODEL_MODULES = (
     "vault.consent.models",
     "vault.audit.models",
     "vault.access.models",
+    "vault.dsr.models",
     "vault.events.models",
 )
 
