@@ -295,6 +295,12 @@ def decrypt_values(
     }
 
 
+_REWRAP_SQL = {
+    True: "UPDATE customer SET dek_wrapped = ?, kek_id = ? WHERE id = ? AND kek_id = ?",
+    False: "UPDATE customer SET dek_wrapped = %s, kek_id = %s WHERE id = %s AND kek_id = %s",
+}
+
+
 def rewrap_batch(*, session: Session, envelope: Envelope, batch_size: int = 1000) -> int:
     """Re-wrap up to ``batch_size`` DEKs not yet under the primary KEK. Resumable by nature:
     each batch picks the rows still under an old KEK. Returns how many it re-wrapped."""
@@ -305,13 +311,16 @@ def rewrap_batch(*, session: Session, envelope: Envelope, batch_size: int = 1000
         .order_by(Customer.id)
         .limit(batch_size)
     ).all()
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    params = []
     for cid, wrapped, kek_id in rows:
         new_wrapped, new_kek = envelope.rewrap(cid, wrapped, kek_id)
-        session.execute(
-            Customer.__table__.update()
-            .where(Customer.id == cid, Customer.kek_id == kek_id)
-            .values(dek_wrapped=new_wrapped, kek_id=new_kek)
-        )
+        params.append((new_wrapped, new_kek, cid.hex if sqlite else cid, kek_id))
+    if params:
+        # one driver-level executemany; the old KEK id in the WHERE makes a concurrent rewrap
+        # of the same row harmless
+        conn.exec_driver_sql(_REWRAP_SQL[sqlite], params)
     return len(rows)
 
 
