@@ -26,6 +26,7 @@ from vault.audit.sealer import running_sealer
 from vault.auth.routes import router as auth_router
 from vault.consent.routes import router as consent_router
 from vault.customers.routes import router as customers_router
+from vault.dsr.routes import router as dsr_router
 from vault.errors import ErrorBody, PayloadTooLarge, VaultError
 from vault.runtime import Runtime, RuntimeDep
 
@@ -176,6 +177,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(consent_router)
     app.include_router(access_router)
     app.include_router(audit_router)
+    app.include_router(dsr_router)
 
     @app.get("/healthz", operation_id="healthz", tags=["ops"])
     def healthz(runtime: RuntimeDep) -> dict[str, str]:

@@ -22,6 +22,7 @@ from vault.errors import (
     InvalidRequest,
     UnknownAttribute,
 )
+from vault.events import service as events_service
 from vault.policy import Policy
 from vault.policy.values import Value, index_form, normalise
 
@@ -219,6 +220,15 @@ def rectify(
         request_id=request_id,
         now=now,
     )
+    if values:
+        # vault.events: downstream tools re-read through the access API (names, never values)
+        events_service.emit(
+            session=session,
+            type="customer.updated",
+            customer_id=customer.id,
+            data={"attributes": sorted(values), "updated_at": now},
+            now=now,
+        )
     return customer, stored_attribute_names(session, customer.id)
 
 
