@@ -28,9 +28,13 @@ app.add_typer(policies_app, name="policies")
 def _register_domain_commands() -> None:
     from vault.audit.cli import app as audit_app
     from vault.consent.cli import app as consent_app
+    from vault.dsr.cli import app as dsr_app
+    from vault.dsr.cli import retention_app
 
     app.add_typer(consent_app, name="consent")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(dsr_app, name="dsr")
+    app.add_typer(retention_app, name="retention")
 
 
 _register_domain_commands()

@@ -324,8 +324,15 @@ def read_consents(
     now: datetime,
     as_of: datetime | None = None,
 ) -> dict[str, EffectiveConsent]:
-    """``GET /v1/customers/{id}/consents``: from the projection, or replayed ``as_of``."""
-    customers_service.get_customer(session, customer_id)
+    """``GET /v1/customers/{id}/consents``: from the projection, or replayed ``as_of``.
+
+    After an erasure the ledger stays as proof: ``as_of`` an instant before ``erased_at``
+    still answers (Art. 7(1)); the current state and later instants answer 410."""
+    customer = customers_service.get_customer(session, customer_id, allow_erased=True)
+    if customer.status == CustomerStatus.ERASED and (
+        as_of is None or customer.erased_at is None or as_of >= customer.erased_at
+    ):
+        raise CustomerErased()
     if as_of is None:
         return effective_states(session=session, policy=policy, customer_id=customer_id, now=now)
     return states_as_of(

@@ -1,0 +1,106 @@
+"""``vault dsr ...`` and ``vault retention run``: operator commands of data-subject rights."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Data-subject requests (GDPR Arts. 12 to 21).", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention: delete what is past its keeping period.")
+
+
+def _runtime():
+    from vault.config import Settings
+    from vault.runtime import Runtime
+
+    return Runtime.build(Settings())
+
+
+@app.command("list")
+def list_cmd(
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only open requests past due")] = False,
+    status: Annotated[str | None, typer.Option(help="open | completed | rejected")] = None,
+    kind: Annotated[str | None, typer.Option(help="access, erasure, ...")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines")] = False,
+) -> None:
+    """List tracked requests, earliest deadline first; exit 1 with --overdue if any is."""
+    from sqlmodel import Session
+
+    from vault.db import reader, utcnow
+    from vault.dsr import service
+
+    rt = _runtime()
+    now = utcnow()
+    try:
+        with Session(reader(rt.engine)) as session:
+            rows = service.list_requests(
+                session=session, overdue=overdue, status=status, kind=kind, now=now, limit=limit
+            )
+    finally:
+        rt.engine.dispose()
+    for r in rows:
+        item = service.request_public(r, now)
+        if as_json:
+            typer.echo(json.dumps(item, default=str))
+        else:
+            late = "  OVERDUE" if item["overdue"] else ""
+            ext = f" (+{r.extension_months} mo)" if r.extension_months else ""
+            typer.echo(
+                f"{r.id}  {r.kind:<13} {r.status:<9} customer {r.customer_id}  "
+                f"received {r.received_at:%Y-%m-%d}  due {r.due_at:%Y-%m-%d}{ext}{late}"
+            )
+    if not as_json:
+        typer.echo(f"{len(rows)} request(s){' overdue' if overdue else ''}", err=True)
+    if overdue and rows:
+        raise typer.Exit(1)
+
+
+@retention_app.command("run")
+def run_cmd(
+    now: Annotated[
+        str | None, typer.Option(help="ISO 8601 instant with zone to judge retention at")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+    idempotency_days: Annotated[
+        int, typer.Option(min=1, help="keep Idempotency-Key answers this long")
+    ] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Delete values past their retention and expired consent working copies (idempotent,
+    batched short transactions: safe while the server runs)."""
+    from vault.dsr import retention
+
+    at = None
+    if now is not None:
+        try:
+            at = datetime.fromisoformat(now)
+        except ValueError:
+            raise typer.BadParameter("--now must be an ISO 8601 instant") from None
+        if at.tzinfo is None:
+            raise typer.BadParameter("--now needs a time zone, e.g. 2030-01-01T00:00:00+00:00")
+    rt = _runtime()
+    try:
+        report = retention.run(
+            engine=rt.engine,
+            policy=rt.policy,
+            now=at,
+            batch_size=batch_size,
+            idempotency_days=idempotency_days,
+        )
+    finally:
+        rt.engine.dispose()
+    summary = report.public()
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    by = ", ".join(f"{k} {v}" for k, v in summary["by_attribute"].items()) or "none"
+    typer.echo(
+        f"retention run at {summary['now']}: deleted {summary['values_deleted']} values of "
+        f"{summary['customers_affected']} customers ({by}); "
+        f"{summary['confirmations_deleted']} expired confirmation tokens; "
+        f"{summary['idempotency_deleted']} idempotency answers"
+    )

@@ -1,0 +1,219 @@
+"""The retention job: ``vault retention run [--now ISO]``.
+
+What it deletes (docs/dsr.md has the reasoning):
+
+- **Values past their retention**: a ``customer_value`` whose ``updated_at`` lies more than the
+  attribute's effective retention before ``now`` (:func:`vault.dsr.service.effective_retention`:
+  the attribute's own ``retention_days``, else the longest ``retention_days`` of the purposes
+  using it if all of them set one), with its blind-index row. Customers under a legal hold or a
+  restriction (Art. 18(1)(b)/(c): kept *instead of* erased) are skipped.
+- **Consent evidence past its keeping period**: the ledger itself is append-only and is the
+  Art. 7(1) proof, so it is never touched. What goes are the working copies around it: double
+  opt-in confirmation rows whose token expired (``expires_at < now``; the ``confirmed`` event in
+  the ledger is the proof) and ``Idempotency-Key`` answers older than ``idempotency_days``.
+
+Safe while the server runs: keyset batches of ``batch_size`` rows, each its own short
+transaction that re-checks the condition in its DELETE (a value rectified in between is newer
+and stays) and writes one ``retention.deleted`` audit event per customer and attribute. Ends
+with one ``retention.run`` summary event. Running it twice deletes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Engine, and_, delete, select
+from sqlmodel import Session
+
+from vault.audit import service as audit_service
+from vault.consent.models import ConsentConfirmation, ConsentIdempotency
+from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
+from vault.db import utcnow
+from vault.dsr.service import effective_retention
+from vault.policy import Policy
+
+IDEMPOTENCY_DAYS = 30
+BATCH = 1000
+
+
+@dataclass
+class RetentionReport:
+    now: datetime
+    values_deleted: int = 0
+    customers: set[UUID] = field(default_factory=set)
+    by_attribute: dict[str, int] = field(default_factory=dict)
+    confirmations_deleted: int = 0
+    idempotency_deleted: int = 0
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "now": self.now.isoformat(),
+            "values_deleted": self.values_deleted,
+            "customers_affected": len(self.customers),
+            "by_attribute": dict(sorted(self.by_attribute.items())),
+            "confirmations_deleted": self.confirmations_deleted,
+            "idempotency_deleted": self.idempotency_deleted,
+        }
+
+
+def _eligible_customers():
+    """Customers whose values the job may delete: active (not restricted, not erased) and not
+    under a legal hold."""
+    return select(Customer.id).where(
+        Customer.status == CustomerStatus.ACTIVE, Customer.legal_hold.is_(False)
+    )
+
+
+def _expire_attribute(
+    engine: Engine,
+    policy: Policy,
+    attribute: str,
+    cutoff: datetime,
+    report: RetentionReport,
+    actor: str,
+    batch_size: int,
+) -> None:
+    searchable = policy.attributes[attribute].searchable
+    v = CustomerValue
+    while True:
+        with Session(engine) as s:
+            ids = list(
+                s.execute(
+                    select(v.customer_id)
+                    .where(
+                        v.attribute == attribute,
+                        v.updated_at < cutoff,
+                        v.customer_id.in_(_eligible_customers()),
+                    )
+                    .order_by(v.customer_id)
+                    .limit(batch_size)
+                ).scalars()
+            )
+            if not ids:
+                return
+            # Re-check in the DELETE: a value rectified since the SELECT is newer and stays.
+            deleted = list(
+                s.execute(
+                    delete(v)
+                    .where(
+                        v.attribute == attribute,
+                        v.updated_at < cutoff,
+                        v.customer_id.in_(ids),
+                        v.customer_id.in_(_eligible_customers()),
+                    )
+                    .returning(v.customer_id)
+                ).scalars()
+            )
+            if searchable and deleted:
+                s.execute(
+                    delete(BlindIndex).where(
+                        BlindIndex.attribute == attribute, BlindIndex.customer_id.in_(deleted)
+                    )
+                )
+            audit_service.record_many(
+                session=s,
+                events=[
+                    {
+                        "actor": actor,
+                        "action": "retention.deleted",
+                        "customer_id": cid,
+                        "attributes": [attribute],
+                        "reason": "retention_expired",
+                    }
+                    for cid in deleted
+                ],
+            )
+            s.commit()
+        report.values_deleted += len(deleted)
+        report.customers.update(deleted)
+        report.by_attribute[attribute] = report.by_attribute.get(attribute, 0) + len(deleted)
+        if len(ids) < batch_size:
+            return
+
+
+def _purge(engine: Engine, table: Any, key: Any, condition: Any, batch_size: int) -> int:
+    total = 0
+    while True:
+        with Session(engine) as s:
+            keys = list(s.execute(select(key).where(condition).limit(batch_size)).scalars())
+            if not keys:
+                return total
+            n = s.execute(delete(table).where(and_(key.in_(keys), condition))).rowcount
+            s.commit()
+        total += n or 0
+        if len(keys) < batch_size:
+            return total
+
+
+def run(
+    *,
+    engine: Engine,
+    policy: Policy,
+    now: datetime | None = None,
+    actor: str = "cli",
+    batch_size: int = BATCH,
+    idempotency_days: int = IDEMPOTENCY_DAYS,
+) -> RetentionReport:
+    """Delete what is past retention (see the module docstring). ``now`` may be moved forward
+    to see what a later run would delete (and delete it)."""
+    now = now or utcnow()
+    report = RetentionReport(now=now)
+    for attribute, (days, _rule) in effective_retention(policy).items():
+        if days is None:
+            continue
+        cutoff = now - timedelta(days=days)
+        _expire_attribute(engine, policy, attribute, cutoff, report, actor, batch_size)
+    report.confirmations_deleted = _purge(
+        engine,
+        ConsentConfirmation,
+        ConsentConfirmation.token_hash,
+        ConsentConfirmation.expires_at < now,
+        batch_size,
+    )
+    # consent_idempotency has a composite key (client, key); created_at is indexed, so batch by
+    # the rows' (client, key) pairs through a tuple-free loop on created_at.
+    report.idempotency_deleted = _purge_idempotency(
+        engine, now - timedelta(days=idempotency_days), batch_size
+    )
+    with Session(engine) as s:
+        summary = report.public()
+        audit_service.record(
+            session=s,
+            actor=actor,
+            action="retention.run",
+            details={
+                "as_of": summary["now"],
+                "values_deleted": summary["values_deleted"],
+                "customers_affected": summary["customers_affected"],
+                "by_attribute": summary["by_attribute"],
+                "confirmations_deleted": summary["confirmations_deleted"],
+                "idempotency_deleted": summary["idempotency_deleted"],
+            },
+        )
+        s.commit()
+    return report
+
+
+def _purge_idempotency(engine: Engine, cutoff: datetime, batch_size: int) -> int:
+    t = ConsentIdempotency
+    total = 0
+    while True:
+        with Session(engine) as s:
+            rows = s.execute(
+                select(t.client, t.key).where(t.created_at < cutoff).limit(batch_size)
+            ).all()
+            if not rows:
+                return total
+            for client, key in rows:
+                total += (
+                    s.execute(
+                        delete(t).where(t.client == client, t.key == key, t.created_at < cutoff)
+                    ).rowcount
+                    or 0
+                )
+            s.commit()
+        if len(rows) < batch_size:
+            return total

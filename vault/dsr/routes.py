@@ -1,0 +1,426 @@
+"""The DSR API: export, erasure, legal hold, restriction, objection, request tracking, and the
+Art. 30 record. Thin: each route calls one function of :mod:`vault.dsr.service`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request, Response, Security, status
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from vault.auth.deps import authenticate, require
+from vault.auth.scopes import Scope
+from vault.auth.service import Principal
+from vault.db import SessionDep, utcnow
+from vault.dsr import ropa, service
+from vault.dsr.models import (
+    CustomerRights,
+    DataExport,
+    LegalHoldSet,
+    ObjectionBody,
+    RequestClose,
+    RequestCreate,
+    RequestExtend,
+    RequestKind,
+    RequestList,
+    RequestPublic,
+    RequestStatus,
+)
+from vault.errors import (
+    CustomerErased,
+    CustomerNotFound,
+    Forbidden,
+    InvalidRequest,
+    NotAuthenticated,
+    responses,
+)
+from vault.runtime import RuntimeDep
+
+router = APIRouter(tags=["dsr"])
+
+_AUTH = (NotAuthenticated, Forbidden)
+_CUSTOMER = (CustomerNotFound, CustomerErased)
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+DSR = require(Scope.DSR_EXECUTE)
+
+
+def _rights(result: service.RightsResult) -> dict[str, Any]:
+    return service.rights_public(result)
+
+
+# --- export and erasure ---------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/customers/{customer_id}/export",
+    operation_id="export_customer",
+    response_model=DataExport,
+    responses=responses(*_AUTH, *_CUSTOMER, InvalidRequest),
+)
+def export_customer(
+    request: Request,
+    customer_id: UUID,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: DSR,
+    kind: Annotated[RequestKind, Query(description="access (Art. 15) or portability")] = (
+        RequestKind.ACCESS
+    ),
+    receipts: Annotated[bool, Query(description="include the signed consent receipts")] = False,
+) -> Response:
+    """Everything the vault holds about a customer (GDPR Art. 15 / 20), machine-readable."""
+    document = service.export(
+        session=session,
+        envelope=runtime.envelope,
+        policy=runtime.policy,
+        customer_id=customer_id,
+        actor=principal.actor,
+        kind=kind,
+        include_receipts=receipts,
+        request_id=request.state.request_id,
+    )
+    return Response(
+        orjson.dumps(document),
+        media_type="application/json",
+        headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{customer_id}.json"'},
+    )
+
+
+@router.delete(
+    "/v1/customers/{customer_id}",
+    operation_id="erase_customer",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(*_AUTH, *_CUSTOMER, service.LegalHold),
+)
+def erase_customer(
+    request: Request, customer_id: UUID, session: SessionDep, principal: DSR
+) -> Response:
+    """Erase a customer (Art. 17) by destroying its data key; consent ledger and audit stay."""
+    try:
+        service.erase(
+            session=session,
+            customer_id=customer_id,
+            actor=principal.actor,
+            request_id=request.state.request_id,
+        )
+    except service.LegalHold as exc:
+        # The refusal is evidence too: audit it in this transaction, which then commits.
+        service.record_refused_erasure(
+            session=session,
+            customer_id=customer_id,
+            actor=principal.actor,
+            request_id=request.state.request_id,
+        )
+        return JSONResponse(exc.body(), status_code=exc.status)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/v1/customers/{customer_id}/legal-hold",
+    operation_id="set_legal_hold",
+    response_model=CustomerRights,
+    responses=responses(*_AUTH, *_CUSTOMER, service.ReasonContainsPersonalData),
+)
+def set_legal_hold(
+    request: Request, customer_id: UUID, body: LegalHoldSet, session: SessionDep, principal: DSR
+) -> dict[str, Any]:
+    """Put the customer's data under a legal hold: erasure answers 409 until it is cleared."""
+    return _rights(
+        service.set_legal_hold(
+            session=session,
+            customer_id=customer_id,
+            reason=body.reason,
+            actor=principal.actor,
+            request_id=request.state.request_id,
+        )
+    )
+
+
+@router.delete(
+    "/v1/customers/{customer_id}/legal-hold",
+    operation_id="clear_legal_hold",
+    response_model=CustomerRights,
+    responses=responses(*_AUTH, *_CUSTOMER, service.ReasonContainsPersonalData),
+)
+def clear_legal_hold(
+    request: Request, customer_id: UUID, body: LegalHoldSet, session: SessionDep, principal: DSR
+) -> dict[str, Any]:
+    """Clear the legal hold (the body's reason says why it no longer applies)."""
+    return _rights(
+        service.clear_legal_hold(
+            session=session,
+            customer_id=customer_id,
+            reason=body.reason,
+            actor=principal.actor,
+            request_id=request.state.request_id,
+        )
+    )
+
+
+# --- restriction and objection -------------------------------------------------------------
+
+
+@router.post(
+    "/v1/customers/{customer_id}/restriction",
+    operation_id="restrict_customer",
+    response_model=CustomerRights,
+    responses=responses(*_AUTH, *_CUSTOMER),
+)
+def restrict_customer(
+    request: Request, customer_id: UUID, session: SessionDep, principal: DSR
+) -> dict[str, Any]:
+    """Restrict processing (Art. 18): nothing is released to any purpose until lifted."""
+    return _rights(
+        service.restrict(
+            session=session,
+            customer_id=customer_id,
+            actor=principal.actor,
+            request_id=request.state.request_id,
+        )
+    )
+
+
+@router.delete(
+    "/v1/customers/{customer_id}/restriction",
+    operation_id="lift_restriction",
+    response_model=CustomerRights,
+    responses=responses(*_AUTH, *_CUSTOMER),
+)
+def lift_restriction(
+    request: Request, customer_id: UUID, session: SessionDep, principal: DSR
+) -> dict[str, Any]:
+    """Lift a restriction (Art. 18(3)); reads follow the legal basis again."""
+    return _rights(
+        service.lift_restriction(
+            session=session,
+            customer_id=customer_id,
+            actor=principal.actor,
+            request_id=request.state.request_id,
+        )
+    )
+
+
+@router.post(
+    "/v1/customers/{customer_id}/objection",
+    operation_id="object_to_processing",
+    response_model=CustomerRights,
+    responses=responses(*_AUTH, *_CUSTOMER, service.InvalidObjectionScope),
+)
+def object_to_processing(
+    request: Request,
+    customer_id: UUID,
+    body: ObjectionBody,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: DSR,
+) -> dict[str, Any]:
+    """Record an objection (Art. 21): direct marketing, or a legitimate-interest purpose."""
+    return _rights(
+        service.object_to(
+            session=session,
+            policy=runtime.policy,
+            customer_id=customer_id,
+            scope=body.scope,
+            actor=principal.actor,
+            request_id=request.state.request_id,
+        )
+    )
+
+
+@router.delete(
+    "/v1/customers/{customer_id}/objection",
+    operation_id="withdraw_objection",
+    response_model=CustomerRights,
+    responses=responses(*_AUTH, *_CUSTOMER, service.InvalidObjectionScope),
+)
+def withdraw_objection(
+    request: Request,
+    customer_id: UUID,
+    body: ObjectionBody,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: DSR,
+) -> dict[str, Any]:
+    """Withdraw an objection the customer made earlier."""
+    return _rights(
+        service.withdraw_objection(
+            session=session,
+            policy=runtime.policy,
+            customer_id=customer_id,
+            scope=body.scope,
+            actor=principal.actor,
+            request_id=request.state.request_id,
+        )
+    )
+
+
+# --- request tracking ------------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/dsr/requests",
+    operation_id="list_dsr_requests",
+    response_model=RequestList,
+    responses=responses(*_AUTH, InvalidRequest),
+)
+def list_dsr_requests(
+    session: SessionDep,
+    principal: DSR,
+    customer_id: UUID | None = None,
+    kind: RequestKind | None = None,
+    status: RequestStatus | None = None,
+    overdue: Annotated[bool, Query(description="open and past their deadline")] = False,
+    cursor: Annotated[UUID | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Tracked data-subject requests, earliest deadline first."""
+    now = utcnow()
+    rows = service.list_requests(
+        session=session,
+        customer_id=customer_id,
+        kind=kind,
+        status=status,
+        overdue=overdue,
+        now=now,
+        after=cursor,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "requests": [service.request_public(r, now) for r in rows],
+        "next_cursor": str(rows[-1].id) if more else None,
+    }
+
+
+@router.post(
+    "/v1/dsr/requests",
+    operation_id="create_dsr_request",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RequestPublic,
+    responses=responses(*_AUTH, CustomerNotFound, InvalidRequest),
+)
+def create_dsr_request(
+    request: Request, body: RequestCreate, session: SessionDep, principal: DSR
+) -> dict[str, Any]:
+    """Record a request as received; it is due one calendar month later (Art. 12(3))."""
+    row = service.create_request(
+        session=session,
+        customer_id=body.customer_id,
+        kind=body.kind,
+        received_at=body.received_at,
+        actor=principal.actor,
+        request_id=request.state.request_id,
+    )
+    return service.request_public(row)
+
+
+@router.get(
+    "/v1/dsr/requests/{request_uuid}",
+    operation_id="get_dsr_request",
+    response_model=RequestPublic,
+    responses=responses(*_AUTH, service.RequestNotFound),
+)
+def get_dsr_request(request_uuid: UUID, session: SessionDep, principal: DSR) -> dict[str, Any]:
+    """One tracked request."""
+    return service.request_public(service.get_request(session, request_uuid))
+
+
+@router.post(
+    "/v1/dsr/requests/{request_uuid}/extension",
+    operation_id="extend_dsr_request",
+    response_model=RequestPublic,
+    responses=responses(
+        *_AUTH,
+        service.RequestNotFound,
+        service.RequestClosed,
+        service.ExtensionReasonRequired,
+        service.ExtensionTooLong,
+        service.ReasonContainsPersonalData,
+    ),
+)
+def extend_dsr_request(
+    request: Request,
+    request_uuid: UUID,
+    body: RequestExtend,
+    session: SessionDep,
+    principal: DSR,
+) -> dict[str, Any]:
+    """Extend the deadline by up to two further months in total, with a reason."""
+    row = service.extend_request(
+        session=session,
+        request_uuid=request_uuid,
+        months=body.months,
+        reason=body.reason,
+        actor=principal.actor,
+        request_id=request.state.request_id,
+    )
+    return service.request_public(row)
+
+
+@router.post(
+    "/v1/dsr/requests/{request_uuid}/close",
+    operation_id="close_dsr_request",
+    response_model=RequestPublic,
+    responses=responses(
+        *_AUTH,
+        service.RequestNotFound,
+        service.RequestClosed,
+        service.RejectionReasonRequired,
+        service.ReasonContainsPersonalData,
+    ),
+)
+def close_dsr_request(
+    request: Request,
+    request_uuid: UUID,
+    body: RequestClose,
+    session: SessionDep,
+    principal: DSR,
+) -> dict[str, Any]:
+    """Close a request as completed or rejected (a rejection needs a reason)."""
+    row = service.close_request(
+        session=session,
+        request_uuid=request_uuid,
+        status=body.status,
+        reason=body.reason,
+        actor=principal.actor,
+        request_id=request.state.request_id,
+    )
+    return service.request_public(row)
+
+
+# --- Art. 30 record ----------------------------------------------------------------------------
+
+_ROPA_SCOPES = frozenset({Scope.DSR_EXECUTE.value, Scope.AUDIT_READ.value})
+
+
+@router.get(
+    "/v1/records-of-processing",
+    operation_id="records_of_processing",
+    responses={
+        **responses(*_AUTH),
+        200: {
+            "description": "The record as JSON, or with `Accept: text/html` as a readable page.",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/html": {"schema": {"type": "string"}},
+            },
+        },
+    },
+)
+def records_of_processing(
+    principal: Annotated[Principal, Security(authenticate)],
+    runtime: RuntimeDep,
+    accept: Annotated[str | None, Header()] = None,
+    lang: Annotated[str, Query(pattern="^(de|en)$")] = "en",
+) -> Response:
+    """The record of processing activities (Art. 30) built from the policy files; needs the
+    scope dsr:execute or audit:read (an internal document for the controller and auditors)."""
+    if not principal.scopes & _ROPA_SCOPES:
+        raise Forbidden("This operation needs the scope dsr:execute or audit:read.")
+    record = ropa.build(runtime.policy)
+    if accept and "text/html" in accept and "application/json" not in accept:
+        return HTMLResponse(ropa.render_html(record, lang))
+    return JSONResponse(record)
