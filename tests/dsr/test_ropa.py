@@ -1,0 +1,47 @@
+"""The Art. 30 record: JSON and readable HTML, for dsr:execute or audit:read."""
+
+from tests.factories import auth_headers
+from vault.dsr import ropa
+
+
+def test_record_as_json(client, session, runtime):
+    headers = auth_headers(session, runtime, "audit:read")
+    r = client.get("/v1/records-of-processing", headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    doc = r.json()
+    assert doc["controller"]["name"] == "Tante Emma Online GmbH"
+    activities = {a["purpose"]: a for a in doc["activities"]}
+    assert set(activities) == set(runtime.policy.purposes)
+    analytics = activities["analytics"]
+    assert analytics["legal_basis"] == "legitimate_interest"
+    assert analytics["legal_basis_article"] == "GDPR Art. 6(1)(f)"
+    assert {a["name"]: a["reduced_to"] for a in analytics["attributes"]}["birth_date"] == "year"
+    assert analytics["recipients"][0]["kind"] == "processor"
+    diet = activities["dietary_recommendations"]
+    assert diet["special_categories"] == ["dietary_restrictions"]
+    assert diet["legal_basis_article"].startswith("GDPR Art. 9(2)(a)")
+    assert activities["tax_records"]["retention_days"] == 3650
+    assert activities["newsletter"]["data_subjects"]["en"].startswith("Customers")
+    assert activities["third_party_ads"]["third_country_transfers"] == []
+    assert any("AES-256-GCM" in m for m in doc["security_measures"])
+
+
+def test_record_as_html(client, session, runtime):
+    headers = {**auth_headers(session, runtime, "dsr:execute"), "Accept": "text/html"}
+    r = client.get("/v1/records-of-processing", headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "<h1>Records of processing activities" in r.text
+    assert "Statistics and range planning" in r.text and "Tante Emma Online GmbH" in r.text
+    r = client.get("/v1/records-of-processing", params={"lang": "de"}, headers=headers)
+    assert "Statistik und Sortimentsplanung" in r.text
+
+
+def test_html_is_escaped():
+    record = {
+        "controller": {"name": "<script>alert(1)</script>"},
+        "activities": [],
+        "security_measures": ["a & b"],
+    }
+    html = ropa.render_html(record)
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "a &amp; b" in html
