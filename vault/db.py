@@ -121,6 +121,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+def driver_execute(conn: Any, sql: str, params: tuple | list = ()) -> Any:
+    """Run driver SQL on the transaction's own DB-API connection and return the cursor.
+
+    For the few statements on every request (token's client, the gated read, its audit event):
+    SQLAlchemy's result machinery costs more than SQLite takes to answer them."""
+    cur = conn.connection.driver_connection.cursor()
+    cur.execute(sql, params)
+    return cur
+
+
 def reader(engine: Engine) -> Engine:
     """The same pool, but SQLite transactions begin deferred (no write lock): for sessions that
     only read, such as streaming exports and test inspection."""
@@ -184,6 +194,7 @@ DOMAIN_MODEL_MODULES = (
     "vault.access.models",
     "vault.dsr.models",
     "vault.events.models",
+    "vault.selfservice.models",
 )
 
 

@@ -13,6 +13,8 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
+from vault.db import driver_execute
+
 _CUSTOMER = (
     "SELECT c.status, c.objections, c.dek_wrapped, c.kek_id, "
     "s.status, s.version, s.granted_at, s.decided_at "
@@ -59,9 +61,9 @@ def _id(conn: Connection, customer_id: UUID) -> UUID | str:
 
 def customer_for_purpose(conn: Connection, customer_id: UUID, purpose: str) -> CustomerRow | None:
     """The customer's status, objections, wrapped key and consent state for one purpose."""
-    row = conn.exec_driver_sql(
-        _SQL[conn.dialect.name]["customer"], (purpose, _id(conn, customer_id))
-    ).first()
+    row = driver_execute(
+        conn, _SQL[conn.dialect.name]["customer"], (purpose, _id(conn, customer_id))
+    ).fetchone()
     if row is None:
         return None
     status, objections, wrapped, kek_id, s_status, s_version, s_granted, s_decided = row
@@ -76,9 +78,9 @@ def customer_for_purpose(conn: Connection, customer_id: UUID, purpose: str) -> C
 def ciphertexts(conn: Connection, customer_id: UUID) -> dict[str, bytes]:
     return {
         attribute: bytes(blob)
-        for attribute, blob in conn.exec_driver_sql(
-            _SQL[conn.dialect.name]["values"], (_id(conn, customer_id),)
-        )
+        for attribute, blob in driver_execute(
+            conn, _SQL[conn.dialect.name]["values"], (_id(conn, customer_id),)
+        ).fetchall()
     }
 
 

@@ -77,7 +77,7 @@ from sqlmodel import Session
 from vault.audit import chain
 from vault.audit.models import AuditCheckpoint, AuditEvent, AuditPurge, VerifyResult
 from vault.crypto import KeyMaterial
-from vault.db import reader, utcnow
+from vault.db import driver_execute, reader, utcnow
 from vault.errors import InvalidRequest, VaultError
 
 OUTCOMES = frozenset({"success", "allowed", "denied", "error"})
@@ -331,7 +331,7 @@ def record(
     )
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
-    conn.exec_driver_sql(_INSERT_SQLITE if sqlite else _INSERT_PG, _db_values(row, sqlite))
+    driver_execute(conn, _INSERT_SQLITE if sqlite else _INSERT_PG, _db_values(row, sqlite))
 
 
 def record_many(*, session: Session, events: Sequence[Mapping[str, Any]]) -> None:

@@ -16,6 +16,7 @@ from vault.auth.models import Client
 from vault.auth.scopes import Scope
 from vault.auth.tokens import ACCESS_TOKEN_TYP, Signer, TokenInvalid
 from vault.config import Settings
+from vault.db import driver_execute
 from vault.errors import InvalidClient, InvalidRequest, NotAuthenticated, OAuthError
 from vault.policy import Policy
 
@@ -184,9 +185,8 @@ def principal_from_token(
         _verified.put(cache_key, claims)
     client_id = str(claims.get("client_id", ""))
     conn = session.connection()
-    row = conn.exec_driver_sql(
-        _CLIENT_SQL[conn.dialect.name == "sqlite"], (client_id,)
-    ).first()  # plain driver SQL: this runs on every authenticated request
+    # plain driver SQL: this runs on every authenticated request
+    row = driver_execute(conn, _CLIENT_SQL[conn.dialect.name == "sqlite"], (client_id,)).fetchone()
     if row is None or row[2] is not None or claims.get("sub") != client_id:
         raise NotAuthenticated("The bearer token is invalid or expired.")
     token_scopes = set(_split(str(claims.get("scope", ""))))
