@@ -60,6 +60,7 @@ from vault.errors import (
     NotFound,
     VaultError,
 )
+from vault.events import service as events_service
 from vault.policy import Policy, Purpose
 
 CLOCK_SKEW = timedelta(minutes=2)
@@ -600,10 +601,41 @@ def _append(
     if applied:
         assert decision is not None
         state = _write_state(session, current, decision, now, customer_id, purpose.id)
+        _emit(session, event, now)
     else:
         assert current is not None
         state = current
     return event, state, applied
+
+
+# vault.events: what downstream tools are told when a statement decides (ids, purpose, status,
+# time; no PII). A refusal is a withdrawal to a recipient; pending_confirmation tells nothing
+# yet; consent.expired is emitted by the worker when it first observes the expiry.
+_OUTBOX_TYPES = {
+    ConsentStatus.GRANTED: "consent.granted",
+    ConsentStatus.CONFIRMED: "consent.granted",
+    ConsentStatus.WITHDRAWN: "consent.withdrawn",
+    ConsentStatus.REFUSED: "consent.withdrawn",
+}
+
+
+def _emit(session: Session, event: LedgerEvent, now: datetime) -> None:
+    kind = _OUTBOX_TYPES.get(event.status)
+    if kind is None:
+        return
+    events_service.emit(
+        session=session,
+        type=kind,
+        customer_id=event.customer_id,
+        data={
+            "purpose": event.purpose,
+            "purpose_version": event.purpose_version,
+            "status": event.status,
+            "consent_event_id": event.id,
+            "occurred_at": event.occurred_at,
+        },
+        now=now,
+    )
 
 
 def record_event(
