@@ -97,10 +97,70 @@ def seed(
                     }
                 )
         with Session(rt.engine) as s:
-            s.execute(insert(Customer), customers)
-            s.execute(insert(CustomerValue), values)
-            s.execute(insert(BlindIndex), index)
-            if consent:
-                s.execute(insert(ConsentState), consent)
+            conn = s.connection()
+            if conn.dialect.name == "sqlite":
+                _sqlite_rows(conn, customers, values, index, consent)
+            else:  # Core inserts: the ORM bulk path is several times slower
+                conn.execute(insert(Customer.__table__), customers)
+                conn.execute(insert(CustomerValue.__table__), values)
+                conn.execute(insert(BlindIndex.__table__), index)
+                if consent:
+                    conn.execute(insert(ConsentState.__table__), consent)
             s.commit()
     return ids
+
+
+def _t(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if value is not None else None
+
+
+def _sqlite_rows(conn, customers, values, index, consent) -> None:
+    """Driver-level executemany for SQLite (UUIDs as 32-hex text, times as naive UTC text —
+    the storage formats SQLAlchemy's types use there)."""
+    cur = conn.connection.driver_connection.cursor()
+    cur.executemany(
+        "INSERT INTO customer (id, status, dek_wrapped, kek_id, created_at, updated_at, "
+        "objections) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                c["id"].hex,
+                c["status"],
+                c["dek_wrapped"],
+                c["kek_id"],
+                _t(c["created_at"]),
+                _t(c["updated_at"]),
+                c["objections"],
+            )
+            for c in customers
+        ],
+    )
+    cur.executemany(
+        "INSERT INTO customer_value (customer_id, attribute, ciphertext, updated_at) "
+        "VALUES (?, ?, ?, ?)",
+        [
+            (v["customer_id"].hex, v["attribute"], v["ciphertext"], _t(v["updated_at"]))
+            for v in values
+        ],
+    )
+    cur.executemany(
+        "INSERT INTO blind_index (attribute, digest, customer_id) VALUES (?, ?, ?)",
+        [(i["attribute"], i["digest"], i["customer_id"].hex) for i in index],
+    )
+    if consent:
+        cur.executemany(
+            "INSERT INTO consent_state (customer_id, purpose, status, version, granted_at, "
+            "decided_at, event_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    c["customer_id"].hex,
+                    c["purpose"],
+                    c["status"],
+                    c["version"],
+                    _t(c["granted_at"]),
+                    _t(c["decided_at"]),
+                    c["event_id"].hex,
+                    _t(c["updated_at"]),
+                )
+                for c in consent
+            ],
+        )
