@@ -22,6 +22,7 @@ from vault.audit import service as audit_service
 from vault.auth.service import Principal
 from vault.consent import service as consent_service
 from vault.crypto.envelope import Envelope
+from vault.db import reader
 from vault.errors import CustomerErased, InvalidRequest
 from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING, Decision, decide
@@ -176,7 +177,10 @@ def audience(
     sql_filter = _prefilter(purpose, now)
     last: UUID | None = None
     while True:
-        with Session(engine, expire_on_commit=False) as session:
+        # Read and decrypt in a read-only transaction (on SQLite it takes no write lock, so
+        # single reads are not held up for a whole page), then commit the page's audit events
+        # in a short write transaction, then send the page.
+        with Session(reader(engine), expire_on_commit=False) as session:
             conn = session.connection()
             rows = store.audience_batch(conn, sql_filter, last, batch_size)
             if not rows:
@@ -219,9 +223,10 @@ def audience(
                         "now": now,
                     }
                 )
-            if events:
+        if events:
+            with Session(engine) as session:
                 audit_service.record_many(session=session, events=events)
-            session.commit()
+                session.commit()
         if lines:
             yield b"".join(lines)
         if len(rows) < batch_size:
