@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +28,7 @@ from vault.consent.routes import router as consent_router
 from vault.customers.routes import router as customers_router
 from vault.dsr.routes import router as dsr_router
 from vault.errors import ErrorBody, PayloadTooLarge, VaultError
+from vault.events.routes import router as events_router
 from vault.runtime import Runtime, RuntimeDep
 
 log = logging.getLogger("vault")
@@ -177,6 +178,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(consent_router)
     app.include_router(access_router)
     app.include_router(audit_router)
+    app.include_router(events_router)
     app.include_router(dsr_router)
 
     @app.get("/healthz", operation_id="healthz", tags=["ops"])
@@ -185,6 +187,14 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         with runtime.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", operation_id="metrics", tags=["ops"], response_class=PlainTextResponse)
+    def metrics(runtime: RuntimeDep) -> PlainTextResponse:
+        """Prometheus metrics (webhook deliveries by state), read from the database."""
+        from vault.events.metrics import render
+
+        body, content_type = render(runtime.engine)
+        return PlainTextResponse(body, media_type=content_type)
 
     @app.get("/.well-known/jwks.json", operation_id="jwks", tags=["ops"])
     def jwks(runtime: RuntimeDep) -> dict[str, Any]:

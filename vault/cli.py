@@ -33,6 +33,11 @@ def _register_domain_commands() -> None:
 
     app.add_typer(consent_app, name="consent")
     app.add_typer(audit_app, name="audit")
+    from vault.events.cli import app as webhooks_app
+    from vault.events.cli import worker
+
+    app.add_typer(webhooks_app, name="webhooks")
+    app.command("worker")(worker)
     app.add_typer(dsr_app, name="dsr")
     app.add_typer(retention_app, name="retention")
 

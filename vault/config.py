@@ -40,6 +40,27 @@ class Settings(BaseSettings):
     audit_checkpoint_interval: float = Field(
         10.0, gt=0, description="seconds between signed audit checkpoints"
     )
+    # --- events and webhooks (vault.events) ---
+    webhook_allowed_hosts: str = Field(
+        "", description="comma-separated hosts a webhook may use despite a non-public address"
+    )
+    webhook_max_attempts: int = Field(
+        12, ge=1, le=100, description="attempts before a delivery is dead-lettered"
+    )
+    webhook_backoff_base: float = Field(
+        5.0, gt=0, description="seconds before the first retry; doubles per attempt, jittered"
+    )
+    webhook_backoff_max: float = Field(3600.0, gt=0, description="longest wait between attempts")
+    webhook_timeout: float = Field(10.0, gt=0, le=120, description="seconds per delivery request")
+    webhook_lease_seconds: float = Field(
+        60.0, gt=0, description="a claimed delivery is retried by another worker after this"
+    )
+    worker_poll_interval: float = Field(
+        0.2, gt=0, description="seconds the worker sleeps when there is nothing to do"
+    )
+    worker_expiry_sweep_interval: float = Field(
+        60.0, gt=0, description="seconds between the worker's scans for expired consents"
+    )
     selfservice_link_ttl_seconds: int = Field(
         900, ge=60, le=86400, description="how long a self-service magic link can be opened"
     )
@@ -54,6 +75,14 @@ class Settings(BaseSettings):
     def _refuse_embedded_keys_in_production(self) -> Settings:
         if self.environment == "production" and self.master_keys is None:
             raise ValueError("VAULT_MASTER_KEYS is required when VAULT_ENVIRONMENT=production")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_delivery(self) -> Settings:
+        # A lease shorter than a request would let a second worker send the same event while
+        # the first one is still waiting for the answer.
+        if self.webhook_lease_seconds <= self.webhook_timeout:
+            raise ValueError("VAULT_WEBHOOK_LEASE_SECONDS must exceed VAULT_WEBHOOK_TIMEOUT")
         return self
 
     @cached_property

@@ -11,18 +11,34 @@ worker's job: see :mod:`vault.events.worker`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+import socket
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
+from vault.audit import service as audit_service
+from vault.config import Settings
+from vault.crypto.keys import KeyMaterial
 from vault.db import utcnow
-from vault.errors import VaultError
-from vault.events.models import EventType, OutboxEvent
+from vault.errors import Conflict, InvalidRequest, NotFound, VaultError
+from vault.events.models import (
+    DeliveryPublic,
+    DeliveryStatus,
+    EventType,
+    OutboxEvent,
+    Webhook,
+    WebhookDelivery,
+    WebhookPublic,
+    WebhookStatus,
+    WebhookWithSecret,
+)
+from vault.events.secrets import encrypt_secret, generate_secret
+from vault.events.urls import Resolver, check_url, parse_allowed_hosts
 
 EVENT_TYPES = frozenset(t.value for t in EventType)
 
@@ -78,3 +94,276 @@ def emit(
         },
     )
     return event_id
+
+
+# --- subscriptions ------------------------------------------------------------------------
+
+
+class WebhookNotFound(NotFound):
+    code = "webhook_not_found"
+    default_detail = "No webhook subscription with this id."
+
+
+class WebhookDisabled(Conflict):
+    code = "webhook_disabled"
+    default_detail = "This webhook subscription is disabled."
+
+
+class DeliveryNotFound(NotFound):
+    code = "delivery_not_found"
+    default_detail = "This event was not dispatched to this webhook subscription."
+
+
+SECRET_GRACE = timedelta(hours=24)
+
+
+def _allowed_hosts(settings: Settings) -> frozenset[str]:
+    return parse_allowed_hosts(settings.webhook_allowed_hosts)
+
+
+def _audit(
+    *,
+    session: Session,
+    actor: str,
+    action: str,
+    webhook: Webhook,
+    request_id: str | None,
+    now: datetime,
+    **details: Any,
+) -> None:
+    # the URL stays out of the audit log: its path or query may carry a receiver's token
+    audit_service.record(
+        session=session,
+        actor=actor,
+        action=action,
+        request_id=request_id,
+        details={"webhook_id": str(webhook.id), **details},
+        now=now,
+    )
+
+
+def create_webhook(
+    *,
+    session: Session,
+    keys: KeyMaterial,
+    settings: Settings,
+    url: str,
+    events: Sequence[str],
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+    resolve: Resolver = socket.getaddrinfo,
+) -> tuple[Webhook, str]:
+    """Subscribe ``url`` to ``events``; returns the subscription and its signing secret (the
+    only time the secret is returned, with :func:`rotate_secret`).
+
+    Raises WebhookUrlInvalid, WebhookUrlForbidden, WebhookHostUnresolvable (SSRF checks) and
+    InvalidRequest (unknown event type)."""
+    now = now or utcnow()
+    types = sorted({str(e) for e in events})
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if not types or unknown:
+        raise InvalidRequest(
+            f"events must name known event types ({', '.join(sorted(EVENT_TYPES))}).",
+            code="unknown_event_type",
+        )
+    target = check_url(url, allowed_hosts=_allowed_hosts(settings), resolve=resolve)
+    webhook_id = uuid4()
+    secret = generate_secret()
+    webhook = Webhook(
+        id=webhook_id,
+        url=target.url,
+        events=",".join(types),
+        status=WebhookStatus.ACTIVE,
+        secret_ciphertext=encrypt_secret(keys, webhook_id, secret),
+        created_at=now,
+        created_by=actor,
+        updated_at=now,
+    )
+    session.add(webhook)
+    session.flush()
+    _audit(
+        session=session,
+        actor=actor,
+        action="webhook.created",
+        webhook=webhook,
+        request_id=request_id,
+        now=now,
+        events=types,
+    )
+    return webhook, secret
+
+
+def get_webhook(*, session: Session, webhook_id: UUID, for_update: bool = False) -> Webhook:
+    stmt = select(Webhook).where(Webhook.id == webhook_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    webhook = session.execute(stmt).scalar_one_or_none()
+    if webhook is None:
+        raise WebhookNotFound()
+    return webhook
+
+
+def list_webhooks(*, session: Session) -> list[Webhook]:
+    return list(session.execute(select(Webhook).order_by(Webhook.created_at)).scalars())
+
+
+def disable_webhook(
+    *,
+    session: Session,
+    webhook_id: UUID,
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> Webhook:
+    """Stop a subscription: no new deliveries are made for it and its open ones are not sent.
+    Disabling twice is a no-op (audited once)."""
+    now = now or utcnow()
+    webhook = get_webhook(session=session, webhook_id=webhook_id, for_update=True)
+    if webhook.status == WebhookStatus.DISABLED:
+        return webhook
+    webhook.status = WebhookStatus.DISABLED
+    webhook.disabled_at = now
+    webhook.updated_at = now
+    session.add(webhook)
+    session.flush()
+    _audit(
+        session=session,
+        actor=actor,
+        action="webhook.disabled",
+        webhook=webhook,
+        request_id=request_id,
+        now=now,
+    )
+    return webhook
+
+
+def rotate_secret(
+    *,
+    session: Session,
+    keys: KeyMaterial,
+    webhook_id: UUID,
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Webhook, str]:
+    """A new signing secret. For 24 hours deliveries carry signatures under both the new and
+    the old secret (Standard Webhooks allows several), so the receiver can switch over."""
+    now = now or utcnow()
+    webhook = get_webhook(session=session, webhook_id=webhook_id, for_update=True)
+    if webhook.status == WebhookStatus.DISABLED:
+        raise WebhookDisabled()
+    secret = generate_secret()
+    webhook.previous_secret_ciphertext = webhook.secret_ciphertext
+    webhook.previous_secret_until = now + SECRET_GRACE
+    webhook.secret_ciphertext = encrypt_secret(keys, webhook.id, secret)
+    webhook.updated_at = now
+    session.add(webhook)
+    session.flush()
+    _audit(
+        session=session,
+        actor=actor,
+        action="webhook.secret_rotated",
+        webhook=webhook,
+        request_id=request_id,
+        now=now,
+    )
+    return webhook, secret
+
+
+def redeliver(
+    *,
+    session: Session,
+    webhook_id: UUID,
+    actor: str,
+    event_id: UUID | None = None,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Queue deliveries again: one event's (whatever its state), or else every dead-lettered
+    one of the subscription. They go out at once, ahead of later events of their customer.
+    Returns how many were queued."""
+    now = now or utcnow()
+    webhook = get_webhook(session=session, webhook_id=webhook_id, for_update=True)
+    if webhook.status == WebhookStatus.DISABLED:
+        raise WebhookDisabled()
+    d = WebhookDelivery.__table__
+    stmt = update(d).where(d.c.webhook_id == webhook.id)
+    if event_id is not None:
+        seq = session.execute(
+            select(OutboxEvent.seq).where(OutboxEvent.id == event_id)
+        ).scalar_one_or_none()
+        if seq is None:
+            raise DeliveryNotFound()
+        stmt = stmt.where(d.c.event_seq == seq)
+    else:
+        stmt = stmt.where(d.c.status == DeliveryStatus.DEAD.value)
+    requeued = session.execute(
+        stmt.values(
+            status=DeliveryStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=now,
+            claimed_until=None,
+            claimed_by=None,
+        )
+    ).rowcount
+    if event_id is not None and requeued == 0:
+        raise DeliveryNotFound()
+    _audit(
+        session=session,
+        actor=actor,
+        action="webhook.redelivered",
+        webhook=webhook,
+        request_id=request_id,
+        now=now,
+        requeued=requeued,
+        **({"event_id": str(event_id)} if event_id is not None else {}),
+    )
+    return requeued
+
+
+def list_deliveries(
+    *, session: Session, webhook_id: UUID, status: str | None = None, limit: int = 100
+) -> list[DeliveryPublic]:
+    """The subscription's deliveries, newest event first."""
+    get_webhook(session=session, webhook_id=webhook_id)
+    stmt = (
+        select(WebhookDelivery, OutboxEvent.id, OutboxEvent.type)
+        .join(OutboxEvent, OutboxEvent.seq == WebhookDelivery.event_seq)
+        .where(WebhookDelivery.webhook_id == webhook_id)
+        .order_by(WebhookDelivery.event_seq.desc())
+        .limit(limit)
+    )
+    if status is not None:
+        stmt = stmt.where(WebhookDelivery.status == status)
+    return [
+        DeliveryPublic(
+            event_id=event_id,
+            type=kind,
+            customer_id=d.customer_id,
+            status=d.status,
+            attempts=d.attempts,
+            next_attempt_at=d.next_attempt_at,
+            last_attempt_at=d.last_attempt_at,
+            last_status_code=d.last_status_code,
+            last_error=d.last_error,
+            delivered_at=d.delivered_at,
+        )
+        for d, event_id, kind in session.execute(stmt)
+    ]
+
+
+def public(webhook: Webhook) -> WebhookPublic:
+    return WebhookPublic(
+        id=webhook.id,
+        url=webhook.url,
+        events=webhook.events.split(","),
+        status=webhook.status,
+        created_at=webhook.created_at,
+        updated_at=webhook.updated_at,
+        disabled_at=webhook.disabled_at,
+    )
+
+
+def with_secret(webhook: Webhook, secret: str) -> WebhookWithSecret:
+    return WebhookWithSecret(**public(webhook).model_dump(), secret=secret)

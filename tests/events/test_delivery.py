@@ -1,0 +1,243 @@
+"""The worker in-process: signed deliveries, retries, ordering, dead letters, redelivery."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.events.helpers import deliveries, drain, emit_many, in_state, subscribe, tried
+from tests.events.receiver import Receiver
+from vault.events.worker import Worker
+
+
+@pytest.fixture
+def worker(runtime):
+    with Worker(runtime, concurrency=4, batch_size=16) as w:
+        yield w
+
+
+def test_every_delivery_verifies_with_standardwebhooks(runtime, receiver, worker):
+    _, secret = subscribe(runtime, receiver.url)
+    assert secret.startswith("whsec_")
+    receiver.secret = secret
+    cid = uuid.uuid4()
+    ids = emit_many(runtime, [cid], 3)
+    assert drain(worker, lambda: receiver.wait_for(3, timeout=0))
+    got = receiver.accepted()
+    assert all(d.verified for d in got)
+    assert [d.event_id for d in got] == [str(i) for i in ids]
+    first = got[0]
+    assert first.path == "/hook"
+    assert first.headers["content-type"] == "application/json"
+    assert first.headers["webhook-signature"].startswith("v1,")
+    assert first.payload["type"] == "customer.updated"
+    assert first.payload["data"] == {"customer_id": str(cid), "k": 0}
+    assert {d.status for d in deliveries(runtime)} == {"delivered"}
+
+
+def test_a_tampered_body_or_a_wrong_secret_fails_the_check(runtime, receiver, worker):
+    _, secret = subscribe(runtime, receiver.url)
+    receiver.secret = secret
+    emit_many(runtime, [uuid.uuid4()], 1)
+    assert drain(worker, lambda: receiver.wait_for(1, timeout=0))
+    d = receiver.accepted()[0]
+    Webhook(secret).verify(d.body, d.headers)  # the original passes
+    tampered = d.body.replace(b"customer.updated", b"customer.erased")
+    assert tampered != d.body
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(tampered, d.headers)
+    other = Webhook("whsec_" + "QUJD" * 8)
+    with pytest.raises(WebhookVerificationError):
+        other.verify(d.body, d.headers)
+
+
+def test_receiver_down_loses_nothing_and_order_holds(runtime, worker):
+    receiver = Receiver().start()
+    port = receiver.port
+    _, secret = subscribe(runtime, receiver.url)
+    receiver.stop()  # down: connection refused
+    customers = [uuid.uuid4() for _ in range(3)]
+    ids = emit_many(runtime, customers, 4)
+    for _ in range(10):
+        worker.run_once()
+    states = [d.status for d in deliveries(runtime)]
+    assert "delivered" not in states and "failed" in states
+    # only the head of each customer's queue was tried
+    assert sum(d.attempts > 0 for d in deliveries(runtime)) == len(customers)
+    back = Receiver(secret=secret, port=port).start()
+    try:
+        assert drain(worker, lambda: back.wait_for(len(ids), timeout=0))
+        got = back.accepted()
+        assert all(d.verified for d in got)
+        assert sorted(d.event_id for d in got) == sorted(str(i) for i in ids)
+        per_customer = defaultdict(list)
+        for d in got:
+            per_customer[d.payload["data"]["customer_id"]].append(d.payload["data"]["k"])
+        assert all(ks == [0, 1, 2, 3] for ks in per_customer.values())
+    finally:
+        back.stop()
+
+
+def test_a_failing_event_holds_back_later_events_of_its_customer(runtime, receiver, worker):
+    _, secret = subscribe(runtime, receiver.url)
+    receiver.secret = secret
+    receiver.script = [503, 503]  # the first two requests fail
+    cid = uuid.uuid4()
+    ids = emit_many(runtime, [cid], 3)
+    assert drain(worker, lambda: receiver.wait_for(3, timeout=0))
+    attempts = [d.event_id for d in receiver.deliveries]
+    assert attempts[:3] == [str(ids[0])] * 3  # retried, nothing else sent meanwhile
+    assert receiver.ids() == [str(i) for i in ids]
+    assert [d.attempts for d in deliveries(runtime)] == [3, 1, 1]
+
+
+def test_dead_letter_after_max_attempts_then_redeliver(runtime, receiver, worker, client, session):
+    from tests.factories import auth_headers
+
+    webhook, secret = subscribe(runtime, receiver.url)
+    receiver.secret = secret
+    receiver.status = 500
+    cid = uuid.uuid4()
+    ids = emit_many(runtime, [cid], 2)
+    max_attempts = runtime.settings.webhook_max_attempts
+
+    assert drain(worker, lambda: in_state(runtime, 0, "dead"))
+    rows = deliveries(runtime)
+    assert rows[0].attempts == max_attempts
+    assert rows[0].last_error == "http_500" and rows[0].last_status_code == 500
+    # a dead letter no longer blocks its customer's later events
+    assert drain(worker, lambda: tried(runtime, 1))
+
+    receiver.status = 204
+    assert drain(worker, lambda: in_state(runtime, 1, "delivered"))
+    headers = auth_headers(session, runtime, "webhooks:manage")
+    session.rollback()
+    r = client.post(f"/v1/webhooks/{webhook.id}/redeliver", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"webhook_id": str(webhook.id), "requeued": 1}
+    assert drain(worker, lambda: in_state(runtime, 0, "delivered"))
+    assert receiver.ids() == [str(ids[1]), str(ids[0])]
+    # one event again, whatever its state
+    r = client.post(
+        f"/v1/webhooks/{webhook.id}/redeliver", json={"event_id": str(ids[1])}, headers=headers
+    )
+    assert r.json()["requeued"] == 1
+    assert drain(worker, lambda: receiver.ids().count(str(ids[1])) == 2)
+
+
+def test_disabled_subscriptions_get_nothing(runtime, receiver, worker):
+    from sqlmodel import Session
+
+    from vault.events import service
+
+    webhook, _ = subscribe(runtime, receiver.url)
+    emit_many(runtime, [uuid.uuid4()], 1)
+    with Session(runtime.engine) as s:
+        service.disable_webhook(session=s, webhook_id=webhook.id, actor="cli")
+        s.commit()
+    for _ in range(5):
+        worker.run_once()
+    assert receiver.deliveries == []
+    emit_many(runtime, [uuid.uuid4()], 1)
+    for _ in range(5):
+        worker.run_once()
+    assert receiver.deliveries == []
+
+
+def test_subscriptions_get_only_their_types_and_later_events(runtime, receiver, worker):
+    emit_many(runtime, [uuid.uuid4()], 1, type="consent.withdrawn")  # before the subscription
+    worker.run_once()
+    _, secret = subscribe(runtime, receiver.url, events=["consent.withdrawn"])
+    receiver.secret = secret
+    emit_many(runtime, [uuid.uuid4()], 1, type="customer.updated")  # not subscribed
+    wanted = emit_many(runtime, [uuid.uuid4()], 1, type="consent.withdrawn")
+    assert drain(worker, lambda: receiver.wait_for(1, timeout=0))
+    for _ in range(3):
+        worker.run_once()
+    assert receiver.ids() == [str(wanted[0])]
+
+
+def test_after_rotation_both_secrets_verify_for_a_while(runtime, receiver, worker):
+    from sqlmodel import Session
+
+    from vault.events import service
+
+    webhook, old = subscribe(runtime, receiver.url)
+    with Session(runtime.engine) as s:
+        _, new = service.rotate_secret(
+            session=s, keys=runtime.keys, webhook_id=webhook.id, actor="cli"
+        )
+        s.commit()
+    assert new != old
+    receiver.secret = new
+    emit_many(runtime, [uuid.uuid4()], 1)
+    assert drain(worker, lambda: receiver.wait_for(1, timeout=0))
+    d = receiver.accepted()[0]
+    assert len(d.headers["webhook-signature"].split(" ")) == 2
+    Webhook(new).verify(d.body, d.headers)
+    Webhook(old).verify(d.body, d.headers)
+
+
+def test_redirects_are_not_followed(runtime, worker):
+    target = Receiver().start()
+    bouncer = Receiver(redirect_to=target.url).start()
+    try:
+        subscribe(runtime, bouncer.url)
+        emit_many(runtime, [uuid.uuid4()], 1)
+        assert drain(worker, lambda: tried(runtime, 0))
+        row = deliveries(runtime)[0]
+        assert row.status == "failed" and row.last_status_code == 302
+        assert len(bouncer.deliveries) == 1
+        assert target.deliveries == []
+    finally:
+        bouncer.stop()
+        target.stop()
+
+
+def test_the_address_is_checked_again_at_delivery(runtime, receiver):
+    subscribe(runtime, receiver.url)  # allowed when subscribed
+    emit_many(runtime, [uuid.uuid4()], 1)
+    strict = runtime.settings.model_copy(update={"webhook_allowed_hosts": ""})
+    from dataclasses import replace
+
+    with Worker(replace(runtime, settings=strict)) as w:
+        assert drain(w, lambda: tried(runtime, 0))
+    row = deliveries(runtime)[0]
+    assert row.status == "failed"
+    assert row.last_error == "url_refused:webhook_url_forbidden"
+    assert receiver.deliveries == []
+
+
+def test_a_hostname_is_pinned_to_the_checked_address(runtime, receiver):
+    # "hooks.test" resolves (in this test) to the receiver; the request carries the name in
+    # Host but connects to the address that was checked.
+    def resolve(host, port, **kw):
+        assert host in ("hooks.test",)
+        return [(2, 1, 6, "", ("127.0.0.1", port))]
+
+    strict = runtime.settings.model_copy(update={"webhook_allowed_hosts": "hooks.test"})
+    from dataclasses import replace
+
+    from sqlmodel import Session
+
+    from vault.events import service
+
+    rt = replace(runtime, settings=strict)
+    with Session(rt.engine) as s:
+        service.create_webhook(
+            session=s,
+            keys=rt.keys,
+            settings=strict,
+            url=f"http://hooks.test:{receiver.port}/hook",
+            events=["customer.updated"],
+            actor="cli",
+            resolve=resolve,
+        )
+        s.commit()
+    emit_many(rt, [uuid.uuid4()], 1)
+    with Worker(rt, resolve=resolve) as w:
+        assert drain(w, lambda: receiver.wait_for(1, timeout=0))
+    assert receiver.accepted()[0].headers["host"] == f"hooks.test:{receiver.port}"

@@ -1,0 +1,167 @@
+"""``vault webhooks ...`` (subscriptions) and ``vault worker`` (delivery)."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import typer
+
+app = typer.Typer(help="Webhook subscriptions.", no_args_is_help=True)
+
+T = TypeVar("T")
+CLI_ACTOR = "cli"
+
+
+@contextmanager
+def _runtime() -> Iterator[Any]:
+    from vault.runtime import Runtime
+
+    runtime = Runtime.build()
+    try:
+        yield runtime
+    finally:
+        runtime.engine.dispose()
+
+
+def _in_transaction(fn: Callable[..., T]) -> T:
+    """Run ``fn(session=..., runtime=...)`` in one committed transaction; domain errors exit 1."""
+    from sqlmodel import Session
+
+    from vault.errors import VaultError
+
+    with _runtime() as runtime, Session(runtime.engine, expire_on_commit=False) as session:
+        try:
+            result = fn(session=session, runtime=runtime)
+            session.commit()
+        except VaultError as exc:
+            session.rollback()
+            typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
+            raise typer.Exit(1) from None
+        return result
+
+
+def _echo(model: Any) -> None:
+    typer.echo(json.dumps(model.model_dump(mode="json"), indent=2))
+
+
+@app.command("list")
+def list_webhooks() -> None:
+    """Subscriptions (JSON) with their delivery counts per state."""
+    from sqlalchemy import func, select
+
+    from vault.events import service
+    from vault.events.models import WebhookDelivery
+
+    def run(*, session: Any, runtime: Any) -> list[dict]:
+        counts: dict[UUID, dict[str, int]] = {}
+        for wid, state, n in session.execute(
+            select(WebhookDelivery.webhook_id, WebhookDelivery.status, func.count()).group_by(
+                WebhookDelivery.webhook_id, WebhookDelivery.status
+            )
+        ):
+            counts.setdefault(wid, {})[state] = n
+        return [
+            {**service.public(w).model_dump(mode="json"), "deliveries": counts.get(w.id, {})}
+            for w in service.list_webhooks(session=session)
+        ]
+
+    typer.echo(json.dumps(_in_transaction(run), indent=2))
+
+
+@app.command("create")
+def create(
+    url: Annotated[str, typer.Option(help="http(s) URL of the receiver")],
+    events: Annotated[
+        str, typer.Option(help='event types, e.g. "consent.withdrawn customer.erased"')
+    ],
+) -> None:
+    """Subscribe a URL; prints the id and the signing secret (shown only this once)."""
+    from vault.events import service
+
+    def run(*, session: Any, runtime: Any) -> Any:
+        webhook, secret = service.create_webhook(
+            session=session,
+            keys=runtime.keys,
+            settings=runtime.settings,
+            url=url,
+            events=events.replace(",", " ").split(),
+            actor=CLI_ACTOR,
+        )
+        return service.with_secret(webhook, secret)
+
+    _echo(_in_transaction(run))
+
+
+@app.command("disable")
+def disable(webhook_id: UUID) -> None:
+    """Stop a subscription."""
+    from vault.events import service
+
+    def run(*, session: Any, runtime: Any) -> Any:
+        webhook = service.disable_webhook(session=session, webhook_id=webhook_id, actor=CLI_ACTOR)
+        return service.public(webhook)
+
+    _echo(_in_transaction(run))
+
+
+@app.command("rotate-secret")
+def rotate_secret(webhook_id: UUID) -> None:
+    """New signing secret (printed once); the old one keeps signing for 24 hours."""
+    from vault.events import service
+
+    def run(*, session: Any, runtime: Any) -> Any:
+        webhook, secret = service.rotate_secret(
+            session=session, keys=runtime.keys, webhook_id=webhook_id, actor=CLI_ACTOR
+        )
+        return service.with_secret(webhook, secret)
+
+    _echo(_in_transaction(run))
+
+
+@app.command("redeliver")
+def redeliver(
+    webhook_id: UUID,
+    event_id: Annotated[
+        UUID | None, typer.Option(help="only this event (else every dead-lettered one)")
+    ] = None,
+) -> None:
+    """Queue dead-lettered deliveries (or one event) again."""
+    from vault.events import service
+
+    def run(*, session: Any, runtime: Any) -> int:
+        return service.redeliver(
+            session=session, webhook_id=webhook_id, event_id=event_id, actor=CLI_ACTOR
+        )
+
+    typer.echo(json.dumps({"webhook_id": str(webhook_id), "requeued": _in_transaction(run)}))
+
+
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="one round, then exit")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="parallel requests")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, max=10000, help="deliveries per claim")] = 64,
+) -> None:
+    """Deliver outbox events to the webhooks (signed, retried, in order per customer).
+
+    Run as many workers as you like; SIGTERM or Ctrl-C finishes the current batch and exits."""
+    import logging
+
+    from vault.events.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with (
+        _runtime() as runtime,
+        Worker(runtime, concurrency=concurrency, batch_size=batch_size) as w,
+    ):
+        if once:
+            w.run(max_rounds=1)
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: w.stop())
+        typer.echo(f"worker {w.worker_id} started", err=True)
+        w.run()

@@ -1,0 +1,175 @@
+"""Webhook subscriptions (scope ``webhooks:manage``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, status
+
+from vault.auth.deps import require
+from vault.auth.scopes import Scope
+from vault.db import SessionDep
+from vault.errors import Forbidden, InvalidRequest, NotAuthenticated, responses
+from vault.events import service
+from vault.events.models import (
+    DeliveryList,
+    DeliveryStatus,
+    RedeliverRequest,
+    RedeliverResult,
+    WebhookCreate,
+    WebhookList,
+    WebhookPublic,
+    WebhookWithSecret,
+)
+from vault.events.urls import WebhookHostUnresolvable, WebhookUrlForbidden, WebhookUrlInvalid
+from vault.runtime import RuntimeDep
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+_AUTH = (NotAuthenticated, Forbidden)
+Manager = require(Scope.WEBHOOKS_MANAGE)
+
+
+@router.post(
+    "",
+    operation_id="create_webhook",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookWithSecret,
+    responses=responses(
+        *_AUTH, WebhookUrlInvalid, WebhookUrlForbidden, WebhookHostUnresolvable, InvalidRequest
+    ),
+)
+def create_webhook(
+    request: Request,
+    body: WebhookCreate,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: Manager,
+) -> WebhookWithSecret:
+    """Subscribe a URL to event types; the answer carries the signing secret, shown only now."""
+    webhook, secret = service.create_webhook(
+        session=session,
+        keys=runtime.keys,
+        settings=runtime.settings,
+        url=body.url,
+        events=[e.value for e in body.events],
+        actor=principal.actor,
+        request_id=request.state.request_id,
+    )
+    return service.with_secret(webhook, secret)
+
+
+@router.get(
+    "",
+    operation_id="list_webhooks",
+    response_model=WebhookList,
+    responses=responses(*_AUTH),
+)
+def list_webhooks(session: SessionDep, principal: Manager) -> WebhookList:
+    """All subscriptions, active and disabled (never their secrets)."""
+    return WebhookList(webhooks=[service.public(w) for w in service.list_webhooks(session=session)])
+
+
+@router.get(
+    "/{webhook_id}",
+    operation_id="get_webhook",
+    response_model=WebhookPublic,
+    responses=responses(*_AUTH, service.WebhookNotFound),
+)
+def get_webhook(webhook_id: UUID, session: SessionDep, principal: Manager) -> WebhookPublic:
+    """One subscription."""
+    return service.public(service.get_webhook(session=session, webhook_id=webhook_id))
+
+
+@router.post(
+    "/{webhook_id}/disable",
+    operation_id="disable_webhook",
+    response_model=WebhookPublic,
+    responses=responses(*_AUTH, service.WebhookNotFound),
+)
+def disable_webhook(
+    request: Request, webhook_id: UUID, session: SessionDep, principal: Manager
+) -> WebhookPublic:
+    """Stop a subscription; its open deliveries are not sent."""
+    webhook = service.disable_webhook(
+        session=session,
+        webhook_id=webhook_id,
+        actor=principal.actor,
+        request_id=request.state.request_id,
+    )
+    return service.public(webhook)
+
+
+@router.post(
+    "/{webhook_id}/rotate-secret",
+    operation_id="rotate_webhook_secret",
+    response_model=WebhookWithSecret,
+    responses=responses(*_AUTH, service.WebhookNotFound, service.WebhookDisabled),
+)
+def rotate_webhook_secret(
+    request: Request,
+    webhook_id: UUID,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: Manager,
+) -> WebhookWithSecret:
+    """A new signing secret; deliveries carry signatures under the old one too for 24 hours."""
+    webhook, secret = service.rotate_secret(
+        session=session,
+        keys=runtime.keys,
+        webhook_id=webhook_id,
+        actor=principal.actor,
+        request_id=request.state.request_id,
+    )
+    return service.with_secret(webhook, secret)
+
+
+@router.post(
+    "/{webhook_id}/redeliver",
+    operation_id="redeliver_webhook",
+    response_model=RedeliverResult,
+    responses=responses(
+        *_AUTH, service.WebhookNotFound, service.DeliveryNotFound, service.WebhookDisabled
+    ),
+)
+def redeliver_webhook(
+    request: Request,
+    webhook_id: UUID,
+    session: SessionDep,
+    principal: Manager,
+    body: RedeliverRequest | None = None,
+) -> RedeliverResult:
+    """Queue one event again (`event_id`), or else every dead-lettered delivery."""
+    requeued = service.redeliver(
+        session=session,
+        webhook_id=webhook_id,
+        event_id=body.event_id if body else None,
+        actor=principal.actor,
+        request_id=request.state.request_id,
+    )
+    return RedeliverResult(webhook_id=webhook_id, requeued=requeued)
+
+
+@router.get(
+    "/{webhook_id}/deliveries",
+    operation_id="list_webhook_deliveries",
+    response_model=DeliveryList,
+    responses=responses(*_AUTH, service.WebhookNotFound),
+)
+def list_webhook_deliveries(
+    webhook_id: UUID,
+    session: SessionDep,
+    principal: Manager,
+    status: Annotated[DeliveryStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> DeliveryList:
+    """The subscription's deliveries, newest event first (state, attempts, last error)."""
+    return DeliveryList(
+        deliveries=service.list_deliveries(
+            session=session,
+            webhook_id=webhook_id,
+            status=status.value if status else None,
+            limit=limit,
+        )
+    )

@@ -1,0 +1,233 @@
+"""``vault worker``: sends the outbox to the webhooks, signed per Standard Webhooks.
+
+One round: (every ``worker_expiry_sweep_interval``) emit ``consent.expired`` for grants that ran
+out; dispatch new outbox rows; claim a batch of due deliveries (see :mod:`vault.events.queue`);
+send them concurrently, each recording its own outcome in its own short transaction. A round
+that found nothing sleeps ``worker_poll_interval``.
+
+Each request is a ``POST`` of the JSON payload ``{"type", "timestamp", "data"}`` with the
+headers ``webhook-id`` (the event id: the same for every retry, so receivers can de-duplicate),
+``webhook-timestamp`` and ``webhook-signature`` made by the ``standardwebhooks`` library. Before
+every request the URL is checked again against SSRF rules and the connection goes to the
+address that was checked (TLS still verifies the host name); redirects are not followed.
+Only a 2xx answer counts as delivered. Secrets, payloads and URLs are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from sqlmodel import Session
+from standardwebhooks.webhooks import Webhook as Signer
+
+from vault.db import utcnow
+from vault.errors import VaultError
+from vault.events import queue
+from vault.events.secrets import decrypt_secret
+from vault.events.urls import Resolver, check_url, parse_allowed_hosts
+from vault.runtime import Runtime
+
+log = logging.getLogger("vault.events.worker")
+
+USER_AGENT = "consent-vault-webhooks/1"
+
+
+def payload(job: queue.Job) -> bytes:
+    """The body of every delivery of one event (identical across retries)."""
+    return orjson.dumps(
+        {
+            "type": job.type,
+            "timestamp": job.occurred_at.isoformat(),
+            "data": job.data,
+        }
+    )
+
+
+def sign(
+    *,
+    runtime: Runtime,
+    job: queue.Job,
+    body: bytes,
+    now: datetime,
+) -> str:
+    """The ``webhook-signature`` header: ``v1,<sig>`` under the current secret, plus one under
+    the previous secret while its grace period after a rotation lasts."""
+    blobs = [job.secret_ciphertext]
+    if job.previous_secret_ciphertext is not None and (
+        job.previous_secret_until is not None and job.previous_secret_until > now
+    ):
+        blobs.append(job.previous_secret_ciphertext)
+    text = body.decode()
+    return " ".join(
+        Signer(decrypt_secret(runtime.keys, job.webhook_id, blob)).sign(
+            msg_id=str(job.event_id), timestamp=now, data=text
+        )
+        for blob in blobs
+    )
+
+
+class Worker:
+    """Delivers webhooks until :meth:`stop`. Safe to run in several processes at once."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        concurrency: int = 8,
+        batch_size: int = 64,
+        worker_id: str | None = None,
+        resolve: Resolver = socket.getaddrinfo,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.concurrency = max(1, concurrency)
+        self.batch_size = max(1, batch_size)
+        self.worker_id = worker_id or f"{socket.gethostname()[:40]}-{os.getpid()}-" + (
+            secrets.token_hex(4)
+        )
+        self.resolve = resolve
+        self.clock = clock
+        self.allowed_hosts = parse_allowed_hosts(self.settings.webhook_allowed_hosts)
+        self._stop = threading.Event()
+        self._next_sweep = 0.0
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook")
+        self._http = httpx.Client(
+            timeout=self.settings.webhook_timeout,
+            follow_redirects=False,
+            trust_env=False,  # no proxy from the environment: we connect to what we checked
+            limits=httpx.Limits(max_connections=self.concurrency * 2),
+            headers={"user-agent": USER_AGENT},
+        )
+
+    # --- lifecycle ---
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._http.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, *, max_rounds: int | None = None) -> None:
+        rounds = 0
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception as exc:  # a database hiccup must not end the worker
+                log.error("worker round failed: %s", type(exc).__name__)
+                busy = 0
+            rounds += 1
+            if max_rounds is not None and rounds >= max_rounds:
+                return
+            if not busy:
+                self._stop.wait(self.settings.worker_poll_interval)
+
+    # --- one round ---
+
+    def _transaction(self, fn: Callable[[Session], Any]) -> Any:
+        with Session(self.runtime.engine, expire_on_commit=False) as session:
+            result = fn(session)
+            session.commit()
+            return result
+
+    def run_once(self) -> int:
+        """Sweep (when due), dispatch and deliver one batch; returns the work done."""
+        done = 0
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + self.settings.worker_expiry_sweep_interval
+            done += self._transaction(
+                lambda s: queue.sweep_expired(
+                    session=s, policy=self.runtime.policy, now=self.clock()
+                )
+            )
+        done += self._transaction(lambda s: queue.dispatch(session=s, now=self.clock()))
+        jobs = self._transaction(
+            lambda s: queue.claim(
+                session=s,
+                worker_id=self.worker_id,
+                now=self.clock(),
+                lease=timedelta(seconds=self.settings.webhook_lease_seconds),
+                limit=self.batch_size,
+            )
+        )
+        if jobs:
+            list(self._pool.map(self.deliver, jobs))
+        return done + len(jobs)
+
+    # --- one delivery ---
+
+    def send(self, job: queue.Job) -> queue.Outcome:
+        """One HTTP attempt; never raises."""
+        now = self.clock()
+        try:
+            target = check_url(job.url, allowed_hosts=self.allowed_hosts, resolve=self.resolve)
+        except VaultError as exc:
+            return queue.Outcome(ok=False, error=f"url_refused:{exc.code}")
+        body = payload(job)
+        try:
+            signature = sign(runtime=self.runtime, job=job, body=body, now=now)
+        except VaultError:
+            return queue.Outcome(ok=False, error="secret_unreadable")
+        headers = {
+            "host": target.host_header(),
+            "content-type": "application/json",
+            "webhook-id": str(job.event_id),
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signature,
+        }
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        try:
+            response = self._http.post(
+                target.pinned_url(), content=body, headers=headers, extensions=extensions
+            )
+        except httpx.TimeoutException:
+            return queue.Outcome(ok=False, error="timeout")
+        except httpx.HTTPError as exc:
+            return queue.Outcome(ok=False, error=f"connection:{type(exc).__name__}")
+        ok = 200 <= response.status_code < 300
+        return queue.Outcome(
+            ok=ok,
+            status_code=response.status_code,
+            error=None if ok else f"http_{response.status_code}",
+        )
+
+    def deliver(self, job: queue.Job) -> str:
+        outcome = self.send(job)
+        state = self._transaction(
+            lambda s: queue.complete(
+                session=s,
+                job=job,
+                worker_id=self.worker_id,
+                outcome=outcome,
+                settings=self.settings,
+                now=self.clock(),
+            )
+        )
+        if not outcome.ok:
+            log.warning(
+                "webhook %s event %s attempt %d failed (%s): %s",
+                job.webhook_id,
+                job.event_id,
+                job.attempts + 1,
+                outcome.error,
+                state,
+            )
+        return state
