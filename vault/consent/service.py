@@ -35,6 +35,7 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from vault.audit import service as audit_service
 from vault.auth.tokens import Signer
 from vault.config import Settings
 from vault.consent.models import (
@@ -598,6 +599,17 @@ def _append(
     seq = session.connection().execute(_INSERT_EVENT, values).scalar_one()
     event = LedgerEvent(seq=seq, **values)
     decision, applied = apply(_decision(current), event)
+    # Every consent change is also an audit event (who recorded what, never evidence values).
+    audit_service.record(
+        session=session,
+        actor=recorded_by,
+        action="consent.recorded",
+        customer_id=customer_id,
+        purpose=purpose.id,
+        reason=None if applied else "late_event",
+        details={"status": status, "channel": channel, "version": version},
+        now=now,
+    )
     if applied:
         assert decision is not None
         state = _write_state(session, current, decision, now, customer_id, purpose.id)
