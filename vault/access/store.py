@@ -138,7 +138,7 @@ def audience_batch(
     sql = f"SELECT {cols} FROM customer c{join} WHERE {where} ORDER BY c.id LIMIT {int(limit)}"  # noqa: S608
     sqlite = conn.dialect.name == "sqlite"
     out = []
-    for row in conn.exec_driver_sql(sql, tuple(params)):
+    for row in driver_execute(conn, sql, tuple(params)).fetchall():
         cid = UUID(hex=row[0]) if sqlite else row[0]
         state = None
         if f.consent:
@@ -174,7 +174,7 @@ def ciphertexts_of(
     )
     params = [c.hex if sqlite else c for c in customer_ids] + list(names)
     out: dict[UUID, dict[str, bytes]] = {}
-    for cid, attribute, blob in conn.exec_driver_sql(sql, tuple(params)):
+    for cid, attribute, blob in driver_execute(conn, sql, tuple(params)).fetchall():
         key = UUID(hex=cid) if sqlite else cid
         out.setdefault(key, {})[attribute] = bytes(blob)
     return out
