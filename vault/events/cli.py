@@ -154,6 +154,8 @@ def worker(
     from vault.events.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # httpx logs every request with its URL at INFO; a URL may carry a receiver's token
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     with (
         _runtime() as runtime,
         Worker(runtime, concurrency=concurrency, batch_size=batch_size) as w,
@@ -165,3 +167,5 @@ def worker(
             signal.signal(sig, lambda *_: w.stop())
         typer.echo(f"worker {w.worker_id} started", err=True)
         w.run()
+        stats = ", ".join(f"{w.stats.get(k, 0)} {k}" for k in ("delivered", "failed", "dead"))
+        typer.echo(f"worker {w.worker_id} stopped: {stats}", err=True)

@@ -101,6 +101,8 @@ class Worker:
         self.clock = clock
         self.allowed_hosts = parse_allowed_hosts(self.settings.webhook_allowed_hosts)
         self._stop = threading.Event()
+        self._stats_lock = threading.Lock()
+        self.stats = {"delivered": 0, "failed": 0, "dead": 0}
         self._next_sweep = 0.0
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook")
         self._http = httpx.Client(
@@ -221,6 +223,8 @@ class Worker:
                 now=self.clock(),
             )
         )
+        with self._stats_lock:
+            self.stats[state] = self.stats.get(state, 0) + 1
         if not outcome.ok:
             log.warning(
                 "webhook %s event %s attempt %d failed (%s): %s",
