@@ -53,11 +53,15 @@ def audit_actions(runtime, customer_id: UUID) -> list[str]:
 
 
 def outbox(runtime, customer_id: UUID) -> list[OutboxEvent]:
+    """The customer's ``customer.*`` outbox events (consent writes emit ``consent.*`` ones)."""
     with Session(runtime.engine) as s:
         return list(
             s.execute(
                 select(OutboxEvent)
-                .where(OutboxEvent.customer_id == customer_id)
+                .where(
+                    OutboxEvent.customer_id == customer_id,
+                    OutboxEvent.type.startswith("customer."),
+                )
                 .order_by(OutboxEvent.seq)
             ).scalars()
         )
