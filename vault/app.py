@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +31,9 @@ from vault.dsr.routes import router as dsr_router
 from vault.errors import ErrorBody, PayloadTooLarge, VaultError
 from vault.events.routes import router as events_router
 from vault.runtime import Runtime, RuntimeDep
+from vault.selfservice.i18n import STATIC_DIR
+from vault.selfservice.routes import api_router as selfservice_api_router
+from vault.selfservice.routes import router as selfservice_router
 
 log = logging.getLogger("vault")
 
@@ -179,6 +183,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(access_router)
     app.include_router(audit_router)
     app.include_router(events_router)
+    app.include_router(selfservice_api_router)
+    app.include_router(selfservice_router)
+    app.mount("/me/static", StaticFiles(directory=STATIC_DIR), name="selfservice-static")
     app.include_router(dsr_router)
 
     @app.get("/healthz", operation_id="healthz", tags=["ops"])

@@ -1,0 +1,116 @@
+"""German and English for the self-service page.
+
+Page texts live in gettext catalogues (``locale/<lang>/LC_MESSAGES/messages.po``, English
+msgids), compiled in memory with Babel at first use, so no binary ``.mo`` files are committed.
+Purpose and attribute texts come from the policy files. One Jinja2 environment per language with
+the catalogue installed once: rendering never swaps translations between threads.
+
+The language of a request: ``?lang=`` (then kept in a cookie), else the cookie, else the best
+match of ``Accept-Language``, else German.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_datetime
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import Translations
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+HERE = Path(__file__).parent
+LOCALE_DIR = HERE / "locale"
+TEMPLATE_DIR = HERE / "templates"
+STATIC_DIR = HERE / "static"
+LANGUAGES = ("de", "en")
+DEFAULT_LANGUAGE = "de"
+TIMEZONE = "Europe/Berlin"
+
+
+@cache
+def translations(lang: str) -> Translations:
+    with (LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        catalog = read_po(f, locale=lang)
+    buf = BytesIO()
+    write_mo(buf, catalog)
+    buf.seek(0)
+    return Translations(fp=buf, domain="messages")
+
+
+def _datetime(value: datetime | None, lang: str) -> str:
+    if value is None:
+        return ""
+    return format_datetime(value, format="medium", tzinfo=_tz(), locale=lang)
+
+
+@cache
+def _tz() -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(TIMEZONE)
+
+
+def _value(value: Any, lang: str) -> str:
+    if isinstance(value, bool):
+        _ = translations(lang).gettext
+        return _("yes") if value else _("no")
+    if isinstance(value, int):
+        return format_decimal(value, locale=lang)
+    return str(value)
+
+
+@cache
+def environment(lang: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["datetime"] = lambda v: _datetime(v, lang)
+    env.filters["value"] = lambda v: _value(v, lang)
+    env.globals["lang"] = lang
+    return env
+
+
+def render(template: str, lang: str, **context: Any) -> str:
+    return environment(lang).get_template(template).render(**context)
+
+
+def from_accept_language(header: str | None) -> str | None:
+    """The first supported language of an ``Accept-Language`` header, by quality."""
+    if not header:
+        return None
+    weighted: list[tuple[float, int, str]] = []
+    for i, part in enumerate(header.split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 0.0
+        try:
+            language = Locale.parse(tag.strip().replace("-", "_")).language
+        except (ValueError, UnknownLocaleError):
+            continue
+        if language in LANGUAGES and q > 0:
+            weighted.append((-q, i, language))
+    return min(weighted)[2] if weighted else None
+
+
+def negotiate(query: str | None, cookie: str | None, accept_language: str | None) -> str:
+    for candidate in (query, cookie):
+        if candidate in LANGUAGES:
+            return candidate  # type: ignore[return-value]
+    return from_accept_language(accept_language) or DEFAULT_LANGUAGE
