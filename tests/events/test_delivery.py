@@ -135,9 +135,15 @@ def test_disabled_subscriptions_get_nothing(runtime, receiver, worker):
 
     webhook, _ = subscribe(runtime, receiver.url)
     emit_many(runtime, [uuid.uuid4()], 1)
+    receiver.status = 500
+    worker.run_once()  # dispatched and tried once
+    assert [d.status for d in deliveries(runtime)] == ["failed"]
     with Session(runtime.engine) as s:
         service.disable_webhook(session=s, webhook_id=webhook.id, actor="cli")
         s.commit()
+    (row,) = deliveries(runtime)
+    assert row.status == "dead" and row.last_error == "webhook_disabled"
+    receiver.deliveries.clear()
     for _ in range(5):
         worker.run_once()
     assert receiver.deliveries == []

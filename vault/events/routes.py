@@ -91,7 +91,7 @@ def get_webhook(webhook_id: UUID, session: SessionDep, principal: Manager) -> We
 def disable_webhook(
     request: Request, webhook_id: UUID, session: SessionDep, principal: Manager
 ) -> WebhookPublic:
-    """Stop a subscription; its open deliveries are not sent."""
+    """Stop a subscription; its open deliveries are dead-lettered."""
     webhook = service.disable_webhook(
         session=session,
         webhook_id=webhook_id,

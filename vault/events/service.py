@@ -216,8 +216,9 @@ def disable_webhook(
     request_id: str | None = None,
     now: datetime | None = None,
 ) -> Webhook:
-    """Stop a subscription: no new deliveries are made for it and its open ones are not sent.
-    Disabling twice is a no-op (audited once)."""
+    """Stop a subscription: no new deliveries are made for it, and its open (pending or
+    failed) ones are dead-lettered with ``last_error = "webhook_disabled"``, so the metrics do
+    not count them as pending forever. Disabling twice is a no-op (audited once)."""
     now = now or utcnow()
     webhook = get_webhook(session=session, webhook_id=webhook_id, for_update=True)
     if webhook.status == WebhookStatus.DISABLED:
@@ -227,6 +228,15 @@ def disable_webhook(
     webhook.updated_at = now
     session.add(webhook)
     session.flush()
+    d = WebhookDelivery.__table__
+    session.execute(
+        update(d)
+        .where(
+            d.c.webhook_id == webhook.id,
+            d.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]),
+        )
+        .values(status=DeliveryStatus.DEAD.value, last_error="webhook_disabled")
+    )
     _audit(
         session=session,
         actor=actor,

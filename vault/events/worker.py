@@ -105,13 +105,11 @@ class Worker:
         self.stats = {"delivered": 0, "failed": 0, "dead": 0}
         self._next_sweep = 0.0
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook")
-        self._http = httpx.Client(
-            timeout=self.settings.webhook_timeout,
-            follow_redirects=False,
-            trust_env=False,  # no proxy from the environment: we connect to what we checked
-            limits=httpx.Limits(max_connections=self.concurrency * 2),
-            headers={"user-agent": USER_AGENT},
-        )
+        # One client (connection pool) per host name: connections go to checked IP addresses,
+        # and a TLS connection verified for one name must never carry a request for another
+        # name that happens to resolve to the same address.
+        self._clients: dict[str, httpx.Client] = {}
+        self._clients_lock = threading.Lock()
 
     # --- lifecycle ---
 
@@ -120,7 +118,23 @@ class Worker:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self._http.close()
+        with self._clients_lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    def _client(self, host: str) -> httpx.Client:
+        with self._clients_lock:
+            client = self._clients.get(host)
+            if client is None:
+                client = self._clients[host] = httpx.Client(
+                    timeout=self.settings.webhook_timeout,
+                    follow_redirects=False,
+                    trust_env=False,  # no proxy from the environment: we connect to what we checked
+                    limits=httpx.Limits(max_connections=self.concurrency),
+                    headers={"user-agent": USER_AGENT},
+                )
+            return client
 
     def __enter__(self) -> Worker:
         return self
@@ -197,7 +211,7 @@ class Worker:
         }
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         try:
-            response = self._http.post(
+            response = self._client(target.host).post(
                 target.pinned_url(), content=body, headers=headers, extensions=extensions
             )
         except httpx.TimeoutException:
