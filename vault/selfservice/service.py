@@ -53,6 +53,7 @@ from vault.selfservice.models import SelfserviceLink, SelfserviceSession
 
 LINK_PATH = "/me/login/"
 MAX_USER_AGENT = 256
+LINK_KEPT_AFTER_EXPIRY = timedelta(days=1)
 _CSRF_LABEL = b"consent-vault/selfservice/csrf/v1"
 # Only these actions appear on "who used my data": releases of data to apps.
 USE_ACTIONS = ("data.read", "data.export")
@@ -150,14 +151,17 @@ def issue_link(
 
 
 def purge_expired(*, session: Session, settings: Settings, now: datetime) -> None:
-    """Delete sessions past their idle or absolute limit and links past their expiry."""
+    """Delete sessions past their idle or absolute limit, and links a day after their expiry
+    (until then opening one answers 410 "expired" rather than 401 "not valid")."""
     idle = now - timedelta(seconds=settings.selfservice_idle_seconds)
     session.execute(
         delete(SelfserviceSession).where(
             or_(SelfserviceSession.expires_at < now, SelfserviceSession.last_seen_at < idle)
         )
     )
-    session.execute(delete(SelfserviceLink).where(SelfserviceLink.expires_at < now))
+    session.execute(
+        delete(SelfserviceLink).where(SelfserviceLink.expires_at < now - LINK_KEPT_AFTER_EXPIRY)
+    )
 
 
 @dataclass(frozen=True)
@@ -251,9 +255,9 @@ def end_session(
 
 
 def end_customer_sessions(*, session: Session, customer_id: UUID) -> None:
-    """End every session and unused link of a customer (erasure)."""
+    """End every session of a customer (erasure). Their links stay until purged: opening one
+    answers 410 (used, or customer erased) rather than 401."""
     session.execute(delete(SelfserviceSession).where(SelfserviceSession.customer_id == customer_id))
-    session.execute(delete(SelfserviceLink).where(SelfserviceLink.customer_id == customer_id))
 
 
 def csrf_token(session_token: str) -> str:
