@@ -128,6 +128,10 @@ curl -s -H "Authorization: Bearer $TOKEN" \\
 # denied (403 consent_missing): this customer never granted it
 curl -s -H "Authorization: Bearer $TOKEN" \\
   '{base}/v1/customers/{result.denied_customer}/data?purpose=personalised_offers'
+
+Self-service page of the first demo customer (open it in a browser while 'vault serve'
+runs; the link works once, within 15 minutes; run 'vault demo' again for a new one):
+  {result.selfservice_url}
 """
     )
 

@@ -19,6 +19,7 @@ from vault.customers import service as customers_service
 from vault.customers.models import BlindIndex
 from vault.db import utcnow
 from vault.runtime import Runtime
+from vault.selfservice import service as selfservice_service
 
 FIRST = [
     "Anna",
@@ -125,6 +126,7 @@ class DemoResult:
     client_secret: str
     allowed_customer: UUID
     denied_customer: UUID
+    selfservice_url: str = ""
 
 
 def _profile(i: int, rng: random.Random) -> dict:
@@ -248,6 +250,10 @@ def run(rt: Runtime, *, customers: int = 1000, seed: int = 1) -> DemoResult:
             scopes=["data:read", "consent:read", "consent:write", "customers:write"],
             purposes=DEMO_PURPOSES,
         )
+        # a magic link to the self-service page of customer 0 (single use, 15 minutes)
+        link = selfservice_service.issue_link(
+            session=session, settings=rt.settings, customer_id=ids[0], issued_by="cli:demo"
+        )
         session.commit()
     # customer 0 granted personalised offers; customer 3 never did
-    return DemoResult(created, client.id, secret, ids[0], ids[3 if len(ids) > 3 else 0])
+    return DemoResult(created, client.id, secret, ids[0], ids[3 if len(ids) > 3 else 0], link.url)
