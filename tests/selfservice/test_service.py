@@ -1,0 +1,81 @@
+"""Service-level rules of the self-service page that the HTTP tests cannot set up easily."""
+
+from __future__ import annotations
+
+from tests import factories
+from vault.policy.models import I18nText
+from vault.selfservice import i18n, service
+
+
+def _bumped(policy, purpose_id: str):
+    """The policy with ``purpose_id`` raised to version 2 with ``reconsent``."""
+    purpose = policy.purposes[purpose_id].model_copy(
+        update={
+            "version": 2,
+            "reconsent": True,
+            "changes": I18nText(
+                de="Neu: wir nutzen auch Ihre Postleitzahl.",
+                en="New: we also use your postal code.",
+            ),
+        }
+    )
+    return policy.model_copy(update={"purposes": {**policy.purposes, purpose_id: purpose}})
+
+
+def test_reconsent_required_shows_what_changed(session, runtime):
+    customer = factories.create_customer(session, runtime)
+    factories.record_consent(session, runtime, customer.id, "personalised_offers", "granted")
+    policy = _bumped(runtime.policy, "personalised_offers")
+    view = service.consents_view(session=session, policy=policy, customer_id=customer.id, lang="en")
+    session.rollback()
+    by_id = {p.id: p for p in view.consent}
+    offers = by_id["personalised_offers"]
+    assert offers.status == "reconsent_required"
+    assert offers.changes == "New: we also use your postal code."
+    assert not offers.switched_on  # one click on the switch grants the new version
+    assert by_id["push_notifications"].changes is None
+    html = i18n.render("consents.html", "de", title="t", csrf="0" * 64, view=view, here="/me")
+    assert "Was sich geändert hat:" in html
+    assert "Neu: wir nutzen" not in html  # the view was built in English
+    assert "New: we also use your postal code." in html
+    assert "deshalb brauchen wir Ihre Einwilligung neu" in html
+
+
+def test_purpose_view_shows_reduced_attributes_recipients_and_basis(session, runtime):
+    customer = factories.create_customer(session, runtime)
+    view = service.consents_view(
+        session=session, policy=runtime.policy, customer_id=customer.id, lang="de"
+    )
+    session.rollback()
+    analytics = next(p for p in view.other if p.id == "analytics")
+    assert analytics.objectable and not analytics.objected
+    assert ("Geburtsdatum", "year") in [(a.label, a.reduction) for a in analytics.attributes]
+    assert analytics.recipients == [("Statistik-Dienstleister (Auftragsverarbeiter)", "processor")]
+    assert {p.id for p in view.direct_marketing} >= {"newsletter", "third_party_ads"}
+    assert not any(p.objectable for p in view.consent)
+
+
+def test_evidence_keeps_no_contact_data_and_checks_the_ip():
+    ev = service.page_evidence(
+        user_agent="x" * 1000, client_ip="2001:db8:1234:5678::1", language="en", gpc=True
+    )
+    assert len(ev["user_agent"]) == service.MAX_USER_AGENT
+    assert ev["ip"] == "2001:db8:1234:5678::1"  # truncated by the consent service on write
+    assert ev["gpc"] is True and ev["language"] == "en"
+    odd = service.page_evidence(
+        user_agent="mail me: someone@example.org", client_ip="testclient", language="de", gpc=False
+    )
+    assert odd["user_agent"] == "(withheld)"
+    assert "ip" not in odd
+
+
+def test_csrf_token_is_bound_to_the_session():
+    a, b = "session-a", "session-b"
+    assert service.csrf_token(a) != service.csrf_token(b)
+    service.check_csrf(a, service.csrf_token(a))
+    for bad in (None, "", service.csrf_token(b)):
+        try:
+            service.check_csrf(a, bad)
+        except service.CsrfRefused:
+            continue
+        raise AssertionError("accepted a wrong CSRF token")
