@@ -26,6 +26,30 @@ def throwaway_runtime(database_url: str | None = None):
             rt.engine.dispose()
 
 
+@contextmanager
+def scratch_database(database_url: str | None):
+    """None for SQLite; for a PostgreSQL URL, a fresh database beside the named one, dropped
+    afterwards (the named database is only used to connect)."""
+    if not database_url:
+        yield None
+        return
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(database_url)
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"vault_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (

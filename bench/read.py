@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session
 
-from bench.common import machine
+from bench.common import machine, scratch_database
 from bench.load import free_port, server, wrk
 from bench.seed import seed
 from vault.auth import service as auth_service
@@ -47,10 +47,17 @@ def _token(rt: Runtime) -> str:
     return tok
 
 
-def run(customers: int, audience: int, seconds: int) -> dict[str, float]:
+def run(
+    customers: int, audience: int, seconds: int, database_url: str | None = None
+) -> dict[str, float]:
+    with scratch_database(database_url) as url:
+        return _run(customers, audience, seconds, url)
+
+
+def _run(customers: int, audience: int, seconds: int, database_url: str | None) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="vault-bench-") as tmp:
-        settings = Settings(data_dir=Path(tmp), _env_file=None)
+        settings = Settings(data_dir=Path(tmp), database_url=database_url, _env_file=None)
         url = settings.resolved_database_url
         upgrade(url)
         rt = Runtime.build(settings)
@@ -136,9 +143,13 @@ def main() -> None:
         help="extra allowed customers for the export (0: skip)",
     )
     p.add_argument("--seconds", type=int, default=10)
+    p.add_argument(
+        "--database-url", default=None, help="PostgreSQL URL (a scratch database is made)"
+    )
     a = p.parse_args()
-    r = run(a.customers, a.audience, a.seconds)
-    print(f"machine: {machine()}; SQLite; one uvicorn worker; wrk -t1 -c16 -d{a.seconds}s")
+    r = run(a.customers, a.audience, a.seconds, a.database_url)
+    db = "PostgreSQL" if a.database_url else "SQLite"
+    print(f"machine: {machine()}; {db}; one uvicorn worker; wrk -t1 -c16 -d{a.seconds}s")
     print(
         f"bare FastAPI constant JSON : {r['bare_rps']:,.0f} req/s (p99 {r['bare_p99_ms']:.1f} ms)"
     )

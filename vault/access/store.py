@@ -115,8 +115,12 @@ def audience_batch(
     cols = "c.id, c.status, c.objections, c.dek_wrapped, c.kek_id"
     if f.consent:
         cols += ", s.status, s.version, s.granted_at, s.decided_at"
+        # SQLite would start from the (purpose, status) index and sort every match for each
+        # page (2.3 s a page at a million customers); CROSS JOIN makes it walk customers in id
+        # order and stop at the page size (12 ms). PostgreSQL plans this well by itself.
+        join_kw = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
         join = (
-            f" JOIN consent_state s ON s.customer_id = c.id AND s.purpose = {p}"
+            f" {join_kw} consent_state s ON s.customer_id = c.id AND s.purpose = {p}"
             f" AND s.status IN ({', '.join([p] * len(f.counting))})"
         )
         params += [f.purpose, *f.counting]
