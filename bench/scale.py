@@ -53,9 +53,7 @@ def _paths(ids) -> list[str]:
     return [f"/v1/customers/{cid}/data?purpose={PURPOSE}" for cid in ids]
 
 
-def sqlite_scale(
-    small: int, large: int, seconds: int, export_limit: int = 200_000
-) -> dict[str, float]:
+def sqlite_scale(small: int, large: int, seconds: int) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="vault-scale-") as tmp:
         settings = Settings(data_dir=Path(tmp), _env_file=None)
@@ -178,12 +176,6 @@ def main() -> None:
     s.add_argument("--small", type=int, default=10_000)
     s.add_argument("--large", type=int, default=1_000_000)
     s.add_argument("--seconds", type=int, default=8)
-    s.add_argument(
-        "--export-limit",
-        type=int,
-        default=200_000,
-        help="time the audience export over its first N customers",
-    )
     g = sub.add_parser("postgres")
     g.add_argument("--database-url", required=True)
     g.add_argument("--customers", type=int, default=20_000)
@@ -191,7 +183,7 @@ def main() -> None:
     a = p.parse_args()
     print(f"machine: {machine()}")
     if a.mode == "sqlite":
-        r = sqlite_scale(a.small, a.large, a.seconds, a.export_limit)
+        r = sqlite_scale(a.small, a.large, a.seconds)
         print(
             f"SQLite read p50 at {a.small:,}: {r['p50_small']:.2f} ms ({r['rps_small']:,.0f} req/s)"
         )
