@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import machine
+from bench.common import machine, scratch_database
 from bench.load import free_port, server
 
 PURPOSES = ["personalised_offers", "push_notifications", "third_party_ads"]
@@ -205,10 +205,22 @@ def _ledger_count(url: str) -> int:
         engine.dispose()
 
 
-def run(customers: int, seconds: int, connections: int, driver: str, idem: bool) -> dict:
-    with tempfile.TemporaryDirectory(prefix="vault-bench-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'vault.db'}"
+def run(
+    customers: int,
+    seconds: int,
+    connections: int,
+    driver: str,
+    idem: bool,
+    database_url: str | None = None,
+) -> dict:
+    with (
+        scratch_database(database_url) as pg,
+        tempfile.TemporaryDirectory(prefix="vault-bench-") as tmp,
+    ):
+        url = pg or f"sqlite:///{Path(tmp) / 'vault.db'}"
         env = {"VAULT_DATA_DIR": tmp, "VAULT_DATABASE_URL": url}
+        if pg:  # `vault serve` migrates only the embedded default
+            _vault(env, "db", "upgrade")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "vault.cli", "serve", "--port", str(port), "--workers", "1"]
@@ -243,10 +255,14 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--driver", choices=["wrk", "httpx"], default="wrk")
     p.add_argument("--idempotency", action="store_true", help="send an Idempotency-Key each")
+    p.add_argument(
+        "--database-url", default=None, help="PostgreSQL URL (a scratch database is made)"
+    )
     a = p.parse_args()
-    r = run(a.customers, a.seconds, a.connections, a.driver, a.idempotency)
+    r = run(a.customers, a.seconds, a.connections, a.driver, a.idempotency, a.database_url)
+    db = "PostgreSQL" if a.database_url else "SQLite"
     print(
-        f"machine: {machine()}; SQLite; one uvicorn worker; driver {a.driver}, "
+        f"machine: {machine()}; {db}; one uvicorn worker; driver {a.driver}, "
         f"{a.connections} connections, {a.seconds}s; {a.customers:,} customers"
         + ("; with Idempotency-Key" if a.idempotency else "")
     )

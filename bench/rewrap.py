@@ -24,13 +24,16 @@ def run(customers: int, batch: int = 5000) -> dict[str, float]:
         LocalKeyFile(rt.settings.data_dir / KEY_FILE_NAME).rotate()
         cli = Runtime.build(rt.settings, engine=rt.engine)
         total = 0
+        after = None
         t0 = time.perf_counter()
         while True:
             with Session(cli.engine) as s:
-                n = service.rewrap_batch(session=s, envelope=cli.envelope, batch_size=batch)
+                n, after = service.rewrap_batch(
+                    session=s, envelope=cli.envelope, after=after, batch_size=batch
+                )
                 s.commit()
             total += n
-            if n < batch:
+            if after is None:
                 break
         elapsed = time.perf_counter() - t0
     assert total == customers

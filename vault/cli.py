@@ -259,12 +259,21 @@ def keys_rewrap(
 
     rt = _runtime()
     total = 0
-    while True:
-        with Session(rt.engine, expire_on_commit=False) as session:
-            n = service.rewrap_batch(session=session, envelope=rt.envelope, batch_size=batch_size)
-            session.commit()
-        total += n
-        if n < batch_size:
+    while True:  # passes over the table until one finds nothing left under an old KEK
+        # (a customer created by a server that had not yet seen the rotation is caught by the
+        # next pass)
+        in_pass, after = 0, None
+        while True:
+            with Session(rt.engine, expire_on_commit=False) as session:
+                n, after = service.rewrap_batch(
+                    session=session, envelope=rt.envelope, after=after, batch_size=batch_size
+                )
+                session.commit()
+            in_pass += n
+            if after is None:
+                break
+        total += in_pass
+        if in_pass == 0:
             break
     typer.echo(f"re-wrapped {total} data keys under {rt.envelope.primary_kek_id}")
 

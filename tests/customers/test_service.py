@@ -156,12 +156,15 @@ def test_rotate_and_rewrap_online(runtime, session, settings):
     t = threading.Thread(target=reader)
     t.start()
     total = 0
+    after = None
     while True:
         with Session(cli.engine) as s:
-            n = service.rewrap_batch(session=s, envelope=cli.envelope, batch_size=7)
+            n, after = service.rewrap_batch(
+                session=s, envelope=cli.envelope, after=after, batch_size=7
+            )
             s.commit()
         total += n
-        if n < 7:
+        if after is None:
             break
     stop.set()
     t.join()

@@ -311,27 +311,36 @@ _REWRAP_SQL = {
 }
 
 
-def rewrap_batch(*, session: Session, envelope: Envelope, batch_size: int = 1000) -> int:
-    """Re-wrap up to ``batch_size`` DEKs not yet under the primary KEK. Resumable by nature:
-    each batch picks the rows still under an old KEK. Returns how many it re-wrapped."""
+def rewrap_batch(
+    *, session: Session, envelope: Envelope, after: UUID | None = None, batch_size: int = 1000
+) -> tuple[int, UUID | None]:
+    """Re-wrap the DEKs not yet under the primary KEK among the next ``batch_size`` customers
+    after ``after`` (in id order). Returns (how many were re-wrapped, the last id looked at, or
+    None at the end). A run walks the table once; an interrupted run can simply start again."""
     primary = envelope.primary_kek_id
-    rows = session.execute(
+    stmt = (
         select(Customer.id, Customer.dek_wrapped, Customer.kek_id)
-        .where(Customer.kek_id != primary, Customer.dek_wrapped.is_not(None))
+        .where(Customer.dek_wrapped.is_not(None))
         .order_by(Customer.id)
         .limit(batch_size)
-    ).all()
+    )
+    if after is not None:
+        stmt = stmt.where(Customer.id > after)
+    rows = session.execute(stmt).all()
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
     params = []
     for cid, wrapped, kek_id in rows:
+        if kek_id == primary:
+            continue
         new_wrapped, new_kek = envelope.rewrap(cid, wrapped, kek_id)
         params.append((new_wrapped, new_kek, cid.hex if sqlite else cid, kek_id))
     if params:
         # one driver-level executemany; the old KEK id in the WHERE makes a concurrent rewrap
         # of the same row harmless
         conn.exec_driver_sql(_REWRAP_SQL[sqlite], params)
-    return len(rows)
+    last = rows[-1][0] if len(rows) == batch_size else None
+    return len(params), last
 
 
 def to_public(customer: Customer, attributes: list[str]) -> dict:
