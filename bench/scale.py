@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy.engine import make_url
 
-from bench.common import machine
+from bench.common import machine, scratch_database
 from bench.load import free_port, server, wrk
 from bench.read import PURPOSE, _granted, _token
 from bench.seed import seed
@@ -102,29 +101,9 @@ def sqlite_scale(small: int, large: int, seconds: int) -> dict[str, float]:
     return out
 
 
-def _pg_database(url: str) -> tuple[str, str]:
-    import psycopg
-
-    base = make_url(url)
-    name = f"vault_bench_{uuid.uuid4().hex[:8]}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base.set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop(url: str, name: str) -> None:
-    import psycopg
-
-    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def postgres_scale(database_url: str, customers: int, seconds: int) -> dict:
-    url, name = _pg_database(database_url)
     out: dict = {}
-    try:
+    with scratch_database(database_url) as url:
         with tempfile.TemporaryDirectory(prefix="vault-scale-") as tmp:
             settings = Settings(data_dir=Path(tmp), database_url=url, _env_file=None)
             upgrade(url)
@@ -148,7 +127,7 @@ def postgres_scale(database_url: str, customers: int, seconds: int) -> dict:
                         two = [f.result() for f in runs]
             verify = subprocess.run(
                 [sys.executable, "-m", "vault.cli", "audit", "verify", "--json"],
-                env={**__import__("os").environ, **env},
+                env={**os.environ, **env},
                 capture_output=True,
                 text=True,
                 check=False,
@@ -164,8 +143,6 @@ def postgres_scale(database_url: str, customers: int, seconds: int) -> dict:
             verify=verify.stdout.strip(),
             verify_exit=verify.returncode,
         )
-    finally:
-        _drop(database_url, name)
     return out
 
 

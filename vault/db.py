@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from alembic import command
 from alembic.config import Config
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, event, inspect
+from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
@@ -140,10 +140,6 @@ def reader(engine: Engine) -> Engine:
     return engine.execution_options(sqlite_deferred=True)
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def get_session(request: Request) -> Iterator[Session]:
     """The request's one transaction: commit on success, roll back on any error."""
     with Session(request.app.state.runtime.engine, expire_on_commit=False) as session:
@@ -173,20 +169,6 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
-
-
-def pending_migrations(engine: Engine) -> bool:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
-    with engine.connect() as conn:
-        current = set(MigrationContext.configure(conn).get_current_heads())
-    return current != set(script.get_heads())
-
-
-def table_names(engine: Engine) -> list[str]:
-    return inspect(engine).get_table_names()
 
 
 DOMAIN_MODEL_MODULES = (

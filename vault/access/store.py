@@ -55,6 +55,22 @@ def _time(value: datetime | str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _customer_row(row: tuple) -> CustomerRow:
+    """(status, objections, dek_wrapped, kek_id[, state status, version, granted_at,
+    decided_at]) as selected by the queries below."""
+    status, objections, wrapped, kek_id = row[:4]
+    state = None
+    if len(row) > 4 and row[4] is not None:
+        state = StateRow(row[4], row[5], _time(row[6]), _time(row[7]))
+    return CustomerRow(
+        status,
+        frozenset((objections or "").split()),
+        bytes(wrapped) if wrapped is not None else None,
+        kek_id,
+        state,
+    )
+
+
 def _id(conn: Connection, customer_id: UUID) -> UUID | str:
     return customer_id.hex if conn.dialect.name == "sqlite" else customer_id
 
@@ -66,13 +82,7 @@ def customer_for_purpose(conn: Connection, customer_id: UUID, purpose: str) -> C
     ).fetchone()
     if row is None:
         return None
-    status, objections, wrapped, kek_id, s_status, s_version, s_granted, s_decided = row
-    state = None
-    if s_status is not None:
-        state = StateRow(s_status, s_version, _time(s_granted), _time(s_decided))
-    return CustomerRow(
-        status, frozenset((objections or "").split()), wrapped and bytes(wrapped), kek_id, state
-    )
+    return _customer_row(row)
 
 
 def ciphertexts(conn: Connection, customer_id: UUID) -> dict[str, bytes]:
@@ -143,23 +153,7 @@ def audience_batch(
     sqlite = conn.dialect.name == "sqlite"
     out = []
     for row in driver_execute(conn, sql, tuple(params)).fetchall():
-        cid = UUID(hex=row[0]) if sqlite else row[0]
-        state = None
-        if f.consent:
-            state = StateRow(row[5], row[6], _time(row[7]), _time(row[8]))
-        wrapped = row[3]
-        out.append(
-            (
-                cid,
-                CustomerRow(
-                    row[1],
-                    frozenset((row[2] or "").split()),
-                    bytes(wrapped) if wrapped is not None else None,
-                    row[4],
-                    state,
-                ),
-            )
-        )
+        out.append((UUID(hex=row[0]) if sqlite else row[0], _customer_row(row[1:])))
     return out
 
 
