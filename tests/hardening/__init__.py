@@ -1,0 +1,1 @@
+"""Hardening: fuzzing, authorization and token matrices, limits, crash and concurrency safety."""
