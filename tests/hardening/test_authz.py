@@ -1,0 +1,595 @@
+"""Authorization matrix: every route x every kind of caller, generated from one table.
+
+``ROUTES`` names each route once: who may call it (public, a set of scopes any of which
+suffices, or a self-service session) and one valid request. ``expected()`` turns that into the
+answer each caller must get; there is no per-caller list to forget. A route the app serves but
+the table lacks fails ``test_every_route_is_in_the_table``, so a new route cannot slip past.
+
+Callers: nobody, an expired token (every scope), each scope alone, a data client registered
+for another purpose, an auditor (audit:read + consent:read), and the self-service session of
+another customer. Every denied call must change nothing; the permitted call comes last.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlmodel import Session
+
+from tests import factories
+from vault.app import create_app
+from vault.auth.scopes import Scope
+from vault.auth.tokens import ACCESS_TOKEN_TYP
+from vault.config import Settings
+from vault.db import reader
+from vault.runtime import Runtime
+from vault.selfservice import service as selfservice
+from vault.selfservice.routes import SESSION_COOKIE
+
+PUBLIC = "public"  # anybody, no credentials
+SELF = "self"  # a self-service session cookie (the customer is the session's own)
+LINK = "link"  # the magic link in the path is the credential
+
+# A realistic read-only auditor, and a data client registered for a purpose the table's
+# requests never use.
+AUDITOR_SCOPES = (Scope.AUDIT_READ, Scope.CONSENT_READ)
+OTHER_PURPOSE = "analytics"
+PURPOSE = "personalised_offers"
+
+SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "referrer-policy")
+
+
+# --- the world: one app per module and backend, its callers minted once ---------------------
+
+
+@dataclass
+class World:
+    runtime: Runtime
+    client: TestClient
+    tokens: dict[str, str]  # caller -> bearer token
+    setup: dict[str, str]  # headers with every scope, for arranging state
+
+
+@dataclass
+class Target:
+    """Fresh objects one route test acts on."""
+
+    customer: uuid.UUID  # "A": the customer every request names
+    other: uuid.UUID  # "B": owner of the self-service session used as a caller
+    other_cookie: str
+    own_cookie: str  # A's session, for the permitted call on /me routes
+    own_csrf: str
+    webhook: str
+    dsr_request: str
+    confirmation_token: str
+    receipt: str
+
+
+CALLERS = [
+    "nobody",
+    "expired",
+    *(f"scope:{s.value}" for s in Scope),
+    "other_purpose",
+    "auditor",
+    "selfservice_other",
+]
+
+
+@pytest.fixture(scope="module")
+def world(template, tmp_path_factory) -> Iterator[World]:
+    url, name = template.fresh()
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("authz") / "vault-data",
+        database_url=url,
+        public_url="http://testserver",
+        audit_seal_interval=0,
+        webhook_allowed_hosts="127.0.0.1",
+        _env_file=None,
+    )
+    runtime = Runtime.build(settings)
+    purposes = list(runtime.policy.purposes)
+    tokens: dict[str, str] = {}
+    with Session(reader(runtime.engine), expire_on_commit=False) as session:
+        everything, _ = factories.create_client(
+            session, runtime, scopes=[s.value for s in Scope], purposes=purposes
+        )
+        for scope in Scope:
+            c, _ = factories.create_client(
+                session, runtime, scopes=[scope.value], purposes=purposes
+            )
+            tokens[f"scope:{scope.value}"] = factories.token(runtime, c)
+        c, _ = factories.create_client(
+            session, runtime, scopes=[Scope.DATA_READ.value], purposes=[OTHER_PURPOSE]
+        )
+        tokens["other_purpose"] = factories.token(runtime, c)
+        c, _ = factories.create_client(session, runtime, scopes=[s.value for s in AUDITOR_SCOPES])
+        tokens["auditor"] = factories.token(runtime, c)
+        now = int(time.time())
+        tokens["expired"] = runtime.signer.sign(
+            {
+                "iss": settings.issuer,
+                "aud": settings.token_audience,
+                "sub": everything.id,
+                "client_id": everything.id,
+                "scope": " ".join(s.value for s in Scope),
+                "iat": now - 600,
+                "exp": now - 60,
+                "jti": "expired",
+            },
+            typ=ACCESS_TOKEN_TYP,
+        )
+        setup = {"Authorization": f"Bearer {factories.token(runtime, everything)}"}
+    app = create_app(runtime)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield World(runtime, client, tokens, setup)
+    runtime.engine.dispose()
+    template.drop(name)
+
+
+def _login(world: World, customer_id: uuid.UUID) -> str:
+    """A self-service session cookie for the customer (link issued through the service, so
+    the link endpoint's rate limit is not in play here)."""
+    path = _link(world, customer_id)
+    with TestClient(world.client.app, raise_server_exceptions=False) as browser:
+        r = browser.get(path, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        return r.cookies[SESSION_COOKIE]
+
+
+def _link(world: World, customer_id: uuid.UUID) -> str:
+    rt = world.runtime
+    with Session(reader(rt.engine), expire_on_commit=False) as session:
+        link = selfservice.issue_link(
+            session=session, settings=rt.settings, customer_id=customer_id, issued_by="test"
+        )
+        session.commit()
+    return link.url[len(rt.settings.public_url) :]
+
+
+def _csrf(world: World, cookie: str) -> str:
+    world.client.cookies.clear()
+    world.client.cookies.set(SESSION_COOKIE, cookie)
+    r = world.client.get("/me/consents")
+    world.client.cookies.clear()
+    assert r.status_code == 200
+    return r.text.split('name="csrf_token" value="', 1)[1][:64]
+
+
+@pytest.fixture
+def target(world: World) -> Target:
+    c, h = world.client, world.setup
+
+    def customer(prefix: str) -> uuid.UUID:
+        r = c.post(
+            "/v1/customers",
+            headers=h,
+            json={
+                "attributes": {
+                    "email": factories.unique_email(prefix),
+                    "first_name": "Greta",
+                    "last_name": f"Zielkundin{prefix.title()}",
+                }
+            },
+        )
+        assert r.status_code == 201, r.text
+        return uuid.UUID(r.json()["id"])
+
+    a, b = customer("anna"), customer("bert")
+    r = c.post(
+        f"/v1/customers/{a}/consents",
+        headers=h,
+        json={"purpose": PURPOSE, "status": "granted", "channel": "web"},
+    )
+    assert r.status_code == 201, r.text
+    receipt = r.json()["receipt"]
+    r = c.post(
+        f"/v1/customers/{a}/consents",
+        headers=h,
+        json={"purpose": "newsletter", "status": "granted", "channel": "web"},
+    )
+    assert r.status_code == 201 and r.json()["confirmation_token"], r.text
+    confirmation = r.json()["confirmation_token"]
+    r = c.post(
+        "/v1/webhooks",
+        headers=h,
+        json={"url": "http://127.0.0.1:9/hook", "events": ["consent.granted"]},
+    )
+    assert r.status_code == 201, r.text
+    webhook = r.json()["id"]
+    r = c.post("/v1/dsr/requests", headers=h, json={"customer_id": str(a), "kind": "access"})
+    assert r.status_code == 201, r.text
+    own = _login(world, a)
+    return Target(
+        customer=a,
+        other=b,
+        other_cookie=_login(world, b),
+        own_cookie=own,
+        own_csrf=_csrf(world, own),
+        webhook=webhook,
+        dsr_request=r.json()["id"],
+        confirmation_token=confirmation,
+        receipt=receipt,
+    )
+
+
+# --- the table --------------------------------------------------------------------------------
+
+Request = Callable[[Target], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    who: str | frozenset[str]  # PUBLIC, SELF, LINK, or the scopes any one of which suffices
+    ok: int  # the permitted caller's status
+    request: Request  # kwargs for TestClient.request, without method and auth
+
+
+def scopes(*names: Scope) -> frozenset[str]:
+    return frozenset(n.value for n in names)
+
+
+def get(url: str | Callable[[Target], str], **kw: Any) -> Request:
+    return lambda t: {"url": url(t) if callable(url) else url, **kw}
+
+
+def send(url: str | Callable[[Target], str], body: Callable[[Target], Any] | Any = None) -> Request:
+    def build(t: Target) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": url(t) if callable(url) else url}
+        if body is not None:
+            out["json"] = body(t) if callable(body) else body
+        return out
+
+    return build
+
+
+def form(url: str | Callable[[Target], str], data: dict[str, str] | None = None) -> Request:
+    def build(t: Target) -> dict[str, Any]:
+        return {
+            "url": url(t) if callable(url) else url,
+            "data": {"csrf_token": t.own_csrf, **(data or {})},
+        }
+
+    return build
+
+
+def cust(suffix: str = "") -> Callable[[Target], str]:
+    return lambda t: f"/v1/customers/{t.customer}{suffix}"
+
+
+def hook(suffix: str = "") -> Callable[[Target], str]:
+    return lambda t: f"/v1/webhooks/{t.webhook}{suffix}"
+
+
+def dsr(suffix: str = "") -> Callable[[Target], str]:
+    return lambda t: f"/v1/dsr/requests/{t.dsr_request}{suffix}"
+
+
+def _import_body(t: Target) -> dict[str, Any]:
+    line = {"attributes": {"email": factories.unique_email("import")}}
+    return {"content": json.dumps(line) + "\n", "headers": {"Content-Type": "application/x-ndjson"}}
+
+
+def _new_client(t: Target) -> dict[str, Any]:
+    return {"name": "crm", "scopes": ["consent:read"]}
+
+
+S = Scope
+DSR = scopes(S.DSR_EXECUTE)
+ROUTES: dict[tuple[str, str], Route] = {
+    # public documents and probes
+    ("GET", "/openapi.json"): Route(PUBLIC, 200, get("/openapi.json")),
+    ("GET", "/docs"): Route(PUBLIC, 200, get("/docs")),
+    ("GET", "/docs/oauth2-redirect"): Route(PUBLIC, 200, get("/docs/oauth2-redirect")),
+    ("GET", "/redoc"): Route(PUBLIC, 200, get("/redoc")),
+    ("GET", "/healthz"): Route(PUBLIC, 200, get("/healthz")),
+    ("GET", "/metrics"): Route(PUBLIC, 200, get("/metrics")),
+    ("GET", "/.well-known/jwks.json"): Route(PUBLIC, 200, get("/.well-known/jwks.json")),
+    ("GET", "/v1/purposes"): Route(PUBLIC, 200, get("/v1/purposes")),
+    ("GET", "/me/static"): Route(PUBLIC, 200, get("/me/static/style.css")),
+    # the token endpoint authenticates with the client secret, not a token (tests/auth)
+    ("POST", "/v1/oauth/token"): Route(
+        PUBLIC,
+        401,
+        lambda t: {
+            "url": "/v1/oauth/token",
+            "data": {
+                "grant_type": "client_credentials",
+                "client_id": "nobody",
+                "client_secret": "x",
+            },
+        },
+    ),
+    # admin
+    ("POST", "/v1/clients"): Route(scopes(S.ADMIN), 201, send("/v1/clients", _new_client)),
+    # customers
+    ("POST", "/v1/customers"): Route(
+        scopes(S.CUSTOMERS_WRITE),
+        201,
+        send("/v1/customers", lambda t: {"attributes": {"email": factories.unique_email()}}),
+    ),
+    ("PATCH", "/v1/customers/{customer_id}"): Route(
+        scopes(S.CUSTOMERS_WRITE), 200, send(cust(), {"attributes": {"first_name": "Gerda"}})
+    ),
+    ("POST", "/v1/customers/import"): Route(
+        scopes(S.CUSTOMERS_WRITE), 200, lambda t: {"url": "/v1/customers/import", **_import_body(t)}
+    ),
+    ("POST", "/v1/customers/lookup"): Route(
+        scopes(S.CUSTOMERS_WRITE),
+        404,  # permitted; nobody has this address
+        send("/v1/customers/lookup", {"attribute": "email", "value": "niemand@example.de"}),
+    ),
+    # consent
+    ("POST", "/v1/customers/{customer_id}/consents"): Route(
+        scopes(S.CONSENT_WRITE),
+        201,
+        send(cust("/consents"), {"purpose": PURPOSE, "status": "withdrawn", "channel": "app"}),
+    ),
+    ("POST", "/v1/consents/confirm"): Route(
+        scopes(S.CONSENT_WRITE),
+        200,
+        send("/v1/consents/confirm", lambda t: {"token": t.confirmation_token}),
+    ),
+    ("GET", "/v1/customers/{customer_id}/consents"): Route(
+        scopes(S.CONSENT_READ), 200, get(cust("/consents"))
+    ),
+    ("GET", "/v1/customers/{customer_id}/consents/history"): Route(
+        scopes(S.CONSENT_READ), 200, get(cust("/consents/history"))
+    ),
+    # consent-gated data
+    ("GET", "/v1/customers/{customer_id}/data"): Route(
+        scopes(S.DATA_READ), 200, get(cust("/data"), params={"purpose": PURPOSE})
+    ),
+    ("GET", "/v1/purposes/{purpose}/audience"): Route(
+        scopes(S.DATA_READ), 200, get(f"/v1/purposes/{PURPOSE}/audience")
+    ),
+    # audit
+    ("GET", "/v1/audit/events"): Route(scopes(S.AUDIT_READ), 200, get("/v1/audit/events")),
+    ("GET", "/v1/audit/verify"): Route(scopes(S.AUDIT_READ), 200, get("/v1/audit/verify")),
+    # webhooks
+    ("POST", "/v1/webhooks"): Route(
+        scopes(S.WEBHOOKS_MANAGE),
+        201,
+        send("/v1/webhooks", {"url": "http://127.0.0.1:9/h2", "events": ["consent.withdrawn"]}),
+    ),
+    ("GET", "/v1/webhooks"): Route(scopes(S.WEBHOOKS_MANAGE), 200, get("/v1/webhooks")),
+    ("GET", "/v1/webhooks/{webhook_id}"): Route(scopes(S.WEBHOOKS_MANAGE), 200, get(hook())),
+    ("POST", "/v1/webhooks/{webhook_id}/disable"): Route(
+        scopes(S.WEBHOOKS_MANAGE), 200, send(hook("/disable"))
+    ),
+    ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): Route(
+        scopes(S.WEBHOOKS_MANAGE), 200, send(hook("/rotate-secret"))
+    ),
+    ("POST", "/v1/webhooks/{webhook_id}/redeliver"): Route(
+        scopes(S.WEBHOOKS_MANAGE), 200, send(hook("/redeliver"), {})
+    ),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Route(
+        scopes(S.WEBHOOKS_MANAGE), 200, get(hook("/deliveries"))
+    ),
+    # self-service: issuing a link is an app's job; the pages need the customer's session
+    ("POST", "/v1/customers/{customer_id}/selfservice-link"): Route(
+        scopes(S.SELFSERVICE_ISSUE), 200, send(cust("/selfservice-link"))
+    ),
+    ("GET", "/me/login/{token}"): Route(LINK, 303, get("/me/login/{token}")),
+    ("GET", "/me"): Route(SELF, 200, get("/me")),
+    ("GET", "/me/consents"): Route(SELF, 200, get("/me/consents")),
+    ("POST", "/me/consents/{purpose}"): Route(
+        SELF, 303, form(f"/me/consents/{PURPOSE}", {"status": "withdrawn"})
+    ),
+    ("POST", "/me/objection"): Route(SELF, 303, form("/me/objection", {"purpose": "analytics"})),
+    ("GET", "/me/data"): Route(SELF, 200, get("/me/data")),
+    ("GET", "/me/activity"): Route(SELF, 200, get("/me/activity")),
+    ("GET", "/me/export"): Route(SELF, 200, get("/me/export")),
+    ("GET", "/me/erase"): Route(SELF, 200, get("/me/erase")),
+    ("POST", "/me/erase"): Route(SELF, 200, form("/me/erase", {"confirm": "yes"})),
+    ("POST", "/me/logout"): Route(SELF, 200, form("/me/logout")),
+    # data-subject rights
+    ("GET", "/v1/customers/{customer_id}/export"): Route(DSR, 200, get(cust("/export"))),
+    ("DELETE", "/v1/customers/{customer_id}"): Route(DSR, 204, send(cust())),
+    ("POST", "/v1/customers/{customer_id}/legal-hold"): Route(
+        DSR, 200, send(cust("/legal-hold"), {"reason": "Steuerprüfung 2026"})
+    ),
+    ("DELETE", "/v1/customers/{customer_id}/legal-hold"): Route(
+        DSR, 200, send(cust("/legal-hold"), {"reason": "Prüfung beendet"})
+    ),
+    ("POST", "/v1/customers/{customer_id}/restriction"): Route(
+        DSR, 200, send(cust("/restriction"))
+    ),
+    ("DELETE", "/v1/customers/{customer_id}/restriction"): Route(
+        DSR, 200, send(cust("/restriction"))
+    ),
+    ("POST", "/v1/customers/{customer_id}/objection"): Route(
+        DSR, 200, send(cust("/objection"), {"scope": "direct_marketing"})
+    ),
+    ("DELETE", "/v1/customers/{customer_id}/objection"): Route(
+        DSR, 200, send(cust("/objection"), {"scope": "direct_marketing"})
+    ),
+    ("GET", "/v1/dsr/requests"): Route(DSR, 200, get("/v1/dsr/requests")),
+    ("POST", "/v1/dsr/requests"): Route(
+        DSR,
+        201,
+        send(
+            "/v1/dsr/requests", lambda t: {"customer_id": str(t.customer), "kind": "rectification"}
+        ),
+    ),
+    ("GET", "/v1/dsr/requests/{request_uuid}"): Route(DSR, 200, get(dsr())),
+    ("POST", "/v1/dsr/requests/{request_uuid}/extension"): Route(
+        DSR, 200, send(dsr("/extension"), {"months": 2, "reason": "Umfangreiche Anfrage"})
+    ),
+    ("POST", "/v1/dsr/requests/{request_uuid}/close"): Route(
+        DSR, 200, send(dsr("/close"), {"status": "completed"})
+    ),
+    ("GET", "/v1/records-of-processing"): Route(
+        scopes(S.DSR_EXECUTE, S.AUDIT_READ), 200, get("/v1/records-of-processing")
+    ),
+}
+
+
+# --- what each caller must get ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    status: int
+    error: str | None = None  # the machine-readable code of a JSON error body
+
+
+def caller_scopes(caller: str) -> frozenset[str]:
+    if caller.startswith("scope:"):
+        return frozenset({caller.removeprefix("scope:")})
+    return {
+        "expired": frozenset(),  # never reaches a scope check
+        "other_purpose": scopes(S.DATA_READ),
+        "auditor": scopes(*AUDITOR_SCOPES),
+    }.get(caller, frozenset())
+
+
+def expected(route: Route, caller: str, method: str = "GET") -> Expect:
+    if route.who in (PUBLIC, LINK):
+        return Expect(route.ok)
+    if route.who == SELF:
+        # Only a session cookie opens /me, and the pages act for the session's own customer
+        # (checked in the test: nothing of customer A shows). A form posted with customer B's
+        # session and customer A's CSRF token is refused.
+        if caller != "selfservice_other":
+            return Expect(401)
+        return Expect(403) if method == "POST" else Expect(route.ok)
+    if caller == "nobody" or caller == "selfservice_other":
+        return Expect(401, "not_authenticated")
+    if caller == "expired":
+        return Expect(401, "not_authenticated")
+    held = caller_scopes(caller)
+    if not held & route.who:
+        return Expect(403, "insufficient_scope")
+    if caller == "other_purpose":  # holds data:read, but not for PURPOSE
+        return Expect(403, "purpose_not_permitted_for_client")
+    return Expect(route.ok)
+
+
+# --- the tests ------------------------------------------------------------------------------
+
+
+def _served_routes(app) -> set[tuple[str, str]]:
+    served = set()
+    for rc in iter_route_contexts(app.routes):
+        methods = getattr(rc, "methods", None) or {"GET"}
+        for m in methods - {"HEAD"}:
+            served.add((m, rc.path))
+    return served
+
+
+def test_every_route_is_in_the_table(world: World):
+    served = _served_routes(world.client.app)
+    assert len(served) > 40  # the route walk found the app's routes
+    missing = sorted(served - set(ROUTES))
+    assert not missing, f"routes missing from the authorization table: {missing}"
+    stale = sorted(set(ROUTES) - served)
+    assert not stale, f"table rows for routes the app no longer serves: {stale}"
+
+
+def test_table_agrees_with_the_openapi_security(world: World):
+    """The table's scopes are the ones each operation declares in the OpenAPI document."""
+    spec = world.client.get("/openapi.json").json()
+    checked = 0
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            route = ROUTES[(method.upper(), path)]
+            declared = {s for req in op.get("security", []) for v in req.values() for s in v}
+            if route.who == PUBLIC:
+                assert "security" not in op, (method, path)
+            elif declared:
+                assert declared == route.who, (method, path, declared)
+            else:  # authenticated, scopes checked in the handler (records of processing)
+                assert op.get("security") == [{"client_credentials": []}], (method, path)
+                assert route.who == scopes(S.DSR_EXECUTE, S.AUDIT_READ)
+            checked += 1
+    assert checked == sum(1 for r in ROUTES.values() if r.who not in (SELF, LINK)) - 5
+
+
+def _fingerprint(world: World) -> dict[str, list[str]]:
+    """Everything a denied call must leave as it was. The audit log is left out: it records
+    denials on purpose."""
+    queries = {
+        "client": "SELECT * FROM client",
+        "customer": "SELECT id, status, dek_wrapped, objections, legal_hold FROM customer",
+        "customer_value": "SELECT * FROM customer_value",
+        "blind_index": "SELECT * FROM blind_index",
+        "consent_event": "SELECT id FROM consent_event",
+        "consent_state": "SELECT * FROM consent_state",
+        "consent_confirmation": "SELECT * FROM consent_confirmation",
+        "outbox_event": "SELECT id FROM outbox_event",
+        "webhook": "SELECT id, status, secret_ciphertext FROM webhook",
+        "webhook_delivery": "SELECT id, status FROM webhook_delivery",
+        "dsr_request": "SELECT id, status, extension_months FROM dsr_request",
+        "selfservice_link": "SELECT * FROM selfservice_link",
+        "selfservice_session": "SELECT id_hash, customer_id, expires_at FROM selfservice_session",
+    }
+    with world.runtime.engine.connect() as conn:
+        return {
+            name: sorted(map(repr, conn.execute(text(sql)).all())) for name, sql in queries.items()
+        }
+
+
+def _call(world: World, method: str, route: Route, caller: str, target: Target):
+    kwargs = route.request(target)
+    url = kwargs.pop("url")
+    if route.who == LINK:
+        url = _link(world, target.customer)
+    headers = dict(kwargs.pop("headers", {}))
+    cookies = {}
+    if caller == "selfservice_other":
+        cookies[SESSION_COOKIE] = target.other_cookie
+    elif caller == "own_session":
+        cookies[SESSION_COOKIE] = target.own_cookie
+    elif caller != "nobody":
+        headers["Authorization"] = f"Bearer {world.tokens[caller]}"
+    world.client.cookies.clear()
+    for name, value in cookies.items():
+        world.client.cookies.set(name, value)
+    return world.client.request(method, url, headers=headers, follow_redirects=False, **kwargs)
+
+
+def _check(response, want: Expect, where: str) -> None:
+    assert response.status_code == want.status, (
+        f"{where}: {response.status_code} {response.text[:300]}"
+    )
+    if want.error and response.headers.get("content-type", "").startswith("application/json"):
+        assert response.json()["error"] == want.error, where
+    for header in SECURITY_HEADERS:
+        assert header in response.headers, f"{where}: no {header}"
+
+
+@pytest.mark.parametrize("method,path", sorted(ROUTES), ids=lambda v: str(v))
+def test_route_answers_each_caller_as_the_table_says(world: World, target: Target, method, path):
+    route = ROUTES[(method, path)]
+    before = _fingerprint(world)
+    permitted = []
+    for caller in CALLERS:
+        want = expected(route, caller, method)
+        if want.status == route.ok:
+            permitted.append(caller)
+            continue
+        r = _call(world, method, route, caller, target)
+        _check(r, want, f"{method} {path} as {caller}")
+        assert target.receipt not in r.text and "Bearer" not in r.text  # no token echoed
+    assert _fingerprint(world) == before, f"a denied call to {method} {path} changed state"
+
+    # The permitted callers last, since their calls may change state.
+    if route.who == SELF:
+        if method == "GET":  # another customer's session sees only its own customer
+            r = _call(world, method, route, "selfservice_other", target)
+            _check(r, Expect(route.ok), f"{method} {path} as customer B")
+            assert "ZielkundinAnna" not in r.text and str(target.customer) not in r.text
+        permitted = ["own_session"]
+    assert permitted, "no caller may use this route"
+    for caller in permitted:
+        r = _call(world, method, route, caller, target)
+        _check(r, Expect(route.ok), f"{method} {path} as {caller}")
