@@ -13,7 +13,7 @@ TARGETS = ["vault", "tests", "migrations", "bench"]
 @pytest.mark.parametrize("args", [["check"], ["format", "--check"]])
 def test_ruff(args):
     ruff = shutil.which("ruff")
-    assert ruff, "ruff is a test dependency: pip install -e '.[test]'"
+    assert ruff, "ruff is a test dependency: pip install -c requirements.lock -e '.[test]'"
     result = subprocess.run(
         [ruff, *args, *TARGETS], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
     )
