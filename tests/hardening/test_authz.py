@@ -57,6 +57,7 @@ class World:
     client: TestClient
     tokens: dict[str, str]  # caller -> bearer token
     setup: dict[str, str]  # headers with every scope, for arranging state
+    credentials: dict[str, str]  # a client id and secret, for the token endpoint
 
 
 @dataclass
@@ -99,7 +100,7 @@ def world(template, tmp_path_factory) -> Iterator[World]:
     purposes = list(runtime.policy.purposes)
     tokens: dict[str, str] = {}
     with Session(reader(runtime.engine), expire_on_commit=False) as session:
-        everything, _ = factories.create_client(
+        everything, secret = factories.create_client(
             session, runtime, scopes=[s.value for s in Scope], purposes=purposes
         )
         for scope in Scope:
@@ -130,7 +131,8 @@ def world(template, tmp_path_factory) -> Iterator[World]:
         setup = {"Authorization": f"Bearer {factories.token(runtime, everything)}"}
     app = create_app(runtime)
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield World(runtime, client, tokens, setup)
+        credentials = {"client_id": everything.id, "client_secret": secret}
+        yield World(runtime, client, tokens, setup, credentials)
     runtime.engine.dispose()
     template.drop(name)
 
@@ -295,19 +297,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/.well-known/jwks.json"): Route(PUBLIC, 200, get("/.well-known/jwks.json")),
     ("GET", "/v1/purposes"): Route(PUBLIC, 200, get("/v1/purposes")),
     ("GET", "/me/static"): Route(PUBLIC, 200, get("/me/static/style.css")),
-    # the token endpoint authenticates with the client secret, not a token (tests/auth)
-    ("POST", "/v1/oauth/token"): Route(
-        PUBLIC,
-        401,
-        lambda t: {
-            "url": "/v1/oauth/token",
-            "data": {
-                "grant_type": "client_credentials",
-                "client_id": "nobody",
-                "client_secret": "x",
-            },
-        },
-    ),
+    # the token endpoint authenticates with the client's secret; a bearer header is ignored
+    ("POST", "/v1/oauth/token"): Route(PUBLIC, 200, get("/v1/oauth/token")),
     # admin
     ("POST", "/v1/clients"): Route(scopes(S.ADMIN), 201, send("/v1/clients", _new_client)),
     # customers
@@ -543,6 +534,8 @@ def _call(world: World, method: str, route: Route, caller: str, target: Target):
     url = kwargs.pop("url")
     if route.who == LINK:
         url = _link(world, target.customer)
+    if url == "/v1/oauth/token":
+        kwargs["data"] = {"grant_type": "client_credentials", **world.credentials}
     headers = dict(kwargs.pop("headers", {}))
     cookies = {}
     if caller == "selfservice_other":
