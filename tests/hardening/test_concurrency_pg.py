@@ -1,0 +1,198 @@
+"""Concurrency on PostgreSQL: 8 writers against ``vault serve --workers 2`` on 6 customers.
+
+A seeded random stream per writer of consent grants and withdrawals, rectifications (some of
+them of the e-mail address, from a pool shared by all customers, so blind-index uniqueness
+collides too), erasures of two of the customers, and reads, all on the same few rows. No
+answer may be a 5xx (a deadlock or serialization failure is the server's problem, never the
+client's), every status must be one the API documents for that operation, and afterwards the
+ledger and its projection agree, the audit chain verifies, and erased customers hold nothing
+and answer 410.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from tests.factories import create_client, create_customer, token
+from tests.hardening.server import Server, vault_cli
+from vault.customers import service as customers_service
+from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
+from vault.db import reader
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
+
+SEED = 20261122
+WRITERS = 8
+OPS_PER_WRITER = 80
+CUSTOMERS = 6
+ERASABLE = 2  # the last two customers may be erased mid-run; the others stay to collide on
+PURPOSES = ("personalised_offers", "third_party_ads", "push_notifications")
+EMAILS = [f"geteilt.{i}@example.de" for i in range(3)]
+FIRST_NAMES = ["Erika", "Max", "Jürgen", "Ayşe", "Zoë"]
+
+# What the API documents for each operation (openapi/openapi.json); nothing else may come back.
+ALLOWED = {
+    "consent": {201, 404, 409, 410},
+    "rectify": {200, 404, 409, 410},
+    "erase": {204, 404, 409, 410},
+    "read_data": {200, 403, 404, 410},
+    "read_consents": {200, 404, 410},
+}
+
+
+@dataclass
+class Tally:
+    statuses: Counter = field(default_factory=Counter)  # (op, status) -> n
+    unexpected: list[tuple[str, int, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, op: str, r: httpx.Response) -> None:
+        with self.lock:
+            self.statuses[(op, r.status_code)] += 1
+            if r.status_code not in ALLOWED[op]:
+                self.unexpected.append((op, r.status_code, r.text[:300]))
+
+
+def _one_op(http: httpx.Client, rnd: random.Random, customers: list[uuid.UUID], tally: Tally):
+    customer = rnd.choice(customers)
+    roll = rnd.random()
+    if roll < 0.45:
+        body = {
+            "purpose": rnd.choice(PURPOSES),
+            "status": rnd.choice(("granted", "withdrawn")),
+            "channel": "api",
+        }
+        tally.add("consent", http.post(f"/v1/customers/{customer}/consents", json=body))
+    elif roll < 0.75:
+        attributes: dict = {"first_name": rnd.choice(FIRST_NAMES)}
+        if rnd.random() < 0.5:
+            attributes["email"] = rnd.choice(EMAILS)
+        if rnd.random() < 0.3:
+            attributes["postal_code"] = rnd.choice(["10115", "80331", None])
+        tally.add(
+            "rectify", http.patch(f"/v1/customers/{customer}", json={"attributes": attributes})
+        )
+    elif roll < 0.78:
+        target = rnd.choice(customers[-ERASABLE:])
+        tally.add("erase", http.delete(f"/v1/customers/{target}"))
+    elif roll < 0.9:
+        tally.add(
+            "read_data",
+            http.get(f"/v1/customers/{customer}/data", params={"purpose": "personalised_offers"}),
+        )
+    else:
+        tally.add("read_consents", http.get(f"/v1/customers/{customer}/consents"))
+
+
+def _writer(url: str, headers: dict, customers: list[uuid.UUID], tally: Tally, seed: int):
+    rnd = random.Random(seed)
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+        for _ in range(OPS_PER_WRITER):
+            try:
+                _one_op(http, rnd, customers, tally)
+            except httpx.TransportError as exc:  # a worker process died under us
+                with tally.lock:
+                    tally.unexpected.append(("transport", 0, repr(exc)))
+
+
+def test_eight_writers_on_six_customers_never_see_a_5xx(
+    backend, runtime, settings, session, tmp_path
+):
+    if backend != "postgres":
+        pytest.skip("PostgreSQL's row locks, deadlocks and serialization failures")
+    customers = [create_customer(session, runtime).id for _ in range(CUSTOMERS)]
+    client, _ = create_client(
+        session,
+        runtime,
+        scopes=["consent:write", "consent:read", "data:read", "customers:write", "dsr:execute"],
+        purposes=PURPOSES,
+    )
+    headers = {"Authorization": f"Bearer {token(runtime, client)}"}
+    session.rollback()
+    tally = Tally()
+    started = time.monotonic()
+    with Server(settings, tmp_path / "logs", workers=2, audit_seal_interval=0.2) as server:
+        threads = [
+            threading.Thread(target=_writer, args=(server.url, headers, customers, tally, SEED + i))
+            for i in range(WRITERS)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not any(t.is_alive() for t in threads), "writers hung (a deadlock?)"
+        elapsed = time.monotonic() - started
+        assert tally.unexpected == [], (tally.unexpected[:5], server.log())
+        erased = _erased(runtime)
+        _check_erased_answer_410(server, headers, erased)
+    ops = sum(tally.statuses.values())
+    assert ops == WRITERS * OPS_PER_WRITER, tally.unexpected
+    print(f"\n{ops} ops in {elapsed:.1f}s: {dict(sorted(tally.statuses.items()))}")
+    assert erased, "no erasure happened; the stream did not exercise it"
+    assert tally.statuses[("rectify", 409)] > 0, "the e-mail pool never collided"
+
+    check = vault_cli(settings, "consent", "rebuild", "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    verify = vault_cli(settings, "audit", "verify", "--json")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert json.loads(verify.stdout)["ok"] is True
+    _check_erased_hold_nothing(runtime, erased)
+    _check_active_decrypt(runtime, [c for c in customers if c not in erased])
+
+
+def _erased(runtime) -> list[uuid.UUID]:
+    with Session(reader(runtime.engine)) as s:
+        return list(
+            s.execute(select(Customer.id).where(Customer.status == CustomerStatus.ERASED)).scalars()
+        )
+
+
+def _check_erased_answer_410(server: Server, headers: dict, erased: list[uuid.UUID]) -> None:
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+        for cid in erased:
+            answers = [
+                http.get(f"/v1/customers/{cid}/data", params={"purpose": "personalised_offers"}),
+                http.get(f"/v1/customers/{cid}/consents"),
+                http.post(
+                    f"/v1/customers/{cid}/consents",
+                    json={"purpose": PURPOSES[0], "status": "granted", "channel": "api"},
+                ),
+                http.patch(f"/v1/customers/{cid}", json={"attributes": {"first_name": "Max"}}),
+                http.delete(f"/v1/customers/{cid}"),
+            ]
+            assert [r.status_code for r in answers] == [410] * len(answers), [
+                r.text for r in answers
+            ]
+
+
+def _check_erased_hold_nothing(runtime, erased: list[uuid.UUID]) -> None:
+    with Session(reader(runtime.engine)) as s:
+        for cid in erased:
+            customer = s.get(Customer, cid)
+            assert customer.dek_wrapped is None and customer.kek_id is None
+            for table in (CustomerValue, BlindIndex):
+                n = s.execute(
+                    select(func.count()).select_from(table).where(table.customer_id == cid)
+                ).scalar_one()
+                assert n == 0, f"erased customer {cid} still has {n} {table.__tablename__} rows"
+
+
+def _check_active_decrypt(runtime, active: list[uuid.UUID]) -> None:
+    with Session(reader(runtime.engine)) as s:
+        for cid in active:
+            customer = s.get(Customer, cid)
+            values = customers_service.decrypt_values(
+                session=s, envelope=runtime.envelope, customer=customer
+            )
+            assert values["first_name"] in FIRST_NAMES
