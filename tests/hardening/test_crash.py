@@ -52,7 +52,9 @@ class Stream:
     attempts: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> request
     acked: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> 201 body
     unanswered: list[str] = field(default_factory=list)  # keys without any answer
+    in_flight: list[str] = field(default_factory=list)  # ... of them sent before the kill
     other: list[tuple[str, int, str]] = field(default_factory=list)  # unexpected answers
+    landed: dict[str, str] = field(default_factory=dict)  # unanswered key -> its event id
     reads: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -76,8 +78,10 @@ def _writer(url: str, headers: dict, customers: list[uuid.UUID], stream: Stream,
                     json=body,
                     headers={"Idempotency-Key": key},
                 )
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 stream.unanswered.append(key)
+                if not isinstance(exc, httpx.ConnectError):  # not merely refused after it
+                    stream.in_flight.append(key)
                 return  # the server is gone
             if r.status_code == 201:
                 stream.acked[key] = r.json()
@@ -151,12 +155,13 @@ def test_sigkill_mid_stream_loses_no_acknowledged_write(
         for t in threads:
             t.join(timeout=60)
     assert stream.other == [], stream.other[:5]
-    assert stream.unanswered, "the kill came when no write was in flight"
+    assert stream.in_flight, "the kill came when no write was in flight"
     acked_before_restart = dict(stream.acked)
 
     server.start()  # restart on the same database, data directory and keys
     try:
         _check_ledger(runtime, client, stream)
+        _retry_unanswered(runtime, server, headers, stream)
         check = vault_cli(settings, "consent", "rebuild", "--check")
         assert check.returncode == 0, check.stdout + check.stderr
         assert "ok: projection matches the ledger" in check.stdout
@@ -182,8 +187,9 @@ def test_sigkill_mid_stream_loses_no_acknowledged_write(
     finally:
         server.stop()
     print(
-        f"\n[{backend}] acknowledged {len(acked_before_restart)}, unanswered at the kill "
-        f"{len(stream.unanswered)} ({stream.landed} landed), reads {stream.reads}"
+        f"\n[{backend}] acknowledged {len(acked_before_restart)}, in flight at the kill "
+        f"{len(stream.in_flight)}, unanswered {len(stream.unanswered)} "
+        f"({len(stream.landed)} had landed), reads {stream.reads}"
     )
 
 
@@ -227,16 +233,15 @@ def _check_ledger(runtime, client, stream: Stream) -> None:
         assert answers[key]["event"]["id"] == answer["event"]["id"]
 
     # 2. an unanswered write is all there or not at all
-    landed = 0
     for key in stream.unanswered:
         found = by_attempt.get(key, [])
         if found:
-            landed += 1
+            stream.landed[key] = str(found[0].id)
             assert key in answers, f"event of {key} without its idempotency answer"
             assert answers[key]["event"]["id"] == str(found[0].id)
         else:
             assert key not in answers, f"idempotency answer of {key} without its event"
-    stream.landed = landed  # type: ignore[attr-defined]
+    landed = len(stream.landed)
 
     # nothing in the ledger that nobody sent
     assert set(by_attempt) <= set(stream.attempts)
@@ -251,6 +256,26 @@ def _check_ledger(runtime, client, stream: Stream) -> None:
     applied = sum(1 for a in audits if a.reason is None)
     assert len(outbox) == applied
     assert {o.data["consent_event_id"] for o in outbox} <= set(by_id)
+
+
+def _retry_unanswered(runtime, server: Server, headers: dict, stream: Stream) -> None:
+    """What a client does after a timeout: send again with the same Idempotency-Key. A write
+    that had landed answers with its event (no second one), one that had not lands now."""
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+        for key in stream.unanswered:
+            request = dict(stream.attempts[key])
+            customer = request.pop("customer_id")
+            r = http.post(
+                f"/v1/customers/{customer}/consents",
+                json=request,
+                headers={"Idempotency-Key": key},
+            )
+            assert r.status_code == 201, r.text
+            if key in stream.landed:
+                assert r.json()["event"]["id"] == stream.landed[key]
+    seen = Counter(e.evidence.get("attempt") for e in _ledger(runtime.engine))
+    assert all(seen[key] == 1 for key in stream.attempts if key in seen)
+    assert all(seen[key] == 1 for key in stream.unanswered)
 
 
 def _check_reads(runtime, server: Server, headers: dict, customers: list[uuid.UUID]) -> None:
