@@ -1,8 +1,10 @@
 """Concurrency on PostgreSQL: 8 writers against ``vault serve --workers 2`` on 6 customers.
 
-A seeded random stream per writer of consent grants and withdrawals, rectifications (some of
-them of the e-mail address, from a pool shared by all customers, so blind-index uniqueness
-collides too), erasures of two of the customers, and reads, all on the same few rows. No
+A seeded random stream per writer of consent grants and withdrawals (some with shared
+Idempotency-Keys, some double opt-in with confirmations by other writers), rectifications (some
+of the e-mail address, from a pool shared by all customers, so blind-index uniqueness collides
+too), restrictions, objections, exports, erasures of two of the customers, and reads, all on
+the same few rows. No
 answer may be a 5xx (a deadlock or serialization failure is the server's problem, never the
 client's), every status must be one the API documents for that operation, and afterwards the
 ledger and its projection agree, the audit chain verifies, and erased customers hold nothing
@@ -41,6 +43,7 @@ OPS_PER_WRITER = 80
 CUSTOMERS = 6
 ERASABLE = 2  # the last two customers may be erased, in the second half of the run
 PURPOSES = ("personalised_offers", "third_party_ads", "push_notifications")
+DOUBLE_OPT_IN = "newsletter"  # its grants return a confirmation token that any writer may use
 EMAILS = [f"geteilt.{i}@example.de" for i in range(3)]
 FIRST_NAMES = ["Erika", "Max", "Jürgen", "Ayşe", "Zoë"]
 IDEMPOTENCY_KEYS = [f"shared-{i}" for i in range(4)]  # retried by several writers at once
@@ -57,6 +60,9 @@ ALLOWED = {
     "export": {200, 404, 410},
     "read_data": {200, 403, 404, 410},
     "read_consents": {200, 404, 410},
+    "confirm": {200, 404, 409, 410},
+    "object": {200, 404, 410},
+    "withdraw_objection": {200, 404, 410},
 }
 OPERATION_IDS = {
     "consent": "record_consent",
@@ -67,6 +73,9 @@ OPERATION_IDS = {
     "export": "export_customer",
     "read_data": "read_customer_data",
     "read_consents": "get_consents",
+    "confirm": "confirm_consent",
+    "object": "object_to_processing",
+    "withdraw_objection": "withdraw_objection",
 }
 
 
@@ -85,6 +94,7 @@ def test_the_allowed_statuses_are_documented():
 class Tally:
     statuses: Counter = field(default_factory=Counter)  # (op, status) -> n
     unexpected: list[tuple[str, int, str]] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)  # double opt-in confirmation tokens
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, op: str, r: httpx.Response) -> None:
@@ -101,7 +111,7 @@ def _one_op(
     roll = rnd.random()
     if roll < 0.40:
         body = {
-            "purpose": rnd.choice(PURPOSES),
+            "purpose": rnd.choice((*PURPOSES, DOUBLE_OPT_IN)),
             "status": rnd.choice(("granted", "withdrawn")),
             "channel": "api",
         }
@@ -111,7 +121,18 @@ def _one_op(
         r = http.post(f"/v1/customers/{customer}/consents", json=body, headers=headers)
         if r.status_code == 422 and not headers:
             tally.unexpected.append(("consent", 422, r.text[:300]))
+        if r.status_code == 201 and r.json().get("confirmation_token"):
+            tally.tokens.append(r.json()["confirmation_token"])
         tally.add("consent", r)
+    elif roll < 0.45:
+        if tally.tokens:  # often one another writer already used, or a superseded grant
+            token = rnd.choice(tally.tokens[-5:])
+            tally.add("confirm", http.post("/v1/consents/confirm", json={"token": token}))
+    elif roll < 0.47:
+        op = rnd.choice(("object", "withdraw_objection"))
+        url = f"/v1/customers/{customer}/objection"
+        method = "POST" if op == "object" else "DELETE"
+        tally.add(op, http.request(method, url, json={"scope": "direct_marketing"}))
     elif roll < 0.68:
         attributes: dict = {"first_name": rnd.choice(FIRST_NAMES)}
         if rnd.random() < 0.5:
