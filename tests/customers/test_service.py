@@ -8,7 +8,7 @@ from tests.factories import create_customer
 from vault.crypto.keys import KEY_FILE_NAME, LocalKeyFile
 from vault.customers import service
 from vault.customers.models import Customer, CustomerValue
-from vault.errors import Conflict, CustomerNotFound, DecryptionError
+from vault.errors import Conflict, CustomerErased, CustomerNotFound, DecryptionError
 from vault.runtime import Runtime
 
 
@@ -120,6 +120,44 @@ def test_rectify_replaces_and_removes_with_index(runtime, session):
         service.lookup(**kw, attribute="phone", value="+4930111111")
     values = service.decrypt_values(session=session, envelope=runtime.envelope, customer=c)
     assert values["email"] == "new@example.de" and "phone" not in values
+
+
+def test_rectify_waiting_on_an_erasure_answers_410_and_writes_nothing(runtime, session):
+    """Regression (tests/hardening/test_concurrency_pg.py): rectify read the customer without
+    a lock and touched its values first, so on PostgreSQL it deadlocked with a concurrent
+    erasure (500) or, queued behind it, wrote new values to the erased customer."""
+    from vault.dsr import service as dsr_service
+
+    c = create_customer(session, runtime)
+    session.rollback()
+    outcome: list[BaseException | None] = []
+
+    def rectify() -> None:
+        with Session(runtime.engine) as s:
+            try:
+                service.rectify(
+                    session=s,
+                    envelope=runtime.envelope,
+                    policy=runtime.policy,
+                    customer_id=c.id,
+                    attributes={"first_name": "Max", "email": "neu@example.de"},
+                )
+                s.commit()
+                outcome.append(None)
+            except BaseException as exc:
+                s.rollback()
+                outcome.append(exc)
+
+    with Session(runtime.engine) as eraser:
+        dsr_service.erase(session=eraser, customer_id=c.id, actor="cli")
+        t = threading.Thread(target=rectify)
+        t.start()
+        t.join(0.5)  # rectify runs as far as it can while the erasure holds its locks
+        eraser.commit()
+    t.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], CustomerErased), outcome
+    left = session.execute(select(CustomerValue).where(CustomerValue.customer_id == c.id))
+    assert left.all() == []
 
 
 def test_duplicate_searchable_value_conflicts(runtime, session):

@@ -1,12 +1,15 @@
 """Art. 15 / Art. 20 export."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlmodel import Session
 
 from tests.dsr.helpers import audit_actions, customer_with_data, dsr, read, reader
 from tests.factories import create_customer, record_consent
 from vault.audit.models import AuditEvent
+from vault.customers import service as customers_service
 from vault.dsr import service
 
 
@@ -128,6 +131,50 @@ def test_export_service_is_reusable_without_http(session, runtime):
     ).scalar_one()
     session.rollback()
     assert actor == "customer"
+
+
+def test_export_waits_for_a_rectification_in_progress(session, runtime):
+    """Regression (tests/hardening/test_concurrency_pg.py): on PostgreSQL the export read the
+    values and their ``updated_at`` in two statements without the customer lock; a rectify
+    that removed an attribute and committed in between made it fail with a 500 (KeyError).
+    Under the lock it sees one committed state: the one after the rectification."""
+    customer = create_customer(session, runtime, postal_code="10115")
+    session.rollback()
+    exported: list = []
+
+    def export() -> None:
+        with Session(runtime.engine) as s:
+            try:
+                doc = service.export(
+                    session=s,
+                    envelope=runtime.envelope,
+                    policy=runtime.policy,
+                    customer_id=customer.id,
+                    actor="cli",
+                )
+                s.commit()
+                exported.append(doc)
+            except BaseException as exc:
+                s.rollback()
+                exported.append(exc)
+
+    with Session(runtime.engine) as writer:
+        customers_service.rectify(
+            session=writer,
+            envelope=runtime.envelope,
+            policy=runtime.policy,
+            customer_id=customer.id,
+            attributes={"postal_code": None, "first_name": "Max"},
+        )
+        t = threading.Thread(target=export)
+        t.start()
+        t.join(0.5)  # the export reads what it can while the rectification holds its locks
+        writer.commit()
+    t.join(30)
+    (doc,) = exported
+    assert isinstance(doc, dict), doc
+    values = {a["name"]: a["value"] for a in doc["attributes"]}
+    assert "postal_code" not in values and values["first_name"] == "Max"
 
 
 def test_third_country_recipients_are_marked(runtime):

@@ -113,6 +113,26 @@ def get_customer(session: Session, customer_id: UUID, *, allow_erased: bool = Fa
     return customer
 
 
+def lock_customer(session: Session, customer_id: UUID) -> Customer:
+    """The customer for writing (404 unknown, 410 erased), its row locked until commit on
+    PostgreSQL (SQLite's ``BEGIN IMMEDIATE`` already serialises writers).
+
+    Every writer of a customer's rows takes this lock *first* (consent writes, erasure,
+    rectification), so writers of one customer queue instead of deadlocking, and a writer
+    that waited sees the committed outcome of the one before (e.g. an erasure: 410)."""
+    customer = session.execute(
+        select(Customer)
+        .where(Customer.id == customer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if customer is None:
+        raise CustomerNotFound()
+    if customer.status == CustomerStatus.ERASED:
+        raise CustomerErased()
+    return customer
+
+
 def data_key(envelope: Envelope, customer: Customer) -> DataKey:
     if customer.dek_wrapped is None or customer.kek_id is None:
         raise CustomerErased()
@@ -175,7 +195,7 @@ def rectify(
     request_id: str | None = None,
 ) -> tuple[Customer, list[str]]:
     """Set the given attributes; ``None`` removes one (Art. 16). Returns the stored names."""
-    customer = get_customer(session, customer_id)
+    customer = lock_customer(session, customer_id)
     values = _normalise_all(policy, attributes, allow_null=True)
     key = data_key(envelope, customer)
     index_rows, removed = _index_rows(envelope, policy, customer.id, values)

@@ -1008,6 +1008,10 @@ def export(
     kind = RequestKind(kind)
     if kind not in (RequestKind.ACCESS, RequestKind.PORTABILITY):
         raise InvalidRequest("An export answers 'access' or 'portability'.", code="invalid_kind")
+    # The document is read in several statements; under the customer lock (which every writer
+    # of the customer takes first) they all see one committed state, not a rectification or
+    # erasure that commits half-way through.
+    _locked_customer(session, customer_id)
     document = build_export(
         session=session,
         envelope=envelope,
