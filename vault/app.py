@@ -51,8 +51,15 @@ SECURITY_HEADERS = [
 ]
 
 
+# Answers carry personal data, tokens and secrets unless shown otherwise: no cache keeps them.
+# Only the self-service page's static files may be cached.
+NO_STORE = (b"cache-control", b"no-store")
+CACHEABLE_PREFIX = "/me/static/"
+
+
 class EdgeMiddleware:
-    """Request id, body-size cap and security headers, as plain ASGI (no per-request task)."""
+    """Request id, body-size cap, security headers and ``Cache-Control: no-store`` (unless the
+    route set its own), as plain ASGI (no per-request task)."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, larger: dict[str, int] | None = None):
         self.app = app
@@ -81,9 +88,13 @@ class EdgeMiddleware:
                     raise PayloadTooLarge()
             return message
 
+        cacheable = scope["path"].startswith(CACHEABLE_PREFIX)
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
+                if not cacheable and not any(n == b"cache-control" for n, _ in headers):
+                    headers.append(NO_STORE)
                 headers.extend(SECURITY_HEADERS)
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -104,6 +115,7 @@ async def _send_error(send: Send, err: VaultError, request_id: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"x-request-id", request_id.encode()),
+                NO_STORE,
                 *SECURITY_HEADERS,
             ],
         }
@@ -144,7 +156,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     async def _vault_error(request: Request, exc: VaultError) -> JSONResponse:
         if exc.status >= 500:
             log.error("request %s failed: %s", request.state.request_id, exc.code)
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
