@@ -78,20 +78,30 @@ class EdgeMiddleware:
                 await _send_error(send, PayloadTooLarge(), request_id)
                 return
         received = 0
+        too_large = started = False
 
         async def capped_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    too_large = True
                     raise PayloadTooLarge()
             return message
 
         cacheable = scope["path"].startswith(CACHEABLE_PREFIX)
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if too_large and not started:
+                # A body without Content-Length went past the cap while the app read it; the
+                # framework answers that as a parse error (400): answer 413 instead.
+                if message["type"] == "http.response.start":
+                    await _send_error(send, PayloadTooLarge(), request_id)
+                return
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 if not cacheable and not any(n == b"cache-control" for n, _ in headers):
                     headers.append(NO_STORE)
@@ -221,6 +231,24 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         from vault.audit.service import public_jwk
 
         return {"keys": [*runtime.signer.jwks()["keys"], public_jwk(runtime.keys)]}
+
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # EdgeMiddleware answers 413 for every body past its cap: document it on each operation
+        # that takes a body (idempotent: base_openapi caches the document it returns).
+        doc = base_openapi()
+        too_large = {
+            "description": PayloadTooLarge.code,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+        for ops in doc["paths"].values():
+            for op in ops.values():
+                if "requestBody" in op:
+                    op["responses"].setdefault("413", too_large)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     app.add_middleware(
         EdgeMiddleware,
