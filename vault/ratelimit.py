@@ -31,6 +31,7 @@ from limits import RateLimitItem, parse
 from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from starlette.requests import Request
 
 from vault.config import Settings
 from vault.errors import VaultError
@@ -125,7 +126,6 @@ class RateLimiter:
         self.storage.reset()
 
 
-def client_address(request: object) -> str:
+def client_address(request: Request) -> str:
     """The caller's address as the server sees it (behind a proxy: uvicorn's proxy headers)."""
-    client = getattr(request, "client", None)
-    return client.host if client else "unknown"
+    return request.client.host if request.client else "unknown"
