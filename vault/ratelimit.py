@@ -46,9 +46,12 @@ class RateLimited(VaultError):
     status = 429
     default_detail = "Too many requests."
 
-    def __init__(self, retry_after: int):
+    def __init__(self, retry_after: int, *, first: bool = False):
         super().__init__(f"Too many requests. Try again in {retry_after} seconds.")
         self.retry_after = retry_after
+        # the first refusal of this rule and identifier within one window: worth an audit
+        # event, where the following refusals would only add load under attack
+        self.first = first
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
@@ -85,12 +88,14 @@ class RateLimiter:
 
     def _refuse(self, rule: str, ident: str) -> RateLimited:
         item = self.items[rule]
+        once = type(item)(1, item.multiples)
         try:
             reset = self.strategy.get_window_stats(item, rule, ident).reset_time
+            first = self.strategy.hit(once, "refused", rule, ident)
         except StorageError:
-            reset = self.clock() + item.get_expiry()
+            reset, first = self.clock() + item.get_expiry(), False
         log.info("rate limit %s reached", rule)  # no identifier: it may be personal data
-        return RateLimited(max(1, math.ceil(reset - self.clock())))
+        return RateLimited(max(1, math.ceil(reset - self.clock())), first=first)
 
     def check(self, rule: str, value: str) -> None:
         """Raise :class:`RateLimited` if ``rule`` has no budget left for ``value``."""

@@ -182,6 +182,12 @@ def test_selfservice_links_are_limited_per_customer(limited, clock, session):
     _assert_429(r, window=3600)
     assert "/me/login/" not in r.text
     assert r.headers["cache-control"] == "no-store"
+    assert issue(first).status_code == 429
+    # one audit event per window, not one per refusal
+    throttled = _audit_rows(session, "selfservice.link_throttled")
+    assert [(e.customer_id, e.outcome, e.reason) for e in throttled] == [
+        (first.id, "denied", "rate_limited")
+    ]
     assert issue(second).status_code == 200
     clock.now += 3601
     assert issue(first).status_code == 200
@@ -441,6 +447,15 @@ def _customers(session) -> int:
 
     session.rollback()
     return session.execute(select(func.count()).select_from(Customer)).scalar_one()
+
+
+def _audit_rows(session, action: str) -> list:
+    from sqlalchemy import select
+
+    from vault.audit.models import AuditEvent
+
+    session.rollback()
+    return list(session.execute(select(AuditEvent).where(AuditEvent.action == action)).scalars())
 
 
 def _audit_actions(session) -> list[str]:

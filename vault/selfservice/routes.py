@@ -60,7 +60,18 @@ def issue_selfservice_link(
     """A single-use magic link to the customer's self-service page, valid 15 minutes.
 
     Rate-limited per customer (429 with Retry-After), so nobody is flooded with links."""
-    runtime.limiter.hit("link_customer", str(customer_id))
+    try:
+        runtime.limiter.hit("link_customer", str(customer_id))
+    except RateLimited as exc:
+        if exc.first:  # once a window: the customer's history shows the flood was stopped
+            service.record_link_throttled(
+                session=session,
+                customer_id=customer_id,
+                issued_by=principal.actor,
+                request_id=request.state.request_id,
+            )
+            session.commit()  # the error would roll the request's transaction back
+        raise
     link = service.issue_link(
         session=session,
         settings=runtime.settings,
