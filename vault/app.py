@@ -51,8 +51,15 @@ SECURITY_HEADERS = [
 ]
 
 
+# Answers carry personal data, tokens and secrets unless shown otherwise: no cache keeps them.
+# Only the self-service page's static files may be cached.
+NO_STORE = (b"cache-control", b"no-store")
+CACHEABLE_PREFIX = "/me/static/"
+
+
 class EdgeMiddleware:
-    """Request id, body-size cap and security headers, as plain ASGI (no per-request task)."""
+    """Request id, body-size cap, security headers and ``Cache-Control: no-store`` (unless the
+    route set its own), as plain ASGI (no per-request task)."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, larger: dict[str, int] | None = None):
         self.app = app
@@ -71,19 +78,33 @@ class EdgeMiddleware:
                 await _send_error(send, PayloadTooLarge(), request_id)
                 return
         received = 0
+        too_large = started = False
 
         async def capped_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    too_large = True
                     raise PayloadTooLarge()
             return message
 
+        cacheable = scope["path"].startswith(CACHEABLE_PREFIX)
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if too_large and not started:
+                # A body without Content-Length went past the cap while the app read it; the
+                # framework answers that as a parse error (400): answer 413 instead.
+                if message["type"] == "http.response.start":
+                    await _send_error(send, PayloadTooLarge(), request_id)
+                return
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
+                if not cacheable and not any(n == b"cache-control" for n, _ in headers):
+                    headers.append(NO_STORE)
                 headers.extend(SECURITY_HEADERS)
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -104,6 +125,7 @@ async def _send_error(send: Send, err: VaultError, request_id: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"x-request-id", request_id.encode()),
+                NO_STORE,
                 *SECURITY_HEADERS,
             ],
         }
@@ -144,7 +166,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     async def _vault_error(request: Request, exc: VaultError) -> JSONResponse:
         if exc.status >= 500:
             log.error("request %s failed: %s", request.state.request_id, exc.code)
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -209,6 +231,24 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         from vault.audit.service import public_jwk
 
         return {"keys": [*runtime.signer.jwks()["keys"], public_jwk(runtime.keys)]}
+
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # EdgeMiddleware answers 413 for every body past its cap: document it on each operation
+        # that takes a body (idempotent: base_openapi caches the document it returns).
+        doc = base_openapi()
+        too_large = {
+            "description": PayloadTooLarge.code,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+        for ops in doc["paths"].values():
+            for op in ops.values():
+                if "requestBody" in op:
+                    op["responses"].setdefault("413", too_large)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     app.add_middleware(
         EdgeMiddleware,

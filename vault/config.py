@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vault import PROJECT_ROOT
@@ -70,6 +70,44 @@ class Settings(BaseSettings):
     selfservice_session_max_seconds: int = Field(
         43200, ge=300, description="a self-service session ends this long after it started"
     )
+
+    # --- rate limits (vault.ratelimit); values in the 'limits' notation: "10/minute" ---
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="memory:// (each process counts alone) or redis://host:6379/0 (shared)",
+    )
+    rate_limit_token_client: str = Field(
+        "30/minute", description="POST /v1/oauth/token requests per client id"
+    )
+    rate_limit_token_ip: str = Field(
+        "120/minute", description="POST /v1/oauth/token requests per client address"
+    )
+    rate_limit_token_failures_ip: str = Field(
+        "10/minute", description="failed POST /v1/oauth/token requests per client address"
+    )
+    rate_limit_link_customer: str = Field(
+        "10/hour", description="self-service links issued per customer"
+    )
+    rate_limit_login_failures_ip: str = Field(
+        "20/10 minutes", description="failed magic-link redemptions per client address"
+    )
+
+    @field_validator(
+        "rate_limit_token_client",
+        "rate_limit_token_ip",
+        "rate_limit_token_failures_ip",
+        "rate_limit_link_customer",
+        "rate_limit_login_failures_ip",
+    )
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"not a rate limit such as '10/minute': {value!r}") from None
+        return value
 
     @model_validator(mode="after")
     def _refuse_embedded_keys_in_production(self) -> Settings:

@@ -30,6 +30,10 @@ class VaultError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "detail": self.detail, **self.extra}
 
+    def headers(self) -> dict[str, str] | None:
+        """Response headers the error needs (``Retry-After`` of a 429)."""
+        return None
+
 
 class InvalidRequest(VaultError):
     code = "invalid_request"

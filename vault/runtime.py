@@ -20,6 +20,7 @@ from vault.config import Settings
 from vault.crypto import Envelope, KeyMaterial, load_key_material
 from vault.db import make_engine
 from vault.policy import Policy, load_policy
+from vault.ratelimit import RateLimiter
 
 T = TypeVar("T")
 
@@ -32,6 +33,9 @@ class Runtime:
     policy: Policy
     engine: Engine
     signer: Signer
+    # counters of the rate-limited doors (token endpoint, magic links); one per app, so a
+    # test's fresh Runtime starts with fresh counters
+    limiter: RateLimiter
     # SQLite has one writer: running its transactions on one dedicated thread avoids lock
     # hand-offs between pool threads fighting for the GIL. PostgreSQL uses the shared pool.
     db_executor: ThreadPoolExecutor | None = field(default=None)
@@ -82,6 +86,7 @@ class Runtime:
             policy=load_policy(settings.resolved_policies_dir),
             engine=engine,
             signer=Signer(keys),
+            limiter=RateLimiter(settings, key=keys.index_key),
             db_executor=(
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
                 if engine.dialect.name == "sqlite"

@@ -197,3 +197,69 @@ def test_cached_token_of_deleted_client_is_refused(client, runtime, session, app
     session.delete(session.get(Client, app_client.id))
     session.commit()
     assert _lookup(client, tok).status_code == 401
+
+
+@pytest.fixture
+def other_vault_tokens(client, runtime, session):
+    """Every other token or secret the vault hands out, each got the way a caller gets it."""
+    from tests.factories import auth_headers, create_customer
+    from vault.events.secrets import generate_secret
+
+    customer = create_customer(session, runtime)
+    writer = auth_headers(session, runtime, "consent:write", "selfservice:issue")
+    session.rollback()
+    out: dict[str, str] = {}
+    r = client.post(
+        f"/v1/customers/{customer.id}/consents",
+        json={"purpose": "personalised_offers", "status": "granted", "channel": "web"},
+        headers=writer,
+    )
+    assert r.status_code == 201, r.text
+    out["consent_receipt"] = r.json()["receipt"]
+    r = client.post(
+        f"/v1/customers/{customer.id}/consents",
+        json={"purpose": "newsletter", "status": "granted", "channel": "web"},
+        headers=writer,
+    )
+    assert r.status_code == 201, r.text
+    out["double_opt_in_token"] = r.json()["confirmation_token"]
+    r = client.post(f"/v1/customers/{customer.id}/selfservice-link", headers=writer)
+    assert r.status_code == 200, r.text
+    out["magic_link_token"] = r.json()["url"].rsplit("/", 1)[1]
+    r = client.get(f"/me/login/{out['magic_link_token']}", follow_redirects=False)
+    assert r.status_code == 303, r.text
+    out["selfservice_session"] = r.cookies["vault_session"]
+    client.cookies.clear()
+    # a webhook secret as POST /v1/webhooks makes it (the route refuses loopback URLs here)
+    out["webhook_secret"] = generate_secret()
+    return out
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "consent_receipt",
+        "double_opt_in_token",
+        "magic_link_token",
+        "selfservice_session",
+        "webhook_secret",
+    ],
+)
+def test_no_other_vault_token_passes_as_an_access_token(
+    client, runtime, app_client, other_vault_tokens, kind
+):
+    tok = other_vault_tokens[kind]
+    if kind == "consent_receipt":  # an ES256 JWS under the very key that signs access tokens
+        header = json.loads(base64.urlsafe_b64decode(tok.split(".")[0] + "==="))
+        assert header["alg"] == "ES256" and header["kid"] == runtime.signer.kid
+    r = _lookup(client, tok)
+    assert r.status_code == 401, kind
+    assert r.json()["error"] == "not_authenticated"
+    assert tok not in r.text
+    # and not as a form of HTTP Basic or a token-endpoint secret either
+    r = client.post(
+        "/v1/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": app_client.id, "client_secret": tok},
+    )
+    assert r.status_code == 401
+    assert tok not in r.text

@@ -15,7 +15,7 @@ from vault.audit import sealer, service
 from vault.audit.models import AuditEventPage, VerifyResult
 from vault.auth.deps import require
 from vault.auth.scopes import Scope
-from vault.db import SessionDep
+from vault.db import SessionDep, page_size
 from vault.errors import Forbidden, NotAuthenticated, responses
 from vault.runtime import RuntimeDep
 
@@ -109,7 +109,7 @@ def list_audit_events(
     since: Annotated[datetime | None, Query(description="occurred at or after (UTC)")] = None,
     until: Annotated[datetime | None, Query(description="occurred before (UTC)")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=service.PAGE_MAX)] = 100,
+    limit: Annotated[int, page_size(service.PAGE_MAX)] = 100,
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Audit events in insertion order: filtered, paginated, or streamed as NDJSON or CSV."""

@@ -19,6 +19,7 @@ from vault.errors import (
     OAuthError,
     responses,
 )
+from vault.ratelimit import RateLimited, client_address
 from vault.runtime import RuntimeDep
 
 router = APIRouter(tags=["auth"])
@@ -41,9 +42,10 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     "/v1/oauth/token",
     operation_id="issue_token",
     response_model=TokenResponse,
-    responses=responses(OAuthError, InvalidClient),
+    responses=responses(OAuthError, InvalidClient, RateLimited),
 )
 def issue_token(
+    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     grant_type: Annotated[str, Form()],
@@ -52,17 +54,29 @@ def issue_token(
     scope: Annotated[str | None, Form()] = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> TokenResponse:
-    """OAuth2 client-credentials grant (form body or HTTP Basic) -> a short-lived JWT."""
+    """OAuth2 client-credentials grant (form body or HTTP Basic) -> a short-lived JWT.
+
+    Rate-limited per client id and per client address (failed attempts more strictly): 429
+    with Retry-After, decided before the secret is checked."""
+    limiter, address = runtime.limiter, client_address(request)
+    limiter.hit("token_ip", address)
+    limiter.check("token_failures_ip", address)
     if grant_type != "client_credentials":
         raise OAuthError(
             "Only grant_type=client_credentials is supported.", code="unsupported_grant_type"
         )
-    creds = _basic_credentials(authorization) or (client_id, client_secret)
-    if not creds[0] or not creds[1]:
-        raise InvalidClient("client_id and client_secret are required.")
-    client = service.authenticate_client(
-        session=session, client_id=creds[0], client_secret=creds[1]
-    )
+    try:
+        creds = _basic_credentials(authorization) or (client_id, client_secret)
+        if not creds[0] or not creds[1]:
+            raise InvalidClient("client_id and client_secret are required.")
+        # the same budget for known and unknown ids: a 429 does not tell which ids exist
+        limiter.hit("token_client", creds[0])
+        client = service.authenticate_client(
+            session=session, client_id=creds[0], client_secret=creds[1]
+        )
+    except InvalidClient:
+        limiter.charge("token_failures_ip", address)
+        raise
     token, granted = service.issue_access_token(
         client=client, signer=runtime.signer, settings=runtime.settings, requested_scope=scope
     )

@@ -18,7 +18,7 @@ from vault.consent.models import (
     ConsentWriteResult,
     CustomerConsents,
 )
-from vault.db import SessionDep, utcnow
+from vault.db import SessionDep, page_size, utcnow
 from vault.errors import (
     CustomerErased,
     CustomerNotFound,
@@ -193,7 +193,7 @@ def get_consent_history(
     session: SessionDep,
     principal: require(Scope.CONSENT_READ),
     purpose: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    limit: Annotated[int, page_size(service.HISTORY_MAX)] = 1000,
 ) -> dict:
     """The customer's consent ledger with each event's receipt (kept after erasure)."""
     events = service.history(session=session, customer_id=customer_id, purpose=purpose, limit=limit)

@@ -66,6 +66,7 @@ from vault.policy import Policy, Purpose
 
 CLOCK_SKEW = timedelta(minutes=2)
 CONFIRMATION_TTL = timedelta(days=7)
+HISTORY_MAX = 10_000  # most events one history request returns
 WRITABLE_STATUSES = frozenset(
     {ConsentStatus.GRANTED, ConsentStatus.WITHDRAWN, ConsentStatus.REFUSED}
 )

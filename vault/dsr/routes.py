@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from vault.auth.deps import authenticate, require
 from vault.auth.scopes import Scope
 from vault.auth.service import Principal
-from vault.db import SessionDep, utcnow
+from vault.db import SessionDep, page_size, utcnow
 from vault.dsr import ropa, service
 from vault.dsr.models import (
     CustomerRights,
@@ -273,7 +273,7 @@ def list_dsr_requests(
     status: RequestStatus | None = None,
     overdue: Annotated[bool, Query(description="open and past their deadline")] = False,
     cursor: Annotated[UUID | None, Query(description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, page_size(service.PAGE_MAX)] = 100,
 ) -> dict[str, Any]:
     """Tracked data-subject requests, earliest deadline first."""
     now = utcnow()

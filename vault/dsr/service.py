@@ -51,6 +51,7 @@ _EEA_CODES = (
 )
 EEA = frozenset(_EEA_CODES.split())
 MAX_EXTENSION_MONTHS = 2
+PAGE_MAX = 1000  # largest page of GET /v1/dsr/requests
 _CHUNK = 500  # ids per IN (...) list
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from vault.auth.deps import require
 from vault.auth.scopes import Scope
-from vault.db import SessionDep
+from vault.db import SessionDep, page_size
 from vault.errors import Forbidden, InvalidRequest, NotAuthenticated, responses
 from vault.events import service
 from vault.events.models import (
@@ -66,9 +66,14 @@ def create_webhook(
     response_model=WebhookList,
     responses=responses(*_AUTH),
 )
-def list_webhooks(session: SessionDep, principal: Manager) -> WebhookList:
-    """All subscriptions, active and disabled (never their secrets)."""
-    return WebhookList(webhooks=[service.public(w) for w in service.list_webhooks(session=session)])
+def list_webhooks(
+    session: SessionDep,
+    principal: Manager,
+    limit: Annotated[int, page_size(service.PAGE_MAX)] = service.PAGE_MAX,
+) -> WebhookList:
+    """All subscriptions, active and disabled, oldest first (never their secrets)."""
+    rows = service.list_webhooks(session=session, limit=limit)
+    return WebhookList(webhooks=[service.public(w) for w in rows])
 
 
 @router.get(
@@ -162,7 +167,7 @@ def list_webhook_deliveries(
     session: SessionDep,
     principal: Manager,
     status: Annotated[DeliveryStatus | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, page_size(service.PAGE_MAX)] = 100,
 ) -> DeliveryList:
     """The subscription's deliveries, newest event first (state, attempts, last error)."""
     return DeliveryList(

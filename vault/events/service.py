@@ -115,6 +115,7 @@ class DeliveryNotFound(NotFound):
 
 
 SECRET_GRACE = timedelta(hours=24)
+PAGE_MAX = 1000  # largest page of webhooks or deliveries
 
 
 def _allowed_hosts(settings: Settings) -> frozenset[str]:
@@ -204,8 +205,9 @@ def get_webhook(*, session: Session, webhook_id: UUID, for_update: bool = False)
     return webhook
 
 
-def list_webhooks(*, session: Session) -> list[Webhook]:
-    return list(session.execute(select(Webhook).order_by(Webhook.created_at)).scalars())
+def list_webhooks(*, session: Session, limit: int = PAGE_MAX) -> list[Webhook]:
+    query = select(Webhook).order_by(Webhook.created_at, Webhook.id).limit(limit)
+    return list(session.execute(query).scalars())
 
 
 def disable_webhook(

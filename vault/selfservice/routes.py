@@ -22,6 +22,7 @@ from vault.auth.scopes import Scope
 from vault.db import SessionDep
 from vault.errors import CustomerErased, CustomerNotFound, Forbidden, NotAuthenticated, VaultError
 from vault.errors import responses as error_responses
+from vault.ratelimit import RateLimited, client_address
 from vault.runtime import RuntimeDep
 from vault.selfservice import i18n, service
 from vault.selfservice.models import SelfserviceLinkPublic
@@ -44,7 +45,9 @@ api_router = APIRouter(tags=["selfservice"])
     "/v1/customers/{customer_id}/selfservice-link",
     operation_id="issue_selfservice_link",
     response_model=SelfserviceLinkPublic,
-    responses=error_responses(NotAuthenticated, Forbidden, CustomerNotFound, CustomerErased),
+    responses=error_responses(
+        NotAuthenticated, Forbidden, CustomerNotFound, CustomerErased, RateLimited
+    ),
 )
 def issue_selfservice_link(
     customer_id: UUID,
@@ -54,7 +57,21 @@ def issue_selfservice_link(
     principal: require(Scope.SELFSERVICE_ISSUE),
     response: Response,
 ) -> dict:
-    """A single-use magic link to the customer's self-service page, valid 15 minutes."""
+    """A single-use magic link to the customer's self-service page, valid 15 minutes.
+
+    Rate-limited per customer (429 with Retry-After), so nobody is flooded with links."""
+    try:
+        runtime.limiter.hit("link_customer", str(customer_id))
+    except RateLimited as exc:
+        if exc.first:  # once a window: the customer's history shows the flood was stopped
+            service.record_link_throttled(
+                session=session,
+                customer_id=customer_id,
+                issued_by=principal.actor,
+                request_id=request.state.request_id,
+            )
+            session.commit()  # the error would roll the request's transaction back
+        raise
     link = service.issue_link(
         session=session,
         settings=runtime.settings,
@@ -171,6 +188,11 @@ def error_page(request: Request, exc: VaultError) -> HTMLResponse:
             _("Please tick the box to confirm that your data should be erased."),
             "",
         ),
+        "rate_limited": (
+            _("Too many attempts"),
+            _("For your security we have paused sign-ins from your connection for a moment."),
+            _("Please wait a few minutes, then open the link from your e-mail again."),
+        ),
     }
     title, text, next_step = texts.get(
         exc.code,
@@ -189,6 +211,7 @@ def error_page(request: Request, exc: VaultError) -> HTMLResponse:
         next_step=next_step,
         status_code=exc.status,
     )
+    response.headers.update(exc.headers() or {})
     if isinstance(exc, service.SessionRequired):
         response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
     return response
@@ -259,13 +282,22 @@ def _gpc_titles(runtime: Any, visit: Visit, lang: str) -> list[str]:
 
 @router.get("/me/login/{token}", operation_id="selfservice_login")
 def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep, lang: LangDep):
-    """Open a magic link once: start a session, then send the browser to /me (token gone)."""
-    started = service.consume_link(
-        session=session,
-        settings=runtime.settings,
-        token=token,
-        request_id=request.state.request_id,
-    )
+    """Open a magic link once: start a session, then send the browser to /me (token gone).
+
+    Failed attempts are counted per client address; past the limit the page answers 429
+    (with Retry-After) before looking the token up, so links cannot be guessed at."""
+    address = client_address(request)
+    runtime.limiter.check("login_failures_ip", address)
+    try:
+        started = service.consume_link(
+            session=session,
+            settings=runtime.settings,
+            token=token,
+            request_id=request.state.request_id,
+        )
+    except (service.LinkInvalid, service.LinkUsed, service.LinkExpired):
+        runtime.limiter.charge("login_failures_ip", address)
+        raise
     if request.headers.get("sec-gpc", "").strip() == "1":
         service.apply_gpc(
             session=session,

@@ -150,6 +150,21 @@ def issue_link(
     return IssuedLink(f"{settings.public_url.rstrip('/')}{LINK_PATH}{token}", expires_at)
 
 
+def record_link_throttled(
+    *, session: Session, customer_id: UUID, issued_by: str, request_id: str | None = None
+) -> None:
+    """Audit the first refused link request of a rate-limit window (no link is made)."""
+    audit_service.record(
+        session=session,
+        actor=issued_by,
+        action="selfservice.link_throttled",
+        outcome="denied",
+        reason="rate_limited",
+        customer_id=customer_id,
+        request_id=request_id,
+    )
+
+
 def purge_expired(*, session: Session, settings: Settings, now: datetime) -> None:
     """Delete sessions past their idle or absolute limit, and links a day after their expiry
     (until then opening one answers 410 "expired" rather than 401 "not valid")."""
