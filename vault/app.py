@@ -28,7 +28,7 @@ from vault.auth.routes import router as auth_router
 from vault.consent.routes import router as consent_router
 from vault.customers.routes import router as customers_router
 from vault.dsr.routes import router as dsr_router
-from vault.errors import ErrorBody, PayloadTooLarge, VaultError
+from vault.errors import ErrorBody, InternalError, PayloadTooLarge, VaultError
 from vault.events.routes import router as events_router
 from vault.runtime import Runtime, RuntimeDep
 from vault.selfservice.i18n import STATIC_DIR
@@ -78,7 +78,7 @@ class EdgeMiddleware:
                 await _send_error(send, PayloadTooLarge(), request_id)
                 return
         received = 0
-        too_large = started = False
+        too_large = started = answered = False
 
         async def capped_receive() -> Message:
             nonlocal received, too_large
@@ -93,12 +93,13 @@ class EdgeMiddleware:
         cacheable = scope["path"].startswith(CACHEABLE_PREFIX)
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
+            nonlocal started, answered
             if too_large and not started:
                 # A body without Content-Length went past the cap while the app read it; the
                 # framework answers that as a parse error (400): answer 413 instead.
                 if message["type"] == "http.response.start":
                     await _send_error(send, PayloadTooLarge(), request_id)
+                    answered = True
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -110,7 +111,15 @@ class EdgeMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, capped_receive, send_with_headers)
+        try:
+            await self.app(scope, capped_receive, send_with_headers)
+        except Exception as exc:
+            # The one place an unexpected error ends. Log its type only: the messages of driver
+            # errors carry bound parameters, and a traceback would carry locals. Not re-raised,
+            # so the server does not log it again with its traceback.
+            log.error("request %s failed: %s", request_id, type(exc).__name__)
+            if not started and not answered:
+                await _send_error(send, InternalError(), request_id)
 
 
 async def _send_error(send: Send, err: VaultError, request_id: str) -> None:
@@ -189,14 +198,6 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             {"error": codes.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Log the type only: messages of driver errors can contain bound parameters.
-        log.error("request %s failed: %s", request.state.request_id, type(exc).__name__)
-        return JSONResponse(
-            {"error": "internal_error", "detail": "An internal error occurred."}, status_code=500
         )
 
     app.include_router(auth_router)

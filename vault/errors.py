@@ -110,6 +110,14 @@ class DecryptionError(VaultError):
     default_detail = "Stored data failed its integrity check and was not returned."
 
 
+class InternalError(VaultError):
+    """Anything unexpected: the body says nothing more (the log has the request id)."""
+
+    code = "internal_error"
+    status = 500
+    default_detail = "An internal error occurred."
+
+
 class PayloadTooLarge(VaultError):
     code = "payload_too_large"
     status = 413
