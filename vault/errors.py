@@ -60,9 +60,21 @@ class UnknownAttribute(VaultError):
 
 
 class NotAuthenticated(VaultError):
+    """No usable bearer token. ``WWW-Authenticate`` as RFC 6750 section 3 asks; the body code
+    stays ``not_authenticated`` whether the token was missing or bad."""
+
     code = "not_authenticated"
     status = 401
     default_detail = "A valid bearer token is required."
+    challenge: ClassVar[str] = 'Bearer realm="consent-vault"'
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": self.challenge}
+
+
+class InvalidToken(NotAuthenticated):
+    default_detail = "The bearer token is invalid or expired."
+    challenge = 'Bearer realm="consent-vault", error="invalid_token"'
 
 
 class InvalidClient(VaultError):
@@ -75,6 +87,9 @@ class Forbidden(VaultError):
     code = "insufficient_scope"
     status = 403
     default_detail = "The token does not carry the scope this operation needs."
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": 'Bearer realm="consent-vault", error="insufficient_scope"'}
 
 
 class NotFound(VaultError):

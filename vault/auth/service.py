@@ -17,7 +17,7 @@ from vault.auth.scopes import Scope
 from vault.auth.tokens import ACCESS_TOKEN_TYP, Signer, TokenInvalid
 from vault.config import Settings
 from vault.db import driver_execute
-from vault.errors import InvalidClient, InvalidRequest, NotAuthenticated, OAuthError
+from vault.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
 from vault.policy import Policy
 
 _hasher = PasswordHasher()
@@ -181,14 +181,14 @@ def principal_from_token(
                 issuer=settings.issuer,
             )
         except TokenInvalid:
-            raise NotAuthenticated("The bearer token is invalid or expired.") from None
+            raise InvalidToken() from None
         _verified.put(cache_key, claims)
     client_id = str(claims.get("client_id", ""))
     conn = session.connection()
     # plain driver SQL: this runs on every authenticated request
     row = driver_execute(conn, _CLIENT_SQL[conn.dialect.name == "sqlite"], (client_id,)).fetchone()
     if row is None or row[2] is not None or claims.get("sub") != client_id:
-        raise NotAuthenticated("The bearer token is invalid or expired.")
+        raise InvalidToken()
     token_scopes = set(_split(str(claims.get("scope", ""))))
     return Principal(
         client_id=client_id,
