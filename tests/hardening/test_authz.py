@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -431,6 +432,7 @@ ROUTES: dict[tuple[str, str], Route] = {
 class Expect:
     status: int
     error: str | None = None  # the machine-readable code of a JSON error body
+    challenge: str | None = None  # what the WWW-Authenticate header must contain
 
 
 def caller_scopes(caller: str) -> frozenset[str]:
@@ -454,12 +456,12 @@ def expected(route: Route, caller: str, method: str = "GET") -> Expect:
             return Expect(401)
         return Expect(403) if method == "POST" else Expect(route.ok)
     if caller == "nobody" or caller == "selfservice_other":
-        return Expect(401, "not_authenticated")
+        return Expect(401, "not_authenticated", 'Bearer realm="consent-vault"')
     if caller == "expired":
-        return Expect(401, "not_authenticated")
+        return Expect(401, "not_authenticated", 'error="invalid_token"')
     held = caller_scopes(caller)
     if not held & route.who:
-        return Expect(403, "insufficient_scope")
+        return Expect(403, "insufficient_scope", 'error="insufficient_scope"')
     if caller == "other_purpose":  # holds data:read, but not for PURPOSE
         return Expect(403, "purpose_not_permitted_for_client")
     return Expect(route.ok)
@@ -554,8 +556,11 @@ def _check(response, want: Expect, where: str) -> None:
     assert response.status_code == want.status, (
         f"{where}: {response.status_code} {response.text[:300]}"
     )
-    if want.error and response.headers.get("content-type", "").startswith("application/json"):
+    if want.error:
+        assert response.headers["content-type"] == "application/json", where
         assert response.json()["error"] == want.error, where
+    if want.challenge:
+        assert want.challenge in response.headers.get("www-authenticate", ""), where
     for header in SECURITY_HEADERS:
         assert header in response.headers, f"{where}: no {header}"
 
@@ -586,3 +591,23 @@ def test_route_answers_each_caller_as_the_table_says(world: World, target: Targe
     for caller in permitted:
         r = _call(world, method, route, caller, target)
         _check(r, Expect(route.ok), f"{method} {path} as {caller}")
+
+
+def doc_rows() -> list[str]:
+    """The table as docs/security.md shows it (one row per route)."""
+    names = {PUBLIC: "anyone", SELF: "the customer's own self-service session"}
+    names[LINK] = "the magic link itself"
+    rows = []
+    for (method, path), route in sorted(ROUTES.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if isinstance(route.who, str):
+            who = names[route.who]
+        else:
+            who = " or ".join(sorted(f"`{s}`" for s in route.who))
+        rows.append(f"| `{method} {path}` | {who} | {route.ok} |")
+    return rows
+
+
+def test_security_doc_shows_this_table():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    shown = [line for line in doc.splitlines() if line.startswith("| `")]
+    assert shown == doc_rows(), "docs/security.md's route table differs from ROUTES"
