@@ -22,6 +22,7 @@ from vault.audit import service as audit_service
 from vault.auth.service import Principal
 from vault.consent import service as consent_service
 from vault.crypto.envelope import Envelope
+from vault.customers.models import CustomerStatus
 from vault.db import reader
 from vault.errors import CustomerErased, InvalidRequest
 from vault.policy import Policy, Purpose
@@ -102,12 +103,17 @@ def read(
     if decision.allowed:
         if customer.dek_wrapped is None or customer.kek_id is None:
             raise CustomerErased()
-        key = envelope.unwrap(customer_id, customer.dek_wrapped, customer.kek_id)
-        blobs = store.ciphertexts(conn, customer_id)
-        plain = {
-            n: orjson.loads(key.decrypt(n, blobs[n])) for n in decision.attributes if n in blobs
-        }
-        released = _released_values(purpose, decision.attributes, plain)
+        status_now, blobs = store.ciphertexts(conn, customer_id)
+        if status_now != CustomerStatus.ACTIVE:  # erased or restricted since the first read
+            decision = Decision(
+                False, "customer_erased" if status_now == CustomerStatus.ERASED else "restricted"
+            )
+        else:
+            key = envelope.unwrap(customer_id, customer.dek_wrapped, customer.kek_id)
+            plain = {
+                n: orjson.loads(key.decrypt(n, blobs[n])) for n in decision.attributes if n in blobs
+            }
+            released = _released_values(purpose, decision.attributes, plain)
     audit_service.record(
         session=session,
         actor=principal.actor,
@@ -198,10 +204,12 @@ def audience(
                 )
                 if decision.allowed and c.dek_wrapped is not None and c.kek_id is not None:
                     allowed.append((cid, c.dek_wrapped, c.kek_id))
-            values = store.ciphertexts_of(conn, [a[0] for a in allowed], names)
+            statuses, values = store.ciphertexts_of(conn, [a[0] for a in allowed], names)
             lines: list[bytes] = []
             events: list[dict[str, Any]] = []
             for cid, wrapped, kek_id in allowed:
+                if statuses.get(cid) != CustomerStatus.ACTIVE:  # erased or restricted meanwhile
+                    continue
                 key = envelope.unwrap(cid, wrapped, kek_id)
                 plain = {
                     attr: orjson.loads(key.decrypt(attr, blob))

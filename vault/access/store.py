@@ -21,7 +21,12 @@ _CUSTOMER = (
     "FROM customer c LEFT JOIN consent_state s ON s.customer_id = c.id AND s.purpose = {p} "
     "WHERE c.id = {p}"
 )
-_VALUES = "SELECT attribute, ciphertext FROM customer_value WHERE customer_id = {p}"
+# The customer's status again, in the same statement as its values: on PostgreSQL each statement
+# has its own snapshot, so an erasure or restriction committed after the first read shows here.
+_VALUES = (
+    "SELECT c.status, v.attribute, v.ciphertext FROM customer c "
+    "LEFT JOIN customer_value v ON v.customer_id = c.id WHERE c.id = {p}"
+)
 _SQL = {
     "sqlite": {k: v.format(p="?") for k, v in {"customer": _CUSTOMER, "values": _VALUES}.items()},
     "postgresql": {
@@ -85,13 +90,13 @@ def customer_for_purpose(conn: Connection, customer_id: UUID, purpose: str) -> C
     return _customer_row(row)
 
 
-def ciphertexts(conn: Connection, customer_id: UUID) -> dict[str, bytes]:
-    return {
-        attribute: bytes(blob)
-        for attribute, blob in driver_execute(
-            conn, _SQL[conn.dialect.name]["values"], (_id(conn, customer_id),)
-        ).fetchall()
-    }
+def ciphertexts(conn: Connection, customer_id: UUID) -> tuple[str | None, dict[str, bytes]]:
+    """The customer's status as of this statement and its ciphertexts."""
+    rows = driver_execute(
+        conn, _SQL[conn.dialect.name]["values"], (_id(conn, customer_id),)
+    ).fetchall()
+    status = rows[0][0] if rows else None
+    return status, {attr: bytes(blob) for _, attr, blob in rows if attr is not None}
 
 
 def _param(conn: Connection) -> str:
@@ -159,20 +164,24 @@ def audience_batch(
 
 def ciphertexts_of(
     conn: Connection, customer_ids: list[UUID], names: tuple[str, ...]
-) -> dict[UUID, dict[str, bytes]]:
-    """The named values of many customers at once."""
+) -> tuple[dict[UUID, str], dict[UUID, dict[str, bytes]]]:
+    """The statuses of many customers as of this statement, and their named values."""
     if not customer_ids or not names:
-        return {}
+        return {}, {}
     p = _param(conn)
     sqlite = conn.dialect.name == "sqlite"
     sql = (
-        "SELECT customer_id, attribute, ciphertext FROM customer_value "  # noqa: S608
-        f"WHERE customer_id IN ({', '.join([p] * len(customer_ids))}) "
-        f"AND attribute IN ({', '.join([p] * len(names))})"
+        "SELECT c.id, c.status, v.attribute, v.ciphertext FROM customer c "  # noqa: S608
+        "LEFT JOIN customer_value v ON v.customer_id = c.id "
+        f"AND v.attribute IN ({', '.join([p] * len(names))}) "
+        f"WHERE c.id IN ({', '.join([p] * len(customer_ids))})"
     )
-    params = [c.hex if sqlite else c for c in customer_ids] + list(names)
+    params = list(names) + [c.hex if sqlite else c for c in customer_ids]
+    statuses: dict[UUID, str] = {}
     out: dict[UUID, dict[str, bytes]] = {}
-    for cid, attribute, blob in driver_execute(conn, sql, tuple(params)).fetchall():
+    for cid, status, attribute, blob in driver_execute(conn, sql, tuple(params)).fetchall():
         key = UUID(hex=cid) if sqlite else cid
-        out.setdefault(key, {})[attribute] = bytes(blob)
-    return out
+        statuses[key] = status
+        if attribute is not None:
+            out.setdefault(key, {})[attribute] = bytes(blob)
+    return statuses, out
