@@ -412,7 +412,7 @@ def consent_purpose(policy: Policy, purpose_id: str) -> Purpose:
     """The purpose, if it exists and rests on consent (else 422 with a clear code)."""
     purpose = policy.purposes.get(purpose_id)
     if purpose is None:
-        raise UnknownPurpose(f"Unknown purpose '{purpose_id[:64]}'.")
+        raise UnknownPurpose()  # the id is client input: not echoed
     if not purpose.needs_consent:
         raise ConsentNotApplicable(
             f"Purpose '{purpose.id}' rests on {purpose.legal_basis.value}, not on consent; "
