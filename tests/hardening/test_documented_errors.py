@@ -77,6 +77,11 @@ class Call:
         return sorted({s for req in self.op["security"] for s in req.get("client_credentials", [])})
 
     @property
+    def id_params(self) -> list[str]:
+        """The path parameters that name a row (and so can be unknown)."""
+        return [n for n in NOT_FOUND_CODE if "{" + n + "}" in self.path]
+
+    @property
     def body_type(self) -> str | None:
         content = self.op.get("requestBody", {}).get("content", {})
         return next(iter(content), None)
@@ -224,9 +229,8 @@ def malformed(x: Call) -> None:
     """A body that is not JSON (or lacks the form's required field), else a bad parameter."""
     if x.body_type is not None:
         r = x.call(content=b"{", headers={"content-type": x.body_type})
-    elif "{customer_id}" in x.path or "{webhook_id}" in x.path or "{request_uuid}" in x.path:
-        bad = dict.fromkeys(NOT_FOUND_CODE, "not-a-uuid")
-        r = x.call(url=x.url(**bad))
+    elif x.id_params:
+        r = x.call(url=x.url(**dict.fromkeys(x.id_params, "not-a-uuid")))
     else:
         params = {
             p["name"]: _bad_value(p["schema"])
@@ -246,7 +250,7 @@ def too_large(x: Call) -> None:
 
 
 def unknown_id(x: Call) -> None:
-    name = next(n for n in NOT_FOUND_CODE if "{" + n + "}" in x.path)
+    name = x.id_params[0]
     expect(x.call(url=x.url(**{name: str(uuid.uuid4())})), 404, NOT_FOUND_CODE[name])
 
 
@@ -255,7 +259,6 @@ def erased(x: Call) -> None:
 
 
 def generic(x: Call, status: int) -> Callable[[Call], None] | None:
-    has_id = any("{" + n + "}" in x.path for n in NOT_FOUND_CODE)
     if status == 401 and x.scopes is not None:
         return no_token
     if status == 403 and x.scopes is not None:
@@ -264,7 +267,7 @@ def generic(x: Call, status: int) -> Callable[[Call], None] | None:
         return malformed
     if status == 413 and x.body_type is not None:
         return too_large
-    if status == 404 and has_id:
+    if status == 404 and x.id_params:
         return unknown_id
     if status == 410 and "{customer_id}" in x.path:
         return erased
