@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,7 +30,13 @@ from vault.auth.routes import router as auth_router
 from vault.consent.routes import router as consent_router
 from vault.customers.routes import router as customers_router
 from vault.dsr.routes import router as dsr_router
-from vault.errors import ErrorBody, InternalError, PayloadTooLarge, VaultError
+from vault.errors import (
+    InternalError,
+    PayloadTooLarge,
+    RequestInvalid,
+    VaultError,
+    add_responses,
+)
 from vault.events.routes import router as events_router
 from vault.runtime import Runtime, RuntimeDep
 from vault.selfservice.i18n import STATIC_DIR
@@ -142,12 +150,31 @@ async def _send_error(send: Send, err: VaultError, request_id: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+# What FastAPI raises (as HTTPException 400) for a body it could not decode at all.
+_FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Never echo the input back: it may be a plaintext e-mail address or a token.
     return [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
+
+
+def _document_edge_errors(router: APIRouter) -> APIRouter:
+    """Errors a route answers before its own code runs, so the OpenAPI document lists them
+    exactly where they can happen: 422 where there are parameters or a body to validate, 413
+    where there is a body for the edge middleware to cap. Idempotent."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        takes_body = route.body_field is not None or "requestBody" in (route.openapi_extra or {})
+        if get_flat_params(route.dependant):
+            add_responses(route.responses, RequestInvalid)
+        if takes_body:
+            add_responses(route.responses, RequestInvalid, PayloadTooLarge)
+    return router
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -167,7 +194,6 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             "Consent- and privacy-aware customer data vault: encrypted per-customer profiles, "
             "purpose-bound reads enforced by versioned consent, a tamper-evident audit log."
         ),
-        responses={422: {"model": ErrorBody, "description": "validation_error"}},
     )
     app.state.runtime = runtime
 
@@ -193,6 +219,23 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_PARSE_ERROR:
+            # FastAPI answers 400 when a body is not even text (bytes that are not UTF-8);
+            # it is as malformed as bad JSON, which is a 422 everywhere else.
+            return JSONResponse(
+                {
+                    "error": "validation_error",
+                    "detail": "body: The request body could not be parsed.",
+                    "errors": [
+                        {
+                            "loc": ["body"],
+                            "msg": "The body could not be parsed.",
+                            "type": "body_unparsable",
+                        }
+                    ],
+                },
+                status_code=422,
+            )
         codes = {404: "not_found", 405: "method_not_allowed"}
         return JSONResponse(
             {"error": codes.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
@@ -200,16 +243,16 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             headers=getattr(exc, "headers", None),
         )
 
-    app.include_router(auth_router)
-    app.include_router(customers_router)
-    app.include_router(consent_router)
-    app.include_router(access_router)
-    app.include_router(audit_router)
-    app.include_router(events_router)
-    app.include_router(selfservice_api_router)
-    app.include_router(selfservice_router)
+    app.include_router(_document_edge_errors(auth_router))
+    app.include_router(_document_edge_errors(customers_router))
+    app.include_router(_document_edge_errors(consent_router))
+    app.include_router(_document_edge_errors(access_router))
+    app.include_router(_document_edge_errors(audit_router))
+    app.include_router(_document_edge_errors(events_router))
+    app.include_router(_document_edge_errors(selfservice_api_router))
+    app.include_router(_document_edge_errors(selfservice_router))
     app.mount("/me/static", StaticFiles(directory=STATIC_DIR), name="selfservice-static")
-    app.include_router(dsr_router)
+    app.include_router(_document_edge_errors(dsr_router))
 
     @app.get("/healthz", operation_id="healthz", tags=["ops"])
     def healthz(runtime: RuntimeDep) -> dict[str, str]:
@@ -232,24 +275,6 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         from vault.audit.service import public_jwk
 
         return {"keys": [*runtime.signer.jwks()["keys"], public_jwk(runtime.keys)]}
-
-    base_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        # EdgeMiddleware answers 413 for every body past its cap: document it on each operation
-        # that takes a body (idempotent: base_openapi caches the document it returns).
-        doc = base_openapi()
-        too_large = {
-            "description": PayloadTooLarge.code,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-        }
-        for ops in doc["paths"].values():
-            for op in ops.values():
-                if "requestBody" in op:
-                    op["responses"].setdefault("413", too_large)
-        return doc
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
     app.add_middleware(
         EdgeMiddleware,

@@ -139,13 +139,25 @@ class PayloadTooLarge(VaultError):
     default_detail = "The request body is too large."
 
 
+class RequestInvalid(InvalidRequest):
+    """What the app answers when FastAPI's validation of a request's parameters or body fails."""
+
+    code = "validation_error"
+
+
 def responses(*errors: type[VaultError]) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route, so the committed OpenAPI documents every error it can raise."""
     out: dict[int | str, dict[str, Any]] = {}
+    add_responses(out, *errors)
+    return out
+
+
+def add_responses(out: dict[int | str, dict[str, Any]], *errors: type[VaultError]) -> None:
+    """Add ``errors`` to a route's ``responses``; their codes go into the description."""
     for err in errors:
         entry = out.setdefault(err.status, {"model": ErrorBody, "description": ""})
-        codes = [c for c in entry["description"].split(", ") if c]
+        entry.setdefault("model", ErrorBody)
+        codes = [c for c in entry.get("description", "").split(", ") if c]
         if err.code not in codes:
             codes.append(err.code)
         entry["description"] = ", ".join(codes)
-    return out

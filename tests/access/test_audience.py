@@ -120,6 +120,19 @@ def test_audience_needs_registration_and_permitted_attributes(client, session, r
     assert client.get("/v1/purposes/newsletter/audience", headers=other).status_code == 403
 
 
+def test_audience_refuses_unknown_attribute_names_unechoed(client, session, runtime):
+    """Found by fuzzing: ``?attributes='@`` reached the audit event and answered 500."""
+    headers = auth_headers(session, runtime, "data:read", purposes=["newsletter"])
+    for names in ("'@", "email,erika@example.de"):
+        r = client.get(
+            "/v1/purposes/newsletter/audience", params={"attributes": names}, headers=headers
+        )
+        assert r.status_code == 422 and r.json()["error"] == "unknown_attribute"
+        assert "@" not in r.text
+    r = client.get("/v1/purposes/erika@example.de/audience", headers=headers)
+    assert r.status_code == 422 and "erika" not in r.text
+
+
 def test_export_reflects_a_withdrawal_at_once(client, session, runtime):
     ids = seed(runtime, 3, states=lambda i: {"personalised_offers": ("granted", 1, 1)})
     headers = auth_headers(

@@ -174,6 +174,18 @@ def test_unknown_customer_erased_and_bad_purpose(client, session, runtime, custo
     assert r.status_code == 410 and r.json()["error"] == "customer_erased"
 
 
+def test_unknown_names_are_refused_unechoed(client, session, runtime, customer):
+    """Found by fuzzing: a name the policy does not define went into the audit event (500)."""
+    app = reader(session, runtime, "personalised_offers")
+    r = read(client, app, customer.id, "personalised_offers", "email,'@")
+    assert r.status_code == 422 and r.json()["error"] == "unknown_attribute"
+    r = read(client, app, customer.id, "personalised_offers", "erika@example.de")
+    assert r.status_code == 422 and "erika" not in r.text
+    r = read(client, app, customer.id, "kunde.0815@example.de")
+    assert r.status_code == 422 and r.json()["error"] == "unknown_purpose"
+    assert "kunde" not in r.text
+
+
 def test_every_release_and_denial_is_audited_without_values(
     client, session, runtime, customer, writer
 ):

@@ -148,6 +148,21 @@ def test_as_of_through_the_api(client, writer, customer):
     assert r.status_code == 422  # no time zone: ambiguous
 
 
+@pytest.mark.parametrize("number", [b"1180591620717411303424", b"-9223372036854775809", b"NaN"])
+@pytest.mark.parametrize("key", [None, "retry-1"])
+def test_evidence_numbers_json_cannot_carry_are_422(client, writer, customer, session, number, key):
+    """Found by fuzzing: an integer beyond 64 bits in evidence crashed the request hash of an
+    Idempotency-Key write (and the receipt without one) with a 500."""
+    body = b'{"purpose": "personalised_offers", "status": "granted", "channel": "web", '
+    body += b'"evidence": {"ref": ' + number + b"}}"
+    headers = {**writer, "content-type": "application/json"}
+    if key:
+        headers["Idempotency-Key"] = key
+    r = client.post(f"/v1/customers/{customer.id}/consents", content=body, headers=headers)
+    assert r.status_code == 422 and r.json()["error"] == "invalid_evidence", r.text
+    assert _event_count(session) == 0
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [
@@ -159,6 +174,7 @@ def test_as_of_through_the_api(client, writer, customer):
         ({"channel": "pigeon"}, "validation_error"),
         ({"evidence": {"email": "erika@example.de"}}, "evidence_contains_contact_data"),
         ({"evidence": {"ref": "erika@example.de"}}, "evidence_contains_contact_data"),
+        ({"evidence": {"ref": 2**64}}, "invalid_evidence"),
         ({"occurred_at": "2026-01-01T00:00:00"}, "validation_error"),
         ({"actor": "somebody"}, "validation_error"),
     ],

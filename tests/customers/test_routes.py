@@ -160,6 +160,17 @@ def test_malformed_json_is_422_with_code(client, writer):
     assert "secret@example.de" not in r.text
 
 
+def test_body_that_is_not_text_is_422_not_400(client, writer):
+    """Found by fuzzing: bytes that are not UTF-8 got FastAPI's undocumented 400."""
+    r = client.post(
+        "/v1/customers",
+        content=b'{"attributes": {"email": "\xff\xfe secret@example.de"}}',
+        headers={**writer, "content-type": "application/json"},
+    )
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    assert "secret" not in r.text
+
+
 def test_body_too_large_is_413(client, writer):
     r = client.post(
         "/v1/customers",

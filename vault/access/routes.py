@@ -13,7 +13,7 @@ from vault.audit import service as audit_service
 from vault.auth.deps import Bearer, bearer_for, check_token, require
 from vault.auth.scopes import Scope
 from vault.db import SessionDep, utcnow
-from vault.errors import Forbidden, NotAuthenticated, VaultError, responses
+from vault.errors import Forbidden, NotAuthenticated, UnknownAttribute, VaultError, responses
 from vault.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["access"])
@@ -32,7 +32,10 @@ _DENIALS = {
     "/v1/customers/{customer_id}/data",
     operation_id="read_customer_data",
     response_model=DataRead,
-    responses={**responses(NotAuthenticated, Forbidden, service.UnknownPurpose), **_DENIALS},
+    responses={
+        **responses(NotAuthenticated, Forbidden, service.UnknownPurpose, UnknownAttribute),
+        **_DENIALS,
+    },
 )
 async def read_customer_data(
     customer_id: UUID,
@@ -72,7 +75,7 @@ def _read(
     now = utcnow()
     try:
         pur = service.get_purpose(runtime.policy, purpose)
-        requested = service.parse_attribute_list(attributes)
+        requested = service.parse_attribute_list(runtime.policy, attributes)
     except VaultError as exc:
         audit_service.record(
             session=session,
@@ -119,7 +122,7 @@ def _read(
             "content": {"application/x-ndjson": {}},
             "description": 'one {"customer_id","attributes"} per line',
         },
-        **responses(NotAuthenticated, Forbidden, service.UnknownPurpose),
+        **responses(NotAuthenticated, Forbidden, service.UnknownPurpose, UnknownAttribute),
     },
 )
 def export_audience(
@@ -133,7 +136,7 @@ def export_audience(
     """Every customer the purpose may use now, with the allowed (reduced) attributes, as NDJSON."""
     now = utcnow()
     pur = service.get_purpose(runtime.policy, purpose)
-    requested = service.parse_attribute_list(attributes)
+    requested = service.parse_attribute_list(runtime.policy, attributes)
     check = service.decide_export(principal=principal, purpose=pur, requested=requested)
     if not check.allowed:
         audit_service.record(

@@ -24,7 +24,7 @@ from vault.consent import service as consent_service
 from vault.crypto.envelope import Envelope
 from vault.customers.models import CustomerStatus
 from vault.db import reader
-from vault.errors import CustomerErased, InvalidRequest
+from vault.errors import CustomerErased, InvalidRequest, UnknownAttribute
 from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING, Decision, decide
 from vault.policy.models import LegalBasis
@@ -50,11 +50,15 @@ def get_purpose(policy: Policy, purpose_id: str | None) -> Purpose:
         raise UnknownPurpose("The query parameter 'purpose' is required.", code="purpose_required")
     purpose = policy.purposes.get(purpose_id)
     if purpose is None:
-        raise UnknownPurpose(f"Unknown purpose '{purpose_id[:64]}'.")
+        raise UnknownPurpose()  # the id is client input: not echoed
     return purpose
 
 
-def parse_attribute_list(text: str | None) -> list[str] | None:
+def parse_attribute_list(policy: Policy, text: str | None) -> list[str] | None:
+    """The names in ``?attributes=``, each one the policy defines.
+
+    Names are client input: an unknown one is refused here, unechoed, so that only policy
+    names reach the decision, the audit event and the denial body."""
     if text is None:
         return None
     names = [a.strip() for a in text.split(",") if a.strip()]
@@ -63,6 +67,8 @@ def parse_attribute_list(text: str | None) -> list[str] | None:
             "'attributes' must be a comma-separated list of 1 to 100 names.",
             code="invalid_attribute_list",
         )
+    if any(n not in policy.attributes for n in names):
+        raise UnknownAttribute("'attributes' names an attribute the policy does not define.")
     return names
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -370,6 +371,9 @@ def truncate_ip(value: str) -> str:
     return f"{ipaddress.IPv6Address(int(ip) & ~((1 << 80) - 1))}/48"
 
 
+_INT64 = 2**63
+
+
 def clean_evidence(evidence: Mapping[str, Any] | None) -> dict[str, Any]:
     """Flat, short, and free of plaintext contact data; IP addresses truncated."""
     if not evidence:
@@ -382,6 +386,11 @@ def clean_evidence(evidence: Mapping[str, Any] | None) -> dict[str, Any]:
             raise InvalidEvidence("evidence keys are short identifiers ([A-Za-z0-9_.-]).")
         if value is not None and not isinstance(value, str | int | float | bool):
             raise InvalidEvidence(f"evidence '{key}': only strings, numbers and booleans.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidEvidence(f"evidence '{key}': numbers must be finite.")
+        if isinstance(value, int) and not -_INT64 <= value < _INT64:
+            # beyond what orjson (receipts, request hashes) and the JSON columns carry
+            raise InvalidEvidence(f"evidence '{key}': integers must fit in 64 bits.")
         if key.lower() in _IP_KEYS:
             if not isinstance(value, str):
                 raise InvalidEvidence(f"evidence '{key}': an IP address is a string.")
@@ -413,7 +422,7 @@ def consent_purpose(policy: Policy, purpose_id: str) -> Purpose:
     """The purpose, if it exists and rests on consent (else 422 with a clear code)."""
     purpose = policy.purposes.get(purpose_id)
     if purpose is None:
-        raise UnknownPurpose(f"Unknown purpose '{purpose_id[:64]}'.")
+        raise UnknownPurpose()  # the id is client input: not echoed
     if not purpose.needs_consent:
         raise ConsentNotApplicable(
             f"Purpose '{purpose.id}' rests on {purpose.legal_basis.value}, not on consent; "
@@ -822,6 +831,7 @@ def submit(
     now = now or utcnow()
     request_hash = None
     if idempotency_key is not None:
+        clean_evidence(write.evidence)  # refuse what cannot be hashed before hashing it
         lock_customer(session, customer_id)
         request_hash = _request_hash(customer_id, write)
         seen = (
