@@ -375,7 +375,29 @@ def import_too_many_lines(x: Call) -> None:
     expect(r, 422, "too_many_lines")
 
 
+def _until_throttled(send: Callable[[], Any], tries: int = 200):
+    for _ in range(tries):
+        r = send()
+        if r.status_code == 429:
+            assert int(r.headers["retry-after"]) > 0
+            return r
+    raise AssertionError(f"no 429 after {tries} requests")
+
+
+def token_rate_limited(x: Call) -> None:
+    form = {"grant_type": "client_credentials", "client_id": x.app_client.id}
+    r = _until_throttled(lambda: x.call(data={**form, "client_secret": "wrong"}))
+    expect(r, 429, "rate_limited")
+
+
+def links_rate_limited(x: Call) -> None:
+    url = x.url()  # one customer
+    expect(_until_throttled(lambda: x.call(url=url)), 429, "rate_limited")
+
+
 SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
+    ("POST", "/v1/oauth/token", 429): token_rate_limited,
+    ("POST", "/v1/customers/{customer_id}/selfservice-link", 429): links_rate_limited,
     ("POST", "/v1/oauth/token", 400): token_unsupported_grant,
     ("POST", "/v1/oauth/token", 401): token_wrong_secret,
     ("POST", "/v1/customers", 409): email_taken,
