@@ -118,8 +118,9 @@ def lock_customer(session: Session, customer_id: UUID) -> Customer:
     PostgreSQL (SQLite's ``BEGIN IMMEDIATE`` already serialises writers).
 
     Every writer of a customer's rows takes this lock *first* (consent writes, erasure,
-    rectification), so writers of one customer queue instead of deadlocking, and a writer
-    that waited sees the committed outcome of the one before (e.g. an erasure: 410)."""
+    rectification, the rights of vault.dsr), so writers of one customer queue instead of
+    deadlocking, and a writer that waited sees the committed outcome of the one before (e.g. an
+    erasure: 410). The consent hot path takes the same lock with one raw statement."""
     customer = session.execute(
         select(Customer)
         .where(Customer.id == customer_id)

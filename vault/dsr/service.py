@@ -37,7 +37,7 @@ from vault.customers import service as customers_service
 from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
 from vault.db import utcnow
 from vault.dsr.models import DataSubjectRequest, RequestKind, RequestStatus
-from vault.errors import Conflict, CustomerErased, CustomerNotFound, InvalidRequest, NotFound
+from vault.errors import Conflict, InvalidRequest, NotFound
 from vault.events import service as events_service
 from vault.events.models import EventType
 from vault.policy import LegalBasis, Policy
@@ -366,24 +366,6 @@ def _audit(
     )
 
 
-def _locked_customer(
-    session: Session, customer_id: UUID, *, allow_erased: bool = False
-) -> Customer:
-    """The customer row, locked until commit on PostgreSQL (SQLite: BEGIN IMMEDIATE already
-    serialises writers), so rights changes and consent writes of one customer queue."""
-    customer = session.execute(
-        select(Customer)
-        .where(Customer.id == customer_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if customer is None:
-        raise CustomerNotFound()
-    if customer.status == CustomerStatus.ERASED and not allow_erased:
-        raise CustomerErased()
-    return customer
-
-
 @dataclass(frozen=True)
 class RightsResult:
     customer: Customer
@@ -424,7 +406,7 @@ def restrict(
     """Restrict processing: from now on nothing is released to any purpose (the customer's
     data is stored, not used). Idempotent."""
     now = now or utcnow()
-    customer = _locked_customer(session, customer_id)
+    customer = customers_service.lock_customer(session, customer_id)
     changed = customer.status != CustomerStatus.RESTRICTED
     if changed:
         customer.status = CustomerStatus.RESTRICTED
@@ -453,7 +435,7 @@ def lift_restriction(
 ) -> RightsResult:
     """End a restriction (Art. 18(3): the data subject must be told before). Idempotent."""
     now = now or utcnow()
-    customer = _locked_customer(session, customer_id)
+    customer = customers_service.lock_customer(session, customer_id)
     changed = customer.status == CustomerStatus.RESTRICTED
     if changed:
         customer.status = CustomerStatus.ACTIVE
@@ -502,7 +484,7 @@ def object_to(
     (Art. 21(1)) blocks that purpose. Idempotent."""
     now = now or utcnow()
     scope = _check_scope(policy, scope)
-    customer = _locked_customer(session, customer_id)
+    customer = customers_service.lock_customer(session, customer_id)
     current = customer.objection_set
     changed = scope not in current
     if changed:
@@ -544,7 +526,7 @@ def withdraw_objection(
     """The data subject withdraws an objection. Idempotent."""
     now = now or utcnow()
     scope = _check_scope(policy, scope)
-    customer = _locked_customer(session, customer_id)
+    customer = customers_service.lock_customer(session, customer_id)
     current = customer.objection_set
     changed = scope in current
     if changed:
@@ -585,7 +567,7 @@ def set_legal_hold(
     """Refuse erasure until cleared (e.g. data needed for legal claims, Art. 17(3)(e))."""
     now = now or utcnow()
     reason = _check_reason(reason)
-    customer = _locked_customer(session, customer_id)
+    customer = customers_service.lock_customer(session, customer_id)
     customer.legal_hold, customer.legal_hold_reason = True, reason
     _save(session, customer, now)
     _audit(session, actor, "dsr.legal_hold_set", customer.id, request_id, now, reason=reason)
@@ -603,7 +585,7 @@ def clear_legal_hold(
 ) -> RightsResult:
     now = now or utcnow()
     reason = _check_reason(reason)
-    customer = _locked_customer(session, customer_id)
+    customer = customers_service.lock_customer(session, customer_id)
     changed = customer.legal_hold
     customer.legal_hold, customer.legal_hold_reason = False, None
     _save(session, customer, now)
@@ -727,7 +709,7 @@ def erase(
     """Erase one customer (crypto-shredding). 404 unknown, 410 already erased, 409 under a
     legal hold (``reason`` in the error body). Returns the tombstone."""
     now = now or utcnow()
-    customer = _locked_customer(session, customer_id)
+    customer = customers_service.lock_customer(session, customer_id)
     if customer.legal_hold:
         raise LegalHold(
             "Erasure refused: the customer's data is under a legal hold (GDPR Art. 17(3)).",
@@ -1012,7 +994,7 @@ def export(
     # The document is read in several statements; under the customer lock (which every writer
     # of the customer takes first) they all see one committed state, not a rectification or
     # erasure that commits half-way through.
-    _locked_customer(session, customer_id)
+    customers_service.lock_customer(session, customer_id)
     document = build_export(
         session=session,
         envelope=envelope,
