@@ -386,10 +386,21 @@ def rights_public(result: RightsResult) -> dict[str, Any]:
     }
 
 
-def _save(session: Session, customer: Customer, now: datetime) -> None:
+def _save(
+    session: Session,
+    customer: Customer,
+    now: datetime,
+    event: EventType | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Write the changed customer row; with ``event``, also its outbox event."""
     customer.updated_at = now
     session.add(customer)
     session.flush()
+    if event is not None:
+        events_service.emit(
+            session=session, type=event, customer_id=customer.id, data=data or {}, now=now
+        )
 
 
 # --- restriction (Art. 18) and objection (Art. 21) --------------------------------------------
@@ -410,13 +421,12 @@ def restrict(
     changed = customer.status != CustomerStatus.RESTRICTED
     if changed:
         customer.status = CustomerStatus.RESTRICTED
-        _save(session, customer, now)
-        events_service.emit(
-            session=session,
-            type=EventType.CUSTOMER_RESTRICTED,
-            customer_id=customer.id,
-            data={"status": CustomerStatus.RESTRICTED},
-            now=now,
+        _save(
+            session,
+            customer,
+            now,
+            EventType.CUSTOMER_RESTRICTED,
+            {"status": CustomerStatus.RESTRICTED},
         )
     req = complete_request(
         session=session, customer_id=customer.id, kind=RequestKind.RESTRICTION, actor=actor, now=now
@@ -439,13 +449,12 @@ def lift_restriction(
     changed = customer.status == CustomerStatus.RESTRICTED
     if changed:
         customer.status = CustomerStatus.ACTIVE
-        _save(session, customer, now)
-        events_service.emit(
-            session=session,
-            type=EventType.CUSTOMER_UPDATED,
-            customer_id=customer.id,
-            data={"status": CustomerStatus.ACTIVE, "restriction": "lifted"},
-            now=now,
+        _save(
+            session,
+            customer,
+            now,
+            EventType.CUSTOMER_UPDATED,
+            {"status": CustomerStatus.ACTIVE, "restriction": "lifted"},
         )
     _audit(session, actor, "dsr.restriction_lifted", customer.id, request_id, now, changed=changed)
     return RightsResult(customer, None, changed)
@@ -489,13 +498,12 @@ def object_to(
     changed = scope not in current
     if changed:
         customer.objections = " ".join(sorted(current | {scope}))
-        _save(session, customer, now)
-        events_service.emit(
-            session=session,
-            type=EventType.CUSTOMER_OBJECTED,
-            customer_id=customer.id,
-            data={"scope": scope, "objections": sorted(customer.objection_set)},
-            now=now,
+        _save(
+            session,
+            customer,
+            now,
+            EventType.CUSTOMER_OBJECTED,
+            {"scope": scope, "objections": sorted(customer.objection_set)},
         )
     req = complete_request(
         session=session, customer_id=customer.id, kind=RequestKind.OBJECTION, actor=actor, now=now
@@ -531,13 +539,12 @@ def withdraw_objection(
     changed = scope in current
     if changed:
         customer.objections = " ".join(sorted(current - {scope}))
-        _save(session, customer, now)
-        events_service.emit(
-            session=session,
-            type=EventType.CUSTOMER_UPDATED,
-            customer_id=customer.id,
-            data={"objection_withdrawn": scope, "objections": sorted(customer.objection_set)},
-            now=now,
+        _save(
+            session,
+            customer,
+            now,
+            EventType.CUSTOMER_UPDATED,
+            {"objection_withdrawn": scope, "objections": sorted(customer.objection_set)},
         )
     _audit(
         session,
