@@ -99,20 +99,16 @@ class RateLimiter:
 
     def check(self, rule: str, value: str) -> None:
         """Raise :class:`RateLimited` if ``rule`` has no budget left for ``value``."""
-        ident = self._id(value)
-        try:
-            ok = self.strategy.test(self.items[rule], rule, ident)
-        except StorageError as exc:
-            log.warning("rate limit storage unavailable (%s); request let through", exc)
-            return
-        if not ok:
-            raise self._refuse(rule, ident)
+        self._enforce(self.strategy.test, rule, value)
 
     def hit(self, rule: str, value: str) -> None:
         """Spend one of ``rule``'s budget for ``value``, or raise :class:`RateLimited`."""
+        self._enforce(self.strategy.hit, rule, value)
+
+    def _enforce(self, op: Callable[..., bool], rule: str, value: str) -> None:
         ident = self._id(value)
         try:
-            ok = self.strategy.hit(self.items[rule], rule, ident)
+            ok = op(self.items[rule], rule, ident)
         except StorageError as exc:
             log.warning("rate limit storage unavailable (%s); request let through", exc)
             return
