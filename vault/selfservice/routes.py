@@ -515,16 +515,13 @@ def erase(
         request_id=request.state.request_id,
     )
     _ = _gettext(lang)
-    response = page(
+    return _farewell(
         request,
-        "message.html",
-        lang=lang,
+        lang,
         title=_("Your data has been erased"),
         text=_("We have destroyed the key to your profile: nobody can read your data any more."),
         next_step=_("You can close this window."),
     )
-    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
-    return response
 
 
 @router.post("/me/logout", operation_id="selfservice_logout")
@@ -536,13 +533,17 @@ def logout(request: Request, session: SessionDep, visit: PostedVisitDep, lang: L
         request_id=request.state.request_id,
     )
     _ = _gettext(lang)
-    response = page(
+    return _farewell(
         request,
-        "message.html",
-        lang=lang,
+        lang,
         title=_("You have logged out"),
         text=_("Your session has ended."),
         next_step=_("To come back, open a new link from your e-mail."),
     )
+
+
+def _farewell(request: Request, lang: str, **texts: str) -> Response:
+    """The last page of a session (logout, erasure): a message, and the cookie gone."""
+    response = page(request, "message.html", lang=lang, **texts)
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
     return response
