@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -16,20 +15,12 @@ import pytest
 from tests.events.conftest import FAST
 from tests.events.helpers import deliveries, emit_many, subscribe
 from tests.factories import auth_headers, create_customer
+from tests.hardening.server import vault_env
 from vault import PROJECT_ROOT
 
 
 def _env(settings, **overrides) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
-    values = {
-        "database_url": settings.resolved_database_url,
-        "data_dir": str(settings.data_dir),
-        "public_url": settings.public_url,
-        **FAST,
-        **overrides,
-    }
-    env.update({f"VAULT_{k.upper()}": str(v) for k, v in values.items()})
-    return env
+    return vault_env(settings, **{**FAST, **overrides})
 
 
 def start_worker(settings, *args: str, **overrides) -> subprocess.Popen:
