@@ -1,4 +1,4 @@
-"""Token attack matrix for access tokens (python-jose behind vault.auth.tokens)."""
+"""Token attack matrix for access tokens (python-jose behind vault.crypto.signing)."""
 
 import base64
 import hashlib

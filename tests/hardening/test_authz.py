@@ -29,7 +29,7 @@ from sqlmodel import Session
 from tests import factories
 from vault.app import create_app
 from vault.auth.scopes import Scope
-from vault.auth.tokens import ACCESS_TOKEN_TYP
+from vault.auth.service import ACCESS_TOKEN_TYP
 from vault.config import Settings
 from vault.db import reader
 from vault.runtime import Runtime

@@ -14,11 +14,14 @@ from sqlmodel import Session
 from vault.audit import service as audit_service
 from vault.auth.models import Client
 from vault.auth.scopes import Scope
-from vault.auth.tokens import ACCESS_TOKEN_TYP, Signer, TokenInvalid
 from vault.config import Settings
+from vault.crypto.signing import Signer, TokenInvalid
 from vault.db import driver_execute
 from vault.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
 from vault.policy import Policy
+
+# The ``typ`` of access tokens (RFC 9068), so no other token the vault signs passes as one.
+ACCESS_TOKEN_TYP = "at+jwt"
 
 _hasher = PasswordHasher()
 # Verified against when the client id is unknown, so timing does not tell which ids exist.

@@ -1,7 +1,7 @@
 """Consent receipts: a JWS per ledger event, payload in Kantara Consent Receipt v1.1 terms.
 
 The receipt is signed by the vault's ES256 key (``runtime.signer``; all JOSE code stays in
-:mod:`vault.auth.tokens`), ``typ`` ``consent-receipt+jwt``, ``kid`` as published at
+:mod:`vault.crypto.signing`), ``typ`` ``consent-receipt+jwt``, ``kid`` as published at
 ``/.well-known/jwks.json``. It names the customer only by the opaque ``piiPrincipalId``; the
 controller's contact data come from the policy. Fields outside the Kantara schema carry the
 ledger facts a verifier needs (``consentStatus``, ``purposeId``, ``purposeVersion``,
@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from vault.auth.tokens import Signer
+from vault.crypto.signing import Signer
 from vault.policy import Policy, Purpose
 
 RECEIPT_TYP = "consent-receipt+jwt"

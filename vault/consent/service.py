@@ -37,7 +37,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from vault.audit import service as audit_service
-from vault.auth.tokens import Signer
 from vault.config import Settings
 from vault.consent.models import (
     Channel,
@@ -51,6 +50,7 @@ from vault.consent.models import (
 )
 from vault.consent.receipts import notice_hash, sign_receipt
 from vault.crypto.envelope import Envelope
+from vault.crypto.signing import Signer
 from vault.customers import service as customers_service
 from vault.customers.models import Customer, CustomerStatus
 from vault.db import utcnow

@@ -27,12 +27,12 @@ from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from vault.audit import service as audit_service
-from vault.auth.tokens import Signer
 from vault.config import Settings
 from vault.consent.models import Channel, ConsentEvent, ConsentState
 from vault.consent.receipts import notice_hash, sign_receipt
 from vault.consent.service import clean_evidence, replay
 from vault.crypto.envelope import Envelope
+from vault.crypto.signing import Signer
 from vault.customers.models import BlindIndex, Customer, CustomerValue
 from vault.customers.service import EXTERNAL_ID
 from vault.db import utcnow

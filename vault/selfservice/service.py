@@ -36,11 +36,11 @@ from sqlmodel import Session
 from vault.audit import service as audit_service
 from vault.audit.models import AuditEvent
 from vault.auth.models import Client
-from vault.auth.tokens import Signer
 from vault.config import Settings
 from vault.consent import service as consent_service
 from vault.consent.models import Channel, ConsentEvent, ConsentState, EffectiveStatus
 from vault.crypto.envelope import Envelope
+from vault.crypto.signing import Signer
 from vault.customers import service as customers_service
 from vault.customers.models import Customer, CustomerStatus
 from vault.db import utcnow

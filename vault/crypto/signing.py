@@ -1,4 +1,4 @@
-"""Every use of python-jose lives here.
+"""Signing and verifying compact JWS: every use of python-jose lives here.
 
 All tokens the vault signs are compact JWS with ES256 under one key derived from the signing seed,
 and each kind has its own ``typ`` and audience, so a consent receipt or a magic-link token can never
@@ -17,11 +17,10 @@ from cryptography.hazmat.primitives import serialization
 from jose import jwk, jws, jwt
 from jose.exceptions import JOSEError
 
-from vault.crypto import KeyMaterial
+from vault.crypto.keys import KeyMaterial
 
 ALGORITHM = "ES256"
 ALLOWED_ALGORITHMS = [ALGORITHM]
-ACCESS_TOKEN_TYP = "at+jwt"
 _FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit", "enc", "zip"})
 _MAX_TOKEN_LENGTH = 8192
 
