@@ -1,14 +1,17 @@
-"""Engine, sessions, shared column types and migrations.
+"""Engine, transactions, shared column types and migrations.
 
-One transaction per request: :func:`get_session` commits when the route returns and rolls back
-when it raises, so a change and the evidence written beside it (consent event, audit event,
-outbox row) commit together or not at all. Services never commit.
+One way to run a transaction: :func:`transaction` commits when its block ends and rolls back when
+it raises. The request's session (:func:`get_session`), the hot routes (``Runtime.transaction``),
+the worker, the sealer, retention and the CLI all use it, so a change and the evidence written
+beside it (consent event, audit event, outbox row) commit together or not at all. Services never
+commit; nothing else in ``vault/`` calls ``commit()``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -140,15 +143,22 @@ def reader(engine: Engine) -> Engine:
     return engine.execution_options(sqlite_deferred=True)
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """The request's one transaction: commit on success, roll back on any error."""
-    with Session(request.app.state.runtime.engine, expire_on_commit=False) as session:
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One transaction: commit when the block ends, roll back when it raises (anything)."""
+    with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """The request's one transaction: commit on success, roll back on any error."""
+    with transaction(request.app.state.runtime.engine) as session:
+        yield session
 
 
 # scope="function": the commit runs when the route returns, before the response is sent, so

@@ -6,19 +6,21 @@ The app and the CLI both build one :class:`Runtime`; routes get it through :data
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
-from vault.auth.tokens import Signer
 from vault.config import Settings
 from vault.crypto import Envelope, KeyMaterial, load_key_material
-from vault.db import make_engine
+from vault.crypto.signing import Signer
+from vault.db import make_engine, transaction
 from vault.policy import Policy, load_policy
 from vault.ratelimit import RateLimiter
 
@@ -43,8 +45,6 @@ class Runtime:
     async def run_db(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a whole database transaction off the event loop."""
         if self.db_executor is None:
-            from fastapi.concurrency import run_in_threadpool
-
             return await run_in_threadpool(fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(
             self.db_executor, partial(fn, *args, **kwargs)
@@ -57,16 +57,8 @@ class Runtime:
         return await self.run_db(self._in_transaction, fn, kwargs)
 
     def _in_transaction(self, fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
-        from sqlmodel import Session
-
-        with Session(self.engine, expire_on_commit=False) as session:
-            try:
-                result = fn(session=session, **kwargs)
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-        return result
+        with transaction(self.engine) as session:
+            return fn(session=session, **kwargs)
 
     @classmethod
     def build(cls, settings: Settings | None = None, *, engine: Engine | None = None) -> Runtime:
@@ -100,3 +92,14 @@ async def get_runtime(request: Request) -> Runtime:  # async: no thread hop for 
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+@contextmanager
+def cli_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
+    """The Runtime of one CLI command (settings from the environment); its connections are
+    closed when the command ends."""
+    runtime = Runtime.build(settings)
+    try:
+        yield runtime
+    finally:
+        runtime.engine.dispose()
