@@ -507,7 +507,7 @@ def test_an_import_past_the_line_count_is_refused_whole(built, session):
 
 
 def _assert_edge_headers(r, what, *, no_store: bool = True) -> None:
-    from vault.app import SECURITY_HEADERS
+    from vault.http import SECURITY_HEADERS
 
     for name, value in SECURITY_HEADERS:
         assert r.headers.get(name.decode()) == value.decode(), (what, name)

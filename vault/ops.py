@@ -1,0 +1,37 @@
+"""Operations endpoints: liveness, Prometheus metrics and the published signing keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import text
+
+from vault import __version__
+from vault.audit.service import public_jwk
+from vault.events.metrics import render
+from vault.runtime import RuntimeDep
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz", operation_id="healthz")
+def healthz(runtime: RuntimeDep) -> dict[str, str]:
+    """Liveness and database reachability."""
+    with runtime.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/metrics", operation_id="metrics", response_class=PlainTextResponse)
+def metrics(runtime: RuntimeDep) -> PlainTextResponse:
+    """Prometheus metrics (webhook deliveries by state), read from the database."""
+    body, content_type = render(runtime.engine)
+    return PlainTextResponse(body, media_type=content_type)
+
+
+@router.get("/.well-known/jwks.json", operation_id="jwks")
+def jwks(runtime: RuntimeDep) -> dict[str, Any]:
+    """Public keys that verify access tokens, consent receipts and audit checkpoints."""
+    return {"keys": [*runtime.signer.jwks()["keys"], public_jwk(runtime.keys)]}
