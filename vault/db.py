@@ -25,6 +25,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
 from vault import PROJECT_ROOT
+from vault.errors import VaultError
 
 # Stable constraint names, so Alembic migrations name the same thing on every database.
 NAMING_CONVENTION = {
@@ -145,11 +146,21 @@ def reader(engine: Engine) -> Engine:
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
-    """One transaction: commit when the block ends, roll back when it raises (anything)."""
+    """One transaction: commit when the block ends, roll back when it raises (anything).
+
+    An audited refusal (:meth:`vault.errors.VaultError.audited`) is rolled back like any error,
+    then its audit row is written and committed in a transaction of its own, and it is raised
+    on: the refused change is gone, the evidence of the refusal stays."""
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
+        except VaultError as exc:
+            session.rollback()
+            if exc.audit is not None:
+                exc.audit(session)
+                session.commit()
+            raise
         except BaseException:
             session.rollback()
             raise

@@ -1,13 +1,23 @@
 """One error hierarchy. Services raise these; one handler turns them into ``{"error", "detail"}``.
 
 Details are written for the client and must never contain plaintext PII, keys or tokens.
+
+A refusal that is evidence (a legal hold stopping an erasure, a throttled link request) is an
+*audited refusal*: the service that refuses attaches the writing of its audit row with
+:meth:`VaultError.audited`, and :func:`vault.db.transaction` writes it in a short transaction of
+its own after rolling the refused work back. So the refusal is audited at every door that calls
+the service, and no route has to remember it.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 
 class ErrorBody(BaseModel):
@@ -25,7 +35,14 @@ class VaultError(Exception):
         if code is not None:
             self.code = code  # type: ignore[misc]
         self.extra = extra
+        self.audit: Callable[[Session], None] | None = None
         super().__init__(self.detail)
+
+    def audited(self, write_audit: Callable[[Session], None]) -> Self:
+        """Make this an audited refusal: ``write_audit(session)`` records it, committed even
+        though the transaction that raised it rolls back (see :func:`vault.db.transaction`)."""
+        self.audit = write_audit
+        return self
 
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "detail": self.detail, **self.extra}

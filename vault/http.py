@@ -13,15 +13,19 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi.security.base import SecurityBase
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault.errors import (
+    Forbidden,
     InternalError,
+    NotAuthenticated,
     PayloadTooLarge,
     RequestInvalid,
     VaultError,
@@ -145,13 +149,25 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _has_security(dependant: Dependant) -> bool:
+    """Whether a security scheme (the bearer token) is among a route's dependencies."""
+    return any(
+        isinstance(dep.call, SecurityBase) or _has_security(dep) for dep in dependant.dependencies
+    )
+
+
 def document_edge_errors(router: APIRouter) -> APIRouter:
     """Errors a route answers before its own code runs, so the OpenAPI document lists them
-    exactly where they can happen: 422 where there are parameters or a body to validate, 413
-    where there is a body for the edge middleware to cap. Idempotent."""
+    exactly where they can happen: 401 and 403 where a bearer token is checked (unless the
+    route documents its own entry for that status), 422 where there are parameters or a body to
+    validate, 413 where there is a body for the edge middleware to cap. Idempotent."""
     for route in router.routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
+        if _has_security(route.dependant):
+            for err in (NotAuthenticated, Forbidden):
+                if err.status not in route.responses:
+                    add_responses(route.responses, err)
         takes_body = route.body_field is not None or "requestBody" in (route.openapi_extra or {})
         if get_flat_params(route.dependant):
             add_responses(route.responses, RequestInvalid)
