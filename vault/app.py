@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vault import __version__
 from vault.access.routes import router as access_router
 from vault.audit.routes import router as audit_router
-from vault.audit.sealer import running_sealer
+from vault.audit.seal import running_sealer
 from vault.auth.routes import router as auth_router
 from vault.consent.routes import router as consent_router
 from vault.customers.routes import router as customers_router
@@ -272,7 +272,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.get("/.well-known/jwks.json", operation_id="jwks", tags=["ops"])
     def jwks(runtime: RuntimeDep) -> dict[str, Any]:
         """Public keys that verify access tokens, consent receipts and audit checkpoints."""
-        from vault.audit.service import public_jwk
+        from vault.audit.verify import public_jwk
 
         return {"keys": [*runtime.signer.jwks()["keys"], public_jwk(runtime.keys)]}
 
