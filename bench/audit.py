@@ -12,8 +12,9 @@ import uuid
 from sqlmodel import Session
 
 from bench.common import machine, throwaway_runtime
-from vault.audit import service
-from vault.audit.sealer import seal_pending
+from vault.audit.record import record_many
+from vault.audit.seal import seal_pending
+from vault.audit.verify import verify_engine
 
 
 def run(events: int, database_url: str | None = None, batch: int = 10_000) -> dict[str, float]:
@@ -34,7 +35,7 @@ def run(events: int, database_url: str | None = None, batch: int = 10_000) -> di
                 for i in range(start, min(start + batch, events))
             ]
             with Session(rt.engine) as s:
-                service.record_many(session=s, events=rows)
+                record_many(session=s, events=rows)
                 s.commit()
         recorded = events / (time.perf_counter() - t0)
 
@@ -45,7 +46,7 @@ def run(events: int, database_url: str | None = None, batch: int = 10_000) -> di
         timings = []
         for _ in range(3):
             t0 = time.perf_counter()
-            result = service.verify_engine(engine=rt.engine, keys=rt.keys)
+            result = verify_engine(engine=rt.engine, keys=rt.keys)
             timings.append(time.perf_counter() - t0)
             assert result.ok and result.checked == events, result
         verify_rate = events / sorted(timings)[1]

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from vault import __version__
 from vault.access.routes import router as access_router
 from vault.audit.routes import router as audit_router
-from vault.audit.sealer import running_sealer
+from vault.audit.seal import running_sealer
 from vault.auth.routes import router as auth_router
 from vault.consent.routes import router as consent_router
 from vault.customers.routes import router as customers_router

@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy import text
 
 from vault import __version__
-from vault.audit.service import public_jwk
+from vault.audit.verify import public_jwk
 from vault.events.metrics import render
 from vault.runtime import RuntimeDep
 

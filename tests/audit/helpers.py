@@ -9,8 +9,9 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 from sqlmodel import Session
 
-from vault.audit import service
-from vault.audit.sealer import seal_pending
+from vault.audit import record as audit_record
+from vault.audit import seal as audit_seal
+from vault.audit import verify as audit_verify
 from vault.runtime import Runtime
 
 SQLITE_TRIGGERS = [
@@ -24,7 +25,7 @@ SQLITE_TRIGGERS = [
 def write(runtime: Runtime, n: int, *, now: datetime | None = None, **overrides) -> None:
     with Session(runtime.engine) as s:
         for i in range(n):
-            service.record(
+            audit_record.record(
                 session=s,
                 actor=overrides.get("actor", "client:cv_test"),
                 action=overrides.get("action", "data.read"),
@@ -38,12 +39,12 @@ def write(runtime: Runtime, n: int, *, now: datetime | None = None, **overrides)
         s.commit()
 
 
-def seal(runtime: Runtime, *, checkpoint: bool | None = True) -> service.SealResult:
-    return seal_pending(engine=runtime.engine, keys=runtime.keys, checkpoint=checkpoint)
+def seal(runtime: Runtime, *, checkpoint: bool | None = True) -> audit_seal.SealResult:
+    return audit_seal.seal_pending(engine=runtime.engine, keys=runtime.keys, checkpoint=checkpoint)
 
 
 def verify(runtime: Runtime):
-    return service.verify_engine(engine=runtime.engine, keys=runtime.keys)
+    return audit_verify.verify_engine(engine=runtime.engine, keys=runtime.keys)
 
 
 @contextmanager

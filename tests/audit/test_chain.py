@@ -9,7 +9,10 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import Session
 
 from tests.audit.helpers import seal, tamper, verify, write
-from vault.audit import chain, service
+from vault.audit import chain
+from vault.audit import purge as audit_purge
+from vault.audit import seal as audit_seal
+from vault.audit import verify as audit_verify
 from vault.audit.models import AuditCheckpoint, AuditEvent, AuditPurge
 from vault.db import utcnow
 
@@ -57,13 +60,13 @@ def test_seal_assigns_gapless_seq_in_commit_order(runtime):
 def test_seal_writes_a_checkpoint_when_the_interval_has_passed(runtime):
     write(runtime, 2)
     with Session(runtime.engine) as s:
-        assert service.seal(session=s, keys=runtime.keys).checkpoint_seq == 2  # first ever
+        assert audit_seal.seal(session=s, keys=runtime.keys).checkpoint_seq == 2  # first ever
         s.commit()
     write(runtime, 2)
     with Session(runtime.engine) as s:
-        r = service.seal(session=s, keys=runtime.keys, checkpoint_interval=3600)
+        r = audit_seal.seal(session=s, keys=runtime.keys, checkpoint_interval=3600)
         assert r.checkpoint_seq is None
-        r = service.seal(
+        r = audit_seal.seal(
             session=s,
             keys=runtime.keys,
             now=utcnow() + timedelta(hours=2),
@@ -218,7 +221,7 @@ def test_checkpoint_signed_by_another_key_is_found(log):
         row = conn.execute(
             text("SELECT hash, signed_at FROM audit_checkpoint WHERE seq = 10")
         ).one()
-        signed_at = service._signed_at(row.signed_at)
+        signed_at = audit_verify._signed_at(row.signed_at)
         forged = chain.sign_checkpoint(
             ed25519.Ed25519PrivateKey.generate(), 10, bytes(row.hash), signed_at
         )
@@ -251,7 +254,7 @@ def test_purge_keeps_the_rest_verifiable_from_a_signed_anchor(runtime):
     write(runtime, 5)
     seal(runtime)  # checkpoint 18
     with Session(runtime.engine) as s:
-        result = service.purge(session=s, retention_days=365)
+        result = audit_purge.purge(session=s, retention_days=365)
         s.commit()
     assert (result.up_to_seq, result.deleted) == (10, 10)
     seal(runtime)
@@ -267,7 +270,7 @@ def test_purge_keeps_the_rest_verifiable_from_a_signed_anchor(runtime):
     assert verify(runtime).model_dump() == {"ok": True, "checked": 9, "first_invalid_seq": None}
     # A second purge with nothing old left does nothing.
     with Session(runtime.engine) as s:
-        assert service.purge(session=s, retention_days=365).up_to_seq is None
+        assert audit_purge.purge(session=s, retention_days=365).up_to_seq is None
 
 
 def test_purge_permit_allows_nothing_above_the_anchor(runtime):
@@ -277,7 +280,7 @@ def test_purge_permit_allows_nothing_above_the_anchor(runtime):
     write(runtime, 2)
     seal(runtime)
     with Session(runtime.engine) as s:
-        service.purge(session=s, retention_days=30)
+        audit_purge.purge(session=s, retention_days=30)
         s.commit()
     with Session(runtime.engine) as s:
         with pytest.raises(DatabaseError, match="append-only"):

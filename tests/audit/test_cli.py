@@ -10,7 +10,7 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from tests.audit.helpers import seal, tamper, verify, write
-from vault.audit import sealer
+from vault.audit import seal as audit_seal
 from vault.audit.models import AuditCheckpoint, AuditEvent
 from vault.cli import app
 from vault.db import utcnow
@@ -74,7 +74,7 @@ def test_purge_command(env, runtime):
 
 
 def test_background_sealer_chains_and_checkpoints(runtime):
-    s = sealer.Sealer(
+    s = audit_seal.Sealer(
         engine=runtime.engine, keys=runtime.keys, interval=0.05, checkpoint_interval=0.1
     ).start()
     try:
@@ -101,11 +101,11 @@ def test_start_sealer_honours_the_setting(runtime, settings):
     off = Runtime.build(
         settings.model_copy(update={"audit_seal_interval": 0}), engine=runtime.engine
     )
-    assert sealer.start_sealer(off) is None
+    assert audit_seal.start_sealer(off) is None
     on = Runtime.build(
         settings.model_copy(update={"audit_seal_interval": 0.5}), engine=runtime.engine
     )
-    s = sealer.start_sealer(on)
+    s = audit_seal.start_sealer(on)
     assert s is not None and s.interval == 0.5
     s.stop()
 
@@ -116,7 +116,7 @@ def test_running_sealer_stops_and_leaves_a_checkpoint(runtime, settings):
     on = Runtime.build(
         settings.model_copy(update={"audit_seal_interval": 0.5}), engine=runtime.engine
     )
-    with sealer.running_sealer(on) as s:
+    with audit_seal.running_sealer(on) as s:
         assert s is not None and s._thread.is_alive()
         write(runtime, 3)
     assert not s._thread.is_alive()

@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from vault.audit import service
+from vault.audit import record as audit_record
+from vault.audit import verify as audit_verify
 from vault.audit.models import AuditCheckpoint, AuditEvent
-from vault.audit.sealer import seal_pending, start_sealer
+from vault.audit.seal import seal_pending, start_sealer
 from vault.config import Settings
 from vault.runtime import Runtime
 
@@ -49,9 +50,9 @@ def _writer(url: str, data_dir: str, seconds: float, index: int, results) -> Non
         ]
         with Session(rt.engine) as session:
             if k == 1:
-                service.record(session=session, **events[0])
+                audit_record.record(session=session, **events[0])
             else:
-                service.record_many(session=session, events=events)
+                audit_record.record_many(session=session, events=events)
             if i % 7 == 0:
                 session.rollback()
                 continue
@@ -81,14 +82,14 @@ def test_four_processes_writing_for_ten_seconds_leave_a_valid_log(backend, runti
     verifications = []
     time.sleep(1)
     while any(p.is_alive() for p in procs):
-        verifications.append(service.verify_engine(engine=runtime.engine, keys=runtime.keys))
+        verifications.append(audit_verify.verify_engine(engine=runtime.engine, keys=runtime.keys))
         time.sleep(0.5)
     counts = [results.get(timeout=30) for _ in procs]
     for p in procs:
         p.join(30)
         assert p.exitcode == 0
     seal_pending(engine=runtime.engine, keys=runtime.keys, checkpoint=True)
-    result = service.verify_engine(engine=runtime.engine, keys=runtime.keys)
+    result = audit_verify.verify_engine(engine=runtime.engine, keys=runtime.keys)
     with Session(runtime.engine) as s:
         rows = s.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
         top = s.execute(select(func.max(AuditEvent.seq))).scalar_one()

@@ -7,7 +7,8 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DatabaseError
 from sqlmodel import Session
 
-from vault.audit import service
+from vault.audit import errors as audit_errors
+from vault.audit import record as audit_record
 from vault.audit.models import AuditEvent
 from vault.db import utcnow
 
@@ -20,7 +21,7 @@ def _count(runtime) -> int:
 def test_record_writes_in_the_callers_transaction(runtime):
     cid = uuid.uuid4()
     with Session(runtime.engine) as s:
-        service.record(
+        audit_record.record(
             session=s,
             actor="client:cv_abc",
             action="data.read",
@@ -34,7 +35,7 @@ def test_record_writes_in_the_callers_transaction(runtime):
         s.rollback()
     assert _count(runtime) == 0
     with Session(runtime.engine) as s:
-        service.record(
+        audit_record.record(
             session=s,
             actor="client:cv_abc",
             action="data.read",
@@ -69,7 +70,7 @@ def test_record_many_inserts_all(runtime):
         for _ in range(500)
     ]
     with Session(runtime.engine) as s:
-        service.record_many(session=s, events=events)
+        audit_record.record_many(session=s, events=events)
         s.commit()
     assert _count(runtime) == 500
 
@@ -94,8 +95,8 @@ def test_record_many_inserts_all(runtime):
 )
 def test_record_refuses_malformed_events(runtime, overrides):
     args = {"actor": "client:x", "action": "data.read", **overrides}
-    with Session(runtime.engine) as s, pytest.raises(service.InvalidAuditEvent):
-        service.record(session=s, **args)
+    with Session(runtime.engine) as s, pytest.raises(audit_errors.InvalidAuditEvent):
+        audit_record.record(session=s, **args)
 
 
 @pytest.mark.parametrize(
@@ -111,13 +112,13 @@ def test_record_refuses_malformed_events(runtime, overrides):
     ],
 )
 def test_record_refuses_pii_looking_details(runtime, details):
-    with Session(runtime.engine) as s, pytest.raises(service.AuditPiiRefused):
-        service.record(session=s, actor="cli", action="customer.lookup", details=details)
+    with Session(runtime.engine) as s, pytest.raises(audit_errors.AuditPiiRefused):
+        audit_record.record(session=s, actor="cli", action="customer.lookup", details=details)
 
 
 def test_uuid_and_small_numbers_are_not_pii(runtime):
     with Session(runtime.engine) as s:
-        service.record(
+        audit_record.record(
             session=s,
             actor="system",
             action="consent.recorded",
@@ -129,7 +130,7 @@ def test_uuid_and_small_numbers_are_not_pii(runtime):
 
 def test_database_refuses_update_and_delete(runtime):
     with Session(runtime.engine) as s:
-        service.record(session=s, actor="cli", action="client.created")
+        audit_record.record(session=s, actor="cli", action="client.created")
         s.commit()
     for stmt in (
         update(AuditEvent).values(action="data.read"),
@@ -171,8 +172,8 @@ def test_record_many_keeps_every_field_and_chains_with_record(runtime):
         },
     ]
     with Session(runtime.engine) as s:
-        service.record(session=s, actor="cli", action="client.created")
-        service.record_many(session=s, events=events)
+        audit_record.record(session=s, actor="cli", action="client.created")
+        audit_record.record_many(session=s, events=events)
         s.commit()
     with Session(runtime.engine) as s:
         rows = s.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
@@ -193,13 +194,15 @@ def test_record_many_keeps_every_field_and_chains_with_record(runtime):
 
 def test_record_many_refuses_unknown_keys_and_bad_events(runtime):
     with Session(runtime.engine) as s:
-        with pytest.raises(service.InvalidAuditEvent):
-            service.record_many(session=s, events=[{"actor": "cli", "action": "x.y", "email": "a"}])
-        with pytest.raises(service.InvalidAuditEvent):
-            service.record_many(
+        with pytest.raises(audit_errors.InvalidAuditEvent):
+            audit_record.record_many(
+                session=s, events=[{"actor": "cli", "action": "x.y", "email": "a"}]
+            )
+        with pytest.raises(audit_errors.InvalidAuditEvent):
+            audit_record.record_many(
                 session=s, events=[{"actor": "cli", "action": "x.y", "customer_id": "nope"}]
             )
-        with pytest.raises(service.AuditPiiRefused):
-            service.record_many(
+        with pytest.raises(audit_errors.AuditPiiRefused):
+            audit_record.record_many(
                 session=s, events=[{"actor": "cli", "action": "x.y", "details": {"e": "a@b.de"}}]
             )

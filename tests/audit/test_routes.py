@@ -13,7 +13,8 @@ from sqlmodel import Session
 
 from tests.audit.helpers import seal, tamper, write
 from tests.factories import auth_headers
-from vault.audit import chain, service
+from vault.audit import chain
+from vault.audit import record as audit_record
 from vault.audit.models import AuditCheckpoint, AuditEvent
 from vault.db import utcnow
 
@@ -50,7 +51,7 @@ def _seed(runtime):
     cid = uuid.uuid4()
     with Session(runtime.engine) as s:
         for i in range(7):
-            service.record(
+            audit_record.record(
                 session=s,
                 actor="client:cv_news" if i % 2 else "staff:42",
                 action="data.read" if i < 5 else "consent.recorded",

@@ -30,7 +30,7 @@ from sqlmodel import Session
 from tests.factories import create_client, create_customer, token
 from tests.hardening.server import Server, vault_cli
 from vault.audit.models import AuditEvent
-from vault.audit.service import needs_sealing
+from vault.audit.seal import needs_sealing
 from vault.consent import service as consent_service
 from vault.consent.models import ConsentEvent, ConsentIdempotency
 from vault.db import reader, utcnow

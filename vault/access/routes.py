@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from vault.access import service
 from vault.access.models import AccessDenied, DataRead, PurposePublic
-from vault.audit import service as audit_service
+from vault.audit import record as audit_record
 from vault.auth.deps import Bearer, bearer_for, check_token, require
 from vault.auth.scopes import Scope
 from vault.db import SessionDep, utcnow
@@ -77,7 +77,7 @@ def _read(
         pur = service.get_purpose(runtime.policy, purpose)
         requested = service.parse_attribute_list(runtime.policy, attributes)
     except VaultError as exc:
-        audit_service.record(
+        audit_record.record(
             session=session,
             actor=principal.actor,
             action=service.READ_ACTION,
@@ -139,7 +139,7 @@ def export_audience(
     requested = service.parse_attribute_list(runtime.policy, attributes)
     check = service.decide_export(principal=principal, purpose=pur, requested=requested)
     if not check.allowed:
-        audit_service.record(
+        audit_record.record(
             session=session,
             actor=principal.actor,
             action=service.EXPORT_ACTION,

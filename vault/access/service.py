@@ -18,7 +18,7 @@ import orjson
 from sqlmodel import Session
 
 from vault.access import store
-from vault.audit import service as audit_service
+from vault.audit import record as audit_record
 from vault.auth.service import Principal
 from vault.consent import service as consent_service
 from vault.crypto.envelope import Envelope
@@ -120,7 +120,7 @@ def read(
                 n: orjson.loads(key.decrypt(n, blobs[n])) for n in decision.attributes if n in blobs
             }
             released = _released_values(purpose, decision.attributes, plain)
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=principal.actor,
         action=READ_ACTION,
@@ -239,7 +239,7 @@ def audience(
                 )
         if events:
             with Session(engine) as session:
-                audit_service.record_many(session=session, events=events)
+                audit_record.record_many(session=session, events=events)
                 session.commit()
         if lines:
             yield b"".join(lines)

@@ -20,7 +20,7 @@ def _runtime():
 @app.command("seal")
 def seal_cmd() -> None:
     """Chain every pending event and sign a checkpoint over the head."""
-    from vault.audit.sealer import seal_pending
+    from vault.audit.seal import seal_pending
 
     rt = _runtime()
     try:
@@ -43,19 +43,24 @@ def verify_cmd(
     """Recompute the hash chain and check every signed checkpoint; exit 1 when tampered."""
     from sqlmodel import Session
 
-    from vault.audit import service
-    from vault.audit.sealer import seal_pending
+    from vault.audit.actions import AuditAction
+    from vault.audit.record import record
+    from vault.audit.seal import seal_pending
+    from vault.audit.verify import verify_engine
 
     rt = _runtime()
     try:
         if seal:
             with Session(rt.engine) as session:
-                service.record(
-                    session=session, actor="cli", action="audit.read", details={"format": "verify"}
+                record(
+                    session=session,
+                    actor="cli",
+                    action=AuditAction.AUDIT_READ,
+                    details={"format": "verify"},
                 )
                 session.commit()
             seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
-        result = service.verify_engine(engine=rt.engine, keys=rt.keys)
+        result = verify_engine(engine=rt.engine, keys=rt.keys)
     finally:
         rt.engine.dispose()
     if as_json:
@@ -81,15 +86,15 @@ def purge_cmd(
     the rest of the chain."""
     from sqlmodel import Session
 
-    from vault.audit import service
-    from vault.audit.sealer import seal_pending
+    from vault.audit.purge import purge
+    from vault.audit.seal import seal_pending
 
     rt = _runtime()
     days = retention_days or rt.settings.audit_retention_days
     try:
         seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
         with Session(rt.engine) as session:
-            result = service.purge(session=session, retention_days=days)
+            result = purge(session=session, retention_days=days)
             session.commit()
         seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
     finally:

@@ -1,16 +1,15 @@
 """Tables of the audit log: events (append-only, hash-chained), signed checkpoints and purges.
 
-See :mod:`vault.audit.service` for the design.
+See :mod:`vault.audit.record`, :mod:`vault.audit.seal`, :mod:`vault.audit.verify` and
+:mod:`vault.audit.purge` for the design.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import BaseModel
 from sqlmodel import Field, SQLModel
 
 from vault.db import Bytes, UTCDateTime, utcnow
@@ -66,30 +65,3 @@ class AuditPurge(SQLModel, table=True):
     up_to_seq: int = Field(sa_type=sa.BigInteger)
     purged_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     deleted: int = Field(sa_type=sa.BigInteger)
-
-
-class AuditEventPublic(BaseModel):
-    """An audit event as auditors see it (``seq`` is null until the event is chained)."""
-
-    seq: int | None
-    occurred_at: datetime
-    actor: str
-    action: str
-    outcome: str
-    customer_id: UUID | None
-    purpose: str | None
-    attributes: list[str]
-    reason: str | None
-    request_id: str | None
-    details: dict[str, Any] | None
-
-
-class AuditEventPage(BaseModel):
-    events: list[AuditEventPublic]
-    next_cursor: str | None
-
-
-class VerifyResult(BaseModel):
-    ok: bool
-    checked: int
-    first_invalid_seq: int | None

@@ -11,8 +11,13 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from vault.audit import sealer, service
-from vault.audit.models import AuditEventPage, VerifyResult
+from vault.audit.actions import AuditAction
+from vault.audit.errors import InvalidCursor
+from vault.audit.query import PAGE_MAX, EventFilter, iter_events, list_events
+from vault.audit.record import record
+from vault.audit.schemas import AuditEventPage, VerifyResult
+from vault.audit.seal import seal_pending
+from vault.audit.verify import verify_engine
 from vault.auth.deps import require
 from vault.auth.scopes import Scope
 from vault.db import SessionDep, page_size
@@ -39,7 +44,7 @@ CSV_COLUMNS = [
 ]
 
 _EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **responses(*_AUTH, service.InvalidCursor),
+    **responses(*_AUTH, InvalidCursor),
     200: {
         "description": "A page of events, or with `Accept: application/x-ndjson` or "
         "`text/csv` the whole selection as a stream.",
@@ -109,11 +114,11 @@ def list_audit_events(
     since: Annotated[datetime | None, Query(description="occurred at or after (UTC)")] = None,
     until: Annotated[datetime | None, Query(description="occurred before (UTC)")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, page_size(service.PAGE_MAX)] = 100,
+    limit: Annotated[int, page_size(PAGE_MAX)] = 100,
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Audit events in insertion order: filtered, paginated, or streamed as NDJSON or CSV."""
-    filters = service.EventFilter(
+    filters = EventFilter(
         customer_id=customer_id,
         actor=actor,
         purpose=purpose,
@@ -125,11 +130,11 @@ def list_audit_events(
     media = NDJSON if accept and NDJSON in accept else CSV if accept and CSV in accept else None
     page = None
     if media is None:
-        page = service.list_events(session=session, filters=filters, cursor=cursor, limit=limit)
-    service.record(
+        page = list_events(session=session, filters=filters, cursor=cursor, limit=limit)
+    record(
         session=session,
         actor=principal.actor,
-        action="audit.read",
+        action=AuditAction.AUDIT_READ,
         customer_id=customer_id,
         purpose=purpose,
         request_id=request.state.request_id,
@@ -139,7 +144,7 @@ def list_audit_events(
         return {"events": page[0], "next_cursor": page[1]}
     # Streams after the request's transaction (and its audit.read event) has committed,
     # through short read transactions of its own.
-    events = service.iter_events(engine=runtime.engine, filters=filters)
+    events = iter_events(engine=runtime.engine, filters=filters)
     if media == NDJSON:
         return StreamingResponse(_ndjson(events), media_type=NDJSON)
     return StreamingResponse(
@@ -162,15 +167,15 @@ def verify_audit_log(
     principal: require(Scope.AUDIT_READ),
 ) -> VerifyResult:
     """Chain pending events, then recompute the whole chain and check every checkpoint."""
-    service.record(
+    record(
         session=session,
         actor=principal.actor,
-        action="audit.read",
+        action=AuditAction.AUDIT_READ,
         request_id=request.state.request_id,
         details={"format": "verify"},
     )
     # Commit the audit.read event now: sealing and verifying run in transactions of their own,
     # and on SQLite this request's write lock must not be held while they run.
     session.commit()
-    sealer.seal_pending(engine=runtime.engine, keys=runtime.keys, checkpoint=True)
-    return service.verify_engine(engine=runtime.engine, keys=runtime.keys)
+    seal_pending(engine=runtime.engine, keys=runtime.keys, checkpoint=True)
+    return verify_engine(engine=runtime.engine, keys=runtime.keys)

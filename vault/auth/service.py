@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session
 
-from vault.audit import service as audit_service
+from vault.audit import record as audit_record
 from vault.auth.models import Client
 from vault.auth.scopes import Scope
 from vault.config import Settings
@@ -86,7 +86,7 @@ def create_client(
     )
     session.add(client)
     session.flush()
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=actor,
         action="client.created",

@@ -36,7 +36,7 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from vault.audit import service as audit_service
+from vault.audit import record as audit_record
 from vault.config import Settings
 from vault.consent.models import (
     Channel,
@@ -610,7 +610,7 @@ def _append(
     event = LedgerEvent(seq=seq, **values)
     decision, applied = apply(_decision(current), event)
     # Every consent change is also an audit event (who recorded what, never evidence values).
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=recorded_by,
         action="consent.recorded",

@@ -26,7 +26,7 @@ import orjson
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from vault.audit import service as audit_service
+from vault.audit import record as audit_record
 from vault.config import Settings
 from vault.consent.models import Channel, ConsentEvent, ConsentState
 from vault.consent.receipts import notice_hash, sign_receipt
@@ -337,7 +337,7 @@ def import_chunk(
         conn.execute(insert(ConsentEvent.__table__), events)
     if states:
         conn.execute(insert(ConsentState.__table__), states)
-    audit_service.record_many(session=session, events=audit)
+    audit_record.record_many(session=session, events=audit)
     report.created += len(kept)
     report.consents += len(events)
 

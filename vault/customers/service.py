@@ -11,7 +11,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from vault.audit import service as audit_service
+from vault.audit import record as audit_record
 from vault.crypto.envelope import DataKey, Envelope
 from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
 from vault.db import utcnow
@@ -173,7 +173,7 @@ def create_customer(
         if v is not None
     ]
     _insert(session, rows, index_rows)
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=actor,
         action="customer.created",
@@ -231,7 +231,7 @@ def rectify(
     session.add(customer)
     session.flush()
     removed_names = sorted(n for n, v in values.items() if v is None)
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=actor,
         action="customer.rectified",
@@ -294,7 +294,7 @@ def lookup(
     if row is None:
         raise CustomerNotFound("No customer matches.")
     get_customer(session, row.customer_id)
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=actor,
         action="customer.lookup",

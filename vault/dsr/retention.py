@@ -28,7 +28,7 @@ from uuid import UUID
 from sqlalchemy import Engine, and_, delete, select
 from sqlmodel import Session
 
-from vault.audit import service as audit_service
+from vault.audit import record as audit_record
 from vault.consent.models import ConsentConfirmation, ConsentIdempotency
 from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
 from vault.db import utcnow
@@ -113,7 +113,7 @@ def _expire_attribute(
                         BlindIndex.attribute == attribute, BlindIndex.customer_id.in_(deleted)
                     )
                 )
-            audit_service.record_many(
+            audit_record.record_many(
                 session=s,
                 events=[
                     {
@@ -180,7 +180,7 @@ def run(
     )
     with Session(engine) as s:
         summary = report.public()
-        audit_service.record(
+        audit_record.record(
             session=s,
             actor=actor,
             action="retention.run",

@@ -28,8 +28,10 @@ from uuid import UUID, uuid4
 from sqlalchemy import and_, delete, insert, select, update
 from sqlmodel import Session
 
-from vault.audit import service as audit_service
-from vault.audit.service import AuditPiiRefused, EventFilter, InvalidAuditEvent
+from vault.audit import query as audit_query
+from vault.audit import record as audit_record
+from vault.audit.errors import AuditPiiRefused, InvalidAuditEvent
+from vault.audit.query import EventFilter
 from vault.consent import service as consent_service
 from vault.consent.models import ConsentConfirmation, ConsentIdempotency
 from vault.crypto.envelope import Envelope
@@ -124,7 +126,7 @@ def _check_reason(reason: str) -> str:
     """Reasons go into the audit log: refuse what the audit log would refuse as PII."""
     reason = " ".join(reason.split())
     try:
-        audit_service.canonical_details({"reason": reason})
+        audit_record.canonical_details({"reason": reason})
     except AuditPiiRefused:
         raise ReasonContainsPersonalData() from None
     except InvalidAuditEvent:
@@ -354,7 +356,7 @@ def _audit(
     attributes: Sequence[str] = (),
     **details: Any,
 ) -> None:
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=actor,
         action=action,
@@ -740,7 +742,7 @@ def record_refused_erasure(
     now: datetime | None = None,
 ) -> None:
     """Audit an erasure refused because of a legal hold (the caller answers 409)."""
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=actor,
         action="dsr.erasure",
@@ -791,7 +793,7 @@ def erase_many(
             continue
         _shred(session, ids, actor, now)
         _emit_erased(session, ids, now)
-        audit_service.record_many(
+        audit_record.record_many(
             session=session,
             events=[
                 {
@@ -850,8 +852,8 @@ def _access_history(session: Session, customer_id: UUID) -> list[dict[str, Any]]
     cursor: str | None = None
     flt = EventFilter(customer_id=customer_id)
     while True:
-        events, cursor = audit_service.list_events(
-            session=session, filters=flt, cursor=cursor, limit=audit_service.PAGE_MAX
+        events, cursor = audit_query.list_events(
+            session=session, filters=flt, cursor=cursor, limit=audit_query.PAGE_MAX
         )
         out.extend(
             {

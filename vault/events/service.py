@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
-from vault.audit import service as audit_service
+from vault.audit import record as audit_record
 from vault.config import Settings
 from vault.crypto.keys import KeyMaterial
 from vault.db import utcnow
@@ -133,7 +133,7 @@ def _audit(
     **details: Any,
 ) -> None:
     # the URL stays out of the audit log: its path or query may carry a receiver's token
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=actor,
         action=action,

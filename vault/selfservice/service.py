@@ -33,7 +33,7 @@ from uuid import UUID
 from sqlalchemy import delete, or_, select
 from sqlmodel import Session
 
-from vault.audit import service as audit_service
+from vault.audit import record as audit_record
 from vault.audit.models import AuditEvent
 from vault.auth.models import Client
 from vault.config import Settings
@@ -139,7 +139,7 @@ def issue_link(
         )
     )
     session.flush()
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=issued_by,
         action="selfservice.link_issued",
@@ -154,7 +154,7 @@ def record_link_throttled(
     *, session: Session, customer_id: UUID, issued_by: str, request_id: str | None = None
 ) -> None:
     """Audit the first refused link request of a rate-limit window (no link is made)."""
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=issued_by,
         action="selfservice.link_throttled",
@@ -221,7 +221,7 @@ def consume_link(
     )
     session.add(row)
     session.flush()
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=customer_actor(customer.id),
         action="selfservice.login",
@@ -260,7 +260,7 @@ def end_session(
 ) -> None:
     """Logout: the session row goes, so the cookie value is worthless from now on."""
     session.execute(delete(SelfserviceSession).where(SelfserviceSession.id_hash == _hash(token)))
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=customer_actor(customer_id),
         action="selfservice.logout",
@@ -545,7 +545,7 @@ def my_data(
         for name, value in values.items()
     ]
     items.sort(key=lambda item: order.get(item.name, len(order)))
-    audit_service.record(
+    audit_record.record(
         session=session,
         actor=customer_actor(customer_id),
         action="selfservice.data_viewed",
