@@ -17,7 +17,8 @@ from vault.auth.service import Principal
 from vault.db import SessionDep, page_size, utcnow
 from vault.dsr import erasure, export, requests, rights, ropa
 from vault.dsr import errors as dsr_errors
-from vault.dsr.models import (
+from vault.dsr.models import RequestKind, RequestStatus
+from vault.dsr.schemas import (
     CustomerRights,
     DataExport,
     LegalHoldSet,
@@ -25,10 +26,8 @@ from vault.dsr.models import (
     RequestClose,
     RequestCreate,
     RequestExtend,
-    RequestKind,
     RequestList,
     RequestPublic,
-    RequestStatus,
 )
 from vault.errors import (
     CustomerErased,
