@@ -3,7 +3,7 @@
 python -m bench.erasure [--customers N] [--database-url URL]
 
 Seeds N customers (6 encrypted values, an e-mail blind index and two consent states each) with
-bench/seed.py, then erases all of them with ``vault.dsr.service.erase_many`` in one transaction
+bench/seed.py, then erases all of them with ``vault.dsr.erasure.erase_many`` in one transaction
 (tombstones, deleted values and index rows, a completed erasure request, one audit event and one
 ``customer.erased`` outbox event per customer) and commits. The figure includes the commit.
 """
@@ -19,7 +19,7 @@ from sqlmodel import Session
 from bench.common import machine, throwaway_runtime
 from bench.seed import seed
 from vault.customers.models import Customer, CustomerValue
-from vault.dsr import service
+from vault.dsr import erasure
 
 
 def run(customers: int, database_url: str | None = None) -> dict[str, float]:
@@ -34,7 +34,7 @@ def run(customers: int, database_url: str | None = None) -> dict[str, float]:
         )
         t0 = time.perf_counter()
         with Session(rt.engine) as s:
-            result = service.erase_many(session=s, customer_ids=ids, actor="cli")
+            result = erasure.erase_many(session=s, customer_ids=ids, actor="cli")
             s.commit()
         elapsed = time.perf_counter() - t0
         with Session(rt.engine) as s:

@@ -15,7 +15,8 @@ from tests.factories import create_customer, record_consent
 from vault.access import service, store
 from vault.audit.models import AuditEvent
 from vault.auth.service import Principal
-from vault.dsr import service as dsr_service
+from vault.dsr import erasure as dsr_erasure
+from vault.dsr import rights as dsr_rights
 
 PURPOSE = "personalised_offers"
 
@@ -49,11 +50,11 @@ def between_statements(backend, runtime, monkeypatch):
 
 
 def _erase(session, customer_id):
-    dsr_service.erase(session=session, customer_id=customer_id, actor="cli")
+    dsr_erasure.erase(session=session, customer_id=customer_id, actor="cli")
 
 
 def _restrict(session, customer_id):
-    dsr_service.restrict(session=session, customer_id=customer_id, actor="cli")
+    dsr_rights.restrict(session=session, customer_id=customer_id, actor="cli")
 
 
 @pytest.mark.parametrize(

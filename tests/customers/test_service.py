@@ -126,7 +126,7 @@ def test_rectify_waiting_on_an_erasure_answers_410_and_writes_nothing(runtime, s
     """Regression (tests/hardening/test_concurrency_pg.py): rectify read the customer without
     a lock and touched its values first, so on PostgreSQL it deadlocked with a concurrent
     erasure (500) or, queued behind it, wrote new values to the erased customer."""
-    from vault.dsr import service as dsr_service
+    from vault.dsr import erasure as dsr_erasure
 
     c = create_customer(session, runtime)
     session.rollback()
@@ -149,7 +149,7 @@ def test_rectify_waiting_on_an_erasure_answers_410_and_writes_nothing(runtime, s
                 outcome.append(exc)
 
     with Session(runtime.engine) as eraser:
-        dsr_service.erase(session=eraser, customer_id=c.id, actor="cli")
+        dsr_erasure.erase(session=eraser, customer_id=c.id, actor="cli")
         t = threading.Thread(target=rectify)
         t.start()
         t.join(0.5)  # rectify runs as far as it can while the erasure holds its locks

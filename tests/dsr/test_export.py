@@ -10,7 +10,8 @@ from tests.dsr.helpers import audit_actions, customer_with_data, dsr, read, read
 from tests.factories import create_customer, record_consent
 from vault.audit.models import AuditEvent
 from vault.customers import service as customers_service
-from vault.dsr import service
+from vault.dsr import export as dsr_export
+from vault.policy.facts import recipients_public
 
 
 def test_export_holds_everything_about_the_customer(client, session, runtime):
@@ -117,7 +118,7 @@ def test_portability_export_with_receipts_closes_the_open_request(client, sessio
 def test_export_service_is_reusable_without_http(session, runtime):
     """The self-service page calls the same function with the customer as actor."""
     customer = customer_with_data(session, runtime)
-    doc = service.export(
+    doc = dsr_export.export(
         session=session,
         envelope=runtime.envelope,
         policy=runtime.policy,
@@ -145,7 +146,7 @@ def test_export_waits_for_a_rectification_in_progress(session, runtime):
     def export() -> None:
         with Session(runtime.engine) as s:
             try:
-                doc = service.export(
+                doc = dsr_export.export(
                     session=s,
                     envelope=runtime.envelope,
                     policy=runtime.policy,
@@ -190,5 +191,5 @@ def test_third_country_recipients_are_marked(runtime):
             }
         }
     )
-    marked = {r["id"]: r["third_country"] for r in service.recipients_public(policy)}
+    marked = {r["id"]: r["third_country"] for r in recipients_public(policy)}
     assert marked["ad_partner"] is True and marked["crm"] is False

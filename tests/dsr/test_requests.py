@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from tests.dsr.helpers import audit_actions, customer_with_data, dsr
 from vault.cli import app as cli
-from vault.dsr.service import add_months, due_at
+from vault.dsr.requests import add_months, due_at
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from vault.cli import app as cli
 from vault.consent.models import ConsentConfirmation, ConsentEvent, ConsentIdempotency
 from vault.customers.models import BlindIndex, CustomerValue
 from vault.dsr import retention
-from vault.dsr.service import effective_retention
+from vault.policy.facts import effective_retention
 
 
 def test_effective_retention_rules(runtime):

@@ -31,19 +31,19 @@ def list_cmd(
     from sqlmodel import Session
 
     from vault.db import reader, utcnow
-    from vault.dsr import service
+    from vault.dsr import requests
 
     rt = _runtime()
     now = utcnow()
     try:
         with Session(reader(rt.engine)) as session:
-            rows = service.list_requests(
+            rows = requests.list_requests(
                 session=session, overdue=overdue, status=status, kind=kind, now=now, limit=limit
             )
     finally:
         rt.engine.dispose()
     for r in rows:
-        item = service.request_public(r, now)
+        item = requests.request_public(r, now)
         if as_json:
             typer.echo(json.dumps(item, default=str))
         else:

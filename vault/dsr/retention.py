@@ -3,7 +3,7 @@
 What it deletes (docs/dsr.md has the reasoning):
 
 - **Values past their retention**: a ``customer_value`` whose ``updated_at`` lies more than the
-  attribute's effective retention before ``now`` (:func:`vault.dsr.service.effective_retention`:
+  attribute's effective retention before ``now`` (:func:`vault.policy.facts.effective_retention`:
   the attribute's own ``retention_days``, else the longest ``retention_days`` of the purposes
   using it if all of them set one), with its blind-index row. Customers under a legal hold or a
   restriction (Art. 18(1)(b)/(c): kept *instead of* erased) are skipped.
@@ -32,8 +32,8 @@ from vault.audit import record as audit_record
 from vault.consent.models import ConsentConfirmation, ConsentIdempotency
 from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
 from vault.db import utcnow
-from vault.dsr.service import effective_retention
 from vault.policy import Policy
+from vault.policy.facts import effective_retention
 
 IDEMPOTENCY_DAYS = 30
 BATCH = 1000

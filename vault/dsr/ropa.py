@@ -13,8 +13,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from vault.dsr.service import effective_retention, recipients_public
 from vault.policy import LegalBasis, Policy
+from vault.policy.facts import effective_retention, recipients_public
 
 FORMAT = "consent-vault/records-of-processing/v1"
 

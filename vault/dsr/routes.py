@@ -1,5 +1,6 @@
 """The DSR API: export, erasure, legal hold, restriction, objection, request tracking, and the
-Art. 30 record. Thin: each route calls one function of :mod:`vault.dsr.service`."""
+Art. 30 record. Thin: each route calls one function of :mod:`vault.dsr.export`,
+:mod:`vault.dsr.erasure`, :mod:`vault.dsr.rights` or :mod:`vault.dsr.requests`."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from vault.auth.deps import authenticate, require
 from vault.auth.scopes import Scope
 from vault.auth.service import Principal
 from vault.db import SessionDep, page_size, utcnow
-from vault.dsr import ropa, service
-from vault.dsr.models import (
+from vault.dsr import erasure, export, requests, rights, ropa
+from vault.dsr import errors as dsr_errors
+from vault.dsr.models import RequestKind, RequestStatus
+from vault.dsr.schemas import (
     CustomerRights,
     DataExport,
     LegalHoldSet,
@@ -23,10 +26,8 @@ from vault.dsr.models import (
     RequestClose,
     RequestCreate,
     RequestExtend,
-    RequestKind,
     RequestList,
     RequestPublic,
-    RequestStatus,
 )
 from vault.errors import (
     CustomerErased,
@@ -44,10 +45,6 @@ _AUTH = (NotAuthenticated, Forbidden)
 _CUSTOMER = (CustomerNotFound, CustomerErased)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 DSR = require(Scope.DSR_EXECUTE)
-
-
-def _rights(result: service.RightsResult) -> dict[str, Any]:
-    return service.rights_public(result)
 
 
 # --- export and erasure ---------------------------------------------------------------------
@@ -71,7 +68,7 @@ def export_customer(
     receipts: Annotated[bool, Query(description="include the signed consent receipts")] = False,
 ) -> Response:
     """Everything the vault holds about a customer (GDPR Art. 15 / 20), machine-readable."""
-    document = service.export(
+    document = export.export(
         session=session,
         envelope=runtime.envelope,
         policy=runtime.policy,
@@ -92,22 +89,22 @@ def export_customer(
     "/v1/customers/{customer_id}",
     operation_id="erase_customer",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=responses(*_AUTH, *_CUSTOMER, service.LegalHold),
+    responses=responses(*_AUTH, *_CUSTOMER, dsr_errors.LegalHold),
 )
 def erase_customer(
     request: Request, customer_id: UUID, session: SessionDep, principal: DSR
 ) -> Response:
     """Erase a customer (Art. 17) by destroying its data key; consent ledger and audit stay."""
     try:
-        service.erase(
+        erasure.erase(
             session=session,
             customer_id=customer_id,
             actor=principal.actor,
             request_id=request.state.request_id,
         )
-    except service.LegalHold as exc:
+    except dsr_errors.LegalHold as exc:
         # The refusal is evidence too: audit it in this transaction, which then commits.
-        service.record_refused_erasure(
+        erasure.record_refused_erasure(
             session=session,
             customer_id=customer_id,
             actor=principal.actor,
@@ -121,14 +118,14 @@ def erase_customer(
     "/v1/customers/{customer_id}/legal-hold",
     operation_id="set_legal_hold",
     response_model=CustomerRights,
-    responses=responses(*_AUTH, *_CUSTOMER, service.ReasonContainsPersonalData),
+    responses=responses(*_AUTH, *_CUSTOMER, dsr_errors.ReasonContainsPersonalData),
 )
 def set_legal_hold(
     request: Request, customer_id: UUID, body: LegalHoldSet, session: SessionDep, principal: DSR
 ) -> dict[str, Any]:
     """Put the customer's data under a legal hold: erasure answers 409 until it is cleared."""
-    return _rights(
-        service.set_legal_hold(
+    return rights.rights_public(
+        rights.set_legal_hold(
             session=session,
             customer_id=customer_id,
             reason=body.reason,
@@ -142,14 +139,14 @@ def set_legal_hold(
     "/v1/customers/{customer_id}/legal-hold",
     operation_id="clear_legal_hold",
     response_model=CustomerRights,
-    responses=responses(*_AUTH, *_CUSTOMER, service.ReasonContainsPersonalData),
+    responses=responses(*_AUTH, *_CUSTOMER, dsr_errors.ReasonContainsPersonalData),
 )
 def clear_legal_hold(
     request: Request, customer_id: UUID, body: LegalHoldSet, session: SessionDep, principal: DSR
 ) -> dict[str, Any]:
     """Clear the legal hold (the body's reason says why it no longer applies)."""
-    return _rights(
-        service.clear_legal_hold(
+    return rights.rights_public(
+        rights.clear_legal_hold(
             session=session,
             customer_id=customer_id,
             reason=body.reason,
@@ -172,8 +169,8 @@ def restrict_customer(
     request: Request, customer_id: UUID, session: SessionDep, principal: DSR
 ) -> dict[str, Any]:
     """Restrict processing (Art. 18): nothing is released to any purpose until lifted."""
-    return _rights(
-        service.restrict(
+    return rights.rights_public(
+        rights.restrict(
             session=session,
             customer_id=customer_id,
             actor=principal.actor,
@@ -192,8 +189,8 @@ def lift_restriction(
     request: Request, customer_id: UUID, session: SessionDep, principal: DSR
 ) -> dict[str, Any]:
     """Lift a restriction (Art. 18(3)); reads follow the legal basis again."""
-    return _rights(
-        service.lift_restriction(
+    return rights.rights_public(
+        rights.lift_restriction(
             session=session,
             customer_id=customer_id,
             actor=principal.actor,
@@ -206,7 +203,7 @@ def lift_restriction(
     "/v1/customers/{customer_id}/objection",
     operation_id="object_to_processing",
     response_model=CustomerRights,
-    responses=responses(*_AUTH, *_CUSTOMER, service.InvalidObjectionScope),
+    responses=responses(*_AUTH, *_CUSTOMER, dsr_errors.InvalidObjectionScope),
 )
 def object_to_processing(
     request: Request,
@@ -217,8 +214,8 @@ def object_to_processing(
     principal: DSR,
 ) -> dict[str, Any]:
     """Record an objection (Art. 21): direct marketing, or a legitimate-interest purpose."""
-    return _rights(
-        service.object_to(
+    return rights.rights_public(
+        rights.object_to(
             session=session,
             policy=runtime.policy,
             customer_id=customer_id,
@@ -233,7 +230,7 @@ def object_to_processing(
     "/v1/customers/{customer_id}/objection",
     operation_id="withdraw_objection",
     response_model=CustomerRights,
-    responses=responses(*_AUTH, *_CUSTOMER, service.InvalidObjectionScope),
+    responses=responses(*_AUTH, *_CUSTOMER, dsr_errors.InvalidObjectionScope),
 )
 def withdraw_objection(
     request: Request,
@@ -244,8 +241,8 @@ def withdraw_objection(
     principal: DSR,
 ) -> dict[str, Any]:
     """Withdraw an objection the customer made earlier."""
-    return _rights(
-        service.withdraw_objection(
+    return rights.rights_public(
+        rights.withdraw_objection(
             session=session,
             policy=runtime.policy,
             customer_id=customer_id,
@@ -273,11 +270,11 @@ def list_dsr_requests(
     status: RequestStatus | None = None,
     overdue: Annotated[bool, Query(description="open and past their deadline")] = False,
     cursor: Annotated[UUID | None, Query(description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, page_size(service.PAGE_MAX)] = 100,
+    limit: Annotated[int, page_size(requests.PAGE_MAX)] = 100,
 ) -> dict[str, Any]:
     """Tracked data-subject requests, earliest deadline first."""
     now = utcnow()
-    rows = service.list_requests(
+    rows = requests.list_requests(
         session=session,
         customer_id=customer_id,
         kind=kind,
@@ -290,7 +287,7 @@ def list_dsr_requests(
     more = len(rows) > limit
     rows = rows[:limit]
     return {
-        "requests": [service.request_public(r, now) for r in rows],
+        "requests": [requests.request_public(r, now) for r in rows],
         "next_cursor": str(rows[-1].id) if more else None,
     }
 
@@ -306,7 +303,7 @@ def create_dsr_request(
     request: Request, body: RequestCreate, session: SessionDep, principal: DSR
 ) -> dict[str, Any]:
     """Record a request as received; it is due one calendar month later (Art. 12(3))."""
-    row = service.create_request(
+    row = requests.create_request(
         session=session,
         customer_id=body.customer_id,
         kind=body.kind,
@@ -314,18 +311,18 @@ def create_dsr_request(
         actor=principal.actor,
         request_id=request.state.request_id,
     )
-    return service.request_public(row)
+    return requests.request_public(row)
 
 
 @router.get(
     "/v1/dsr/requests/{request_uuid}",
     operation_id="get_dsr_request",
     response_model=RequestPublic,
-    responses=responses(*_AUTH, service.RequestNotFound),
+    responses=responses(*_AUTH, dsr_errors.RequestNotFound),
 )
 def get_dsr_request(request_uuid: UUID, session: SessionDep, principal: DSR) -> dict[str, Any]:
     """One tracked request."""
-    return service.request_public(service.get_request(session, request_uuid))
+    return requests.request_public(requests.get_request(session, request_uuid))
 
 
 @router.post(
@@ -334,11 +331,11 @@ def get_dsr_request(request_uuid: UUID, session: SessionDep, principal: DSR) -> 
     response_model=RequestPublic,
     responses=responses(
         *_AUTH,
-        service.RequestNotFound,
-        service.RequestClosed,
-        service.ExtensionReasonRequired,
-        service.ExtensionTooLong,
-        service.ReasonContainsPersonalData,
+        dsr_errors.RequestNotFound,
+        dsr_errors.RequestClosed,
+        dsr_errors.ExtensionReasonRequired,
+        dsr_errors.ExtensionTooLong,
+        dsr_errors.ReasonContainsPersonalData,
     ),
 )
 def extend_dsr_request(
@@ -349,7 +346,7 @@ def extend_dsr_request(
     principal: DSR,
 ) -> dict[str, Any]:
     """Extend the deadline by up to two further months in total, with a reason."""
-    row = service.extend_request(
+    row = requests.extend_request(
         session=session,
         request_uuid=request_uuid,
         months=body.months,
@@ -357,7 +354,7 @@ def extend_dsr_request(
         actor=principal.actor,
         request_id=request.state.request_id,
     )
-    return service.request_public(row)
+    return requests.request_public(row)
 
 
 @router.post(
@@ -366,10 +363,10 @@ def extend_dsr_request(
     response_model=RequestPublic,
     responses=responses(
         *_AUTH,
-        service.RequestNotFound,
-        service.RequestClosed,
-        service.RejectionReasonRequired,
-        service.ReasonContainsPersonalData,
+        dsr_errors.RequestNotFound,
+        dsr_errors.RequestClosed,
+        dsr_errors.RejectionReasonRequired,
+        dsr_errors.ReasonContainsPersonalData,
     ),
 )
 def close_dsr_request(
@@ -380,7 +377,7 @@ def close_dsr_request(
     principal: DSR,
 ) -> dict[str, Any]:
     """Close a request as completed or rejected (a rejection needs a reason)."""
-    row = service.close_request(
+    row = requests.close_request(
         session=session,
         request_uuid=request_uuid,
         status=body.status,
@@ -388,7 +385,7 @@ def close_dsr_request(
         actor=principal.actor,
         request_id=request.state.request_id,
     )
-    return service.request_public(row)
+    return requests.request_public(row)
 
 
 # --- Art. 30 record ----------------------------------------------------------------------------

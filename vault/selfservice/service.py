@@ -44,7 +44,9 @@ from vault.crypto.signing import Signer
 from vault.customers import service as customers_service
 from vault.customers.models import Customer, CustomerStatus
 from vault.db import utcnow
-from vault.dsr import service as dsr_service
+from vault.dsr import erasure as dsr_erasure
+from vault.dsr import export as dsr_export
+from vault.dsr import rights as dsr_rights
 from vault.errors import CustomerErased, InvalidRequest, VaultError
 from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING
@@ -630,8 +632,8 @@ def objection(
     request_id: str | None = None,
 ) -> None:
     """Object (Art. 21) to direct marketing or a legitimate-interest purpose, or withdraw the
-    objection, through :mod:`vault.dsr.service` (which audits it and emits the event)."""
-    fn = dsr_service.withdraw_objection if withdraw else dsr_service.object_to
+    objection, through :mod:`vault.dsr.rights` (which audits it and emits the event)."""
+    fn = dsr_rights.withdraw_objection if withdraw else dsr_rights.object_to
     fn(
         session=session,
         policy=policy,
@@ -651,7 +653,7 @@ def export(
     request_id: str | None = None,
 ) -> dict[str, Any]:
     """The full Art. 15/20 export document (audited and recorded by the DSR service)."""
-    return dsr_service.export(
+    return dsr_export.export(
         session=session,
         envelope=envelope,
         policy=policy,
@@ -673,7 +675,7 @@ def erase(
     confirmation, and end every session and link of theirs in the same transaction."""
     if not confirmed:
         raise ErasureNotConfirmed()
-    dsr_service.erase(
+    dsr_erasure.erase(
         session=session,
         customer_id=customer_id,
         actor=customer_actor(customer_id),

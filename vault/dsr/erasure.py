@@ -1,0 +1,227 @@
+"""Erasure (GDPR Art. 17) by crypto-shredding.
+
+:func:`erase` / :func:`erase_many`: the wrapped data key is set to NULL and values, blind-index
+rows, confirmation tokens and idempotency answers are deleted in the caller's one transaction;
+the customer row stays as a tombstone (``erased_at``, ``erased_by``); the consent ledger, its
+projection and the audit log stay (ids only, no clear PII). A legal hold (Art. 17(3)) refuses
+with 409 (:func:`record_refused_erasure` audits the refusal). Each erasure is audited as
+``dsr.erasure``, emits ``customer.erased`` and closes (or records) the erasure request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from sqlalchemy import delete, insert, select, update
+from sqlmodel import Session
+
+from vault.audit import record as audit_record
+from vault.consent.models import ConsentConfirmation, ConsentIdempotency
+from vault.customers import service as customers_service
+from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
+from vault.db import utcnow
+from vault.dsr.errors import LegalHold
+from vault.dsr.models import DataSubjectRequest, RequestKind, RequestStatus
+from vault.dsr.requests import due_at, record_audit
+from vault.events import service as events_service
+from vault.events.models import EventType
+
+_CHUNK = 500  # ids per IN (...) list
+_CUSTOMER = Customer.__table__
+_REQUEST = DataSubjectRequest.__table__
+# Tables whose rows hold a customer's data or secrets derived from it; deleted on erasure.
+_SHREDDED = (
+    CustomerValue.__table__,
+    BlindIndex.__table__,
+    ConsentConfirmation.__table__,
+    ConsentIdempotency.__table__,
+)
+
+
+@dataclass
+class EraseManyResult:
+    erased: list[UUID] = field(default_factory=list)
+    not_found: list[UUID] = field(default_factory=list)
+    already_erased: list[UUID] = field(default_factory=list)
+    legal_hold: list[UUID] = field(default_factory=list)
+
+
+def _chunks(ids: Sequence[UUID], size: int = _CHUNK) -> Iterable[list[UUID]]:
+    for i in range(0, len(ids), size):
+        yield list(ids[i : i + size])
+
+
+def _shred(session: Session, ids: list[UUID], actor: str, now: datetime) -> None:
+    """One transaction (the caller's): destroy the keys, delete the data, leave tombstones."""
+    conn = session.connection()
+    conn.execute(
+        update(_CUSTOMER)
+        .where(_CUSTOMER.c.id.in_(ids))
+        .values(
+            dek_wrapped=None,
+            kek_id=None,
+            status=CustomerStatus.ERASED,
+            erased_at=now,
+            erased_by=actor,
+            updated_at=now,
+        )
+    )
+    for table in _SHREDDED:
+        conn.execute(delete(table).where(table.c.customer_id.in_(ids)))
+    # Close every open erasure request of these customers; record one for the others.
+    open_for = set(
+        conn.execute(
+            select(_REQUEST.c.customer_id).where(
+                _REQUEST.c.customer_id.in_(ids),
+                _REQUEST.c.kind == RequestKind.ERASURE,
+                _REQUEST.c.status == RequestStatus.OPEN,
+            )
+        ).scalars()
+    )
+    if open_for:
+        conn.execute(
+            update(_REQUEST)
+            .where(
+                _REQUEST.c.customer_id.in_(list(open_for)),
+                _REQUEST.c.kind == RequestKind.ERASURE,
+                _REQUEST.c.status == RequestStatus.OPEN,
+            )
+            .values(status=RequestStatus.COMPLETED, handled_by=actor, closed_at=now)
+        )
+    due = due_at(now)
+    new = [
+        {
+            "id": uuid4(),
+            "customer_id": cid,
+            "kind": RequestKind.ERASURE,
+            "status": RequestStatus.COMPLETED,
+            "received_at": now,
+            "due_at": due,
+            "extension_months": 0,
+            "created_by": actor,
+            "handled_by": actor,
+            "closed_at": now,
+            "created_at": now,
+        }
+        for cid in ids
+        if cid not in open_for
+    ]
+    if new:
+        conn.execute(insert(_REQUEST), new)
+
+
+def _emit_erased(session: Session, ids: Sequence[UUID], now: datetime) -> None:
+    for cid in ids:
+        events_service.emit(
+            session=session,
+            type=EventType.CUSTOMER_ERASED,
+            customer_id=cid,
+            data={"erased_at": now.isoformat()},
+            now=now,
+        )
+
+
+def erase(
+    *,
+    session: Session,
+    customer_id: UUID,
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> Customer:
+    """Erase one customer (crypto-shredding). 404 unknown, 410 already erased, 409 under a
+    legal hold (``reason`` in the error body). Returns the tombstone."""
+    now = now or utcnow()
+    customer = customers_service.lock_customer(session, customer_id)
+    if customer.legal_hold:
+        raise LegalHold(
+            "Erasure refused: the customer's data is under a legal hold (GDPR Art. 17(3)).",
+            reason=customer.legal_hold_reason,
+        )
+    names = customers_service.stored_attribute_names(session, customer.id)
+    _shred(session, [customer.id], actor, now)
+    _emit_erased(session, [customer.id], now)
+    record_audit(session, actor, "dsr.erasure", customer.id, request_id, now, attributes=names)
+    session.expire(customer)
+    session.refresh(customer)
+    return customer
+
+
+def record_refused_erasure(
+    *,
+    session: Session,
+    customer_id: UUID,
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Audit an erasure refused because of a legal hold (the caller answers 409)."""
+    audit_record.record(
+        session=session,
+        actor=actor,
+        action="dsr.erasure",
+        outcome="denied",
+        customer_id=customer_id,
+        reason="legal_hold",
+        request_id=request_id,
+        now=now,
+    )
+
+
+def erase_many(
+    *,
+    session: Session,
+    customer_ids: Sequence[UUID],
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> EraseManyResult:
+    """Erase many customers in the caller's one transaction (batch erasure, e.g. accounts
+    closed long ago). Unknown, already erased and legally held customers are skipped and
+    reported, not raised. Statements work on chunks of 500 ids."""
+    now = now or utcnow()
+    result = EraseManyResult()
+    wanted = list(dict.fromkeys(customer_ids))
+    conn = session.connection()
+    for chunk in _chunks(wanted):
+        rows = {
+            cid: (status, hold)
+            for cid, status, hold in conn.execute(
+                select(_CUSTOMER.c.id, _CUSTOMER.c.status, _CUSTOMER.c.legal_hold)
+                .where(_CUSTOMER.c.id.in_(chunk))
+                .with_for_update()
+            )
+        }
+        ids: list[UUID] = []
+        for cid in chunk:
+            found = rows.get(cid)
+            if found is None:
+                result.not_found.append(cid)
+            elif found[0] == CustomerStatus.ERASED:
+                result.already_erased.append(cid)
+            elif found[1]:
+                result.legal_hold.append(cid)
+            else:
+                ids.append(cid)
+        if not ids:
+            continue
+        _shred(session, ids, actor, now)
+        _emit_erased(session, ids, now)
+        audit_record.record_many(
+            session=session,
+            events=[
+                {
+                    "actor": actor,
+                    "action": "dsr.erasure",
+                    "customer_id": cid,
+                    "request_id": request_id,
+                    "now": now,
+                }
+                for cid in ids
+            ],
+        )
+        result.erased.extend(ids)
+    return result

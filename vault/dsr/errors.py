@@ -1,0 +1,50 @@
+"""The data-subject-rights errors: every refusal a DSR door can answer, with its code and status."""
+
+from __future__ import annotations
+
+from vault.errors import Conflict, InvalidRequest, NotFound
+
+
+class LegalHold(Conflict):
+    code = "legal_hold"
+    default_detail = "The customer's data is under a legal hold (GDPR Art. 17(3))."
+
+
+class InvalidObjectionScope(InvalidRequest):
+    code = "invalid_objection_scope"
+    default_detail = (
+        "An objection names 'direct_marketing' or the id of a legitimate-interest purpose."
+    )
+
+
+class ExtensionReasonRequired(InvalidRequest):
+    code = "extension_reason_required"
+    default_detail = "Extending a deadline needs a reason (GDPR Art. 12(3))."
+
+
+class ExtensionTooLong(InvalidRequest):
+    code = "extension_too_long"
+    default_detail = "A deadline can be extended by at most two further months in total."
+
+
+class RejectionReasonRequired(InvalidRequest):
+    code = "rejection_reason_required"
+    default_detail = "Rejecting a request needs a reason (GDPR Art. 12(4))."
+
+
+class ReasonContainsPersonalData(InvalidRequest):
+    code = "reason_contains_personal_data"
+    default_detail = (
+        "The reason looks like it contains personal data (an e-mail address or a long number); "
+        "describe it without them."
+    )
+
+
+class RequestNotFound(NotFound):
+    code = "dsr_request_not_found"
+    default_detail = "No data-subject request with this id."
+
+
+class RequestClosed(Conflict):
+    code = "dsr_request_closed"
+    default_detail = "This request is already closed."

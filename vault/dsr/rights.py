@@ -1,0 +1,277 @@
+"""Restriction, objection and legal hold on a customer, the rights that change the customer row
+itself.
+
+- :func:`restrict` / :func:`lift_restriction` (Art. 18), :func:`object_to` /
+  :func:`withdraw_objection` (Art. 21) set ``customer.status`` and ``customer.objections``, which
+  the pure access decision (:mod:`vault.policy.decision`) already honours.
+- :func:`set_legal_hold` / :func:`clear_legal_hold` (Art. 17(3)) make erasure refuse.
+- Every one of them is audited (``dsr.<what>``), emits its outbox event where downstream tools
+  must act, and records or closes a tracked request (:func:`vault.dsr.requests.complete_request`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlmodel import Session
+
+from vault.customers import service as customers_service
+from vault.customers.models import Customer, CustomerStatus
+from vault.db import utcnow
+from vault.dsr.errors import InvalidObjectionScope
+from vault.dsr.models import RequestKind
+from vault.dsr.requests import check_free_text_reason, complete_request, record_audit
+from vault.events import service as events_service
+from vault.events.models import EventType
+from vault.policy import LegalBasis, Policy
+from vault.policy.decision import DIRECT_MARKETING
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RightsResult:
+    customer: Customer
+    request_uuid: UUID | None = None
+    changed: bool = True
+
+
+def rights_public(result: RightsResult) -> dict[str, Any]:
+    c = result.customer
+    return {
+        "customer_id": c.id,
+        "status": c.status,
+        "objections": sorted(c.objection_set),
+        "legal_hold": c.legal_hold,
+        "legal_hold_reason": c.legal_hold_reason,
+        "erased_at": c.erased_at,
+        "request_id": result.request_uuid,
+    }
+
+
+def _save(
+    session: Session,
+    customer: Customer,
+    now: datetime,
+    event: EventType | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Write the changed customer row; with ``event``, also its outbox event."""
+    customer.updated_at = now
+    session.add(customer)
+    session.flush()
+    if event is not None:
+        events_service.emit(
+            session=session, type=event, customer_id=customer.id, data=data or {}, now=now
+        )
+
+
+# --- restriction (Art. 18) and objection (Art. 21) --------------------------------------------
+
+
+def restrict(
+    *,
+    session: Session,
+    customer_id: UUID,
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> RightsResult:
+    """Restrict processing: from now on nothing is released to any purpose (the customer's
+    data is stored, not used). Idempotent."""
+    now = now or utcnow()
+    customer = customers_service.lock_customer(session, customer_id)
+    changed = customer.status != CustomerStatus.RESTRICTED
+    if changed:
+        customer.status = CustomerStatus.RESTRICTED
+        _save(
+            session,
+            customer,
+            now,
+            EventType.CUSTOMER_RESTRICTED,
+            {"status": CustomerStatus.RESTRICTED},
+        )
+    req = complete_request(
+        session=session, customer_id=customer.id, kind=RequestKind.RESTRICTION, actor=actor, now=now
+    )
+    record_audit(session, actor, "dsr.restriction", customer.id, request_id, now, changed=changed)
+    return RightsResult(customer, req, changed)
+
+
+def lift_restriction(
+    *,
+    session: Session,
+    customer_id: UUID,
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> RightsResult:
+    """End a restriction (Art. 18(3): the data subject must be told before). Idempotent."""
+    now = now or utcnow()
+    customer = customers_service.lock_customer(session, customer_id)
+    changed = customer.status == CustomerStatus.RESTRICTED
+    if changed:
+        customer.status = CustomerStatus.ACTIVE
+        _save(
+            session,
+            customer,
+            now,
+            EventType.CUSTOMER_UPDATED,
+            {"status": CustomerStatus.ACTIVE, "restriction": "lifted"},
+        )
+    record_audit(
+        session, actor, "dsr.restriction_lifted", customer.id, request_id, now, changed=changed
+    )
+    return RightsResult(customer, None, changed)
+
+
+def objection_scopes(policy: Policy) -> list[str]:
+    """What an objection may name: direct marketing, or a legitimate-interest purpose."""
+    legitimate = (
+        p.id for p in policy.purposes.values() if p.legal_basis is LegalBasis.LEGITIMATE_INTEREST
+    )
+    return [DIRECT_MARKETING, *sorted(legitimate)]
+
+
+def _check_scope(policy: Policy, scope: str) -> str:
+    allowed = objection_scopes(policy)
+    if scope not in allowed:
+        raise InvalidObjectionScope(
+            f"Objections name one of: {', '.join(allowed)}. Consent-based purposes are "
+            "withdrawn, contract and legal-obligation purposes cannot be objected to."
+        )
+    return scope
+
+
+def object_to(
+    *,
+    session: Session,
+    policy: Policy,
+    customer_id: UUID,
+    scope: str,
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> RightsResult:
+    """Record an objection. ``direct_marketing`` (Art. 21(2)/(3)) blocks every
+    direct-marketing purpose whatever its basis, absolutely; a legitimate-interest purpose id
+    (Art. 21(1)) blocks that purpose. Idempotent."""
+    now = now or utcnow()
+    scope = _check_scope(policy, scope)
+    customer = customers_service.lock_customer(session, customer_id)
+    current = customer.objection_set
+    changed = scope not in current
+    if changed:
+        customer.objections = " ".join(sorted(current | {scope}))
+        _save(
+            session,
+            customer,
+            now,
+            EventType.CUSTOMER_OBJECTED,
+            {"scope": scope, "objections": sorted(customer.objection_set)},
+        )
+    req = complete_request(
+        session=session, customer_id=customer.id, kind=RequestKind.OBJECTION, actor=actor, now=now
+    )
+    record_audit(
+        session,
+        actor,
+        "dsr.objection",
+        customer.id,
+        request_id,
+        now,
+        scope=scope,
+        changed=changed,
+    )
+    return RightsResult(customer, req, changed)
+
+
+def withdraw_objection(
+    *,
+    session: Session,
+    policy: Policy,
+    customer_id: UUID,
+    scope: str,
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> RightsResult:
+    """The data subject withdraws an objection. Idempotent."""
+    now = now or utcnow()
+    scope = _check_scope(policy, scope)
+    customer = customers_service.lock_customer(session, customer_id)
+    current = customer.objection_set
+    changed = scope in current
+    if changed:
+        customer.objections = " ".join(sorted(current - {scope}))
+        _save(
+            session,
+            customer,
+            now,
+            EventType.CUSTOMER_UPDATED,
+            {"objection_withdrawn": scope, "objections": sorted(customer.objection_set)},
+        )
+    record_audit(
+        session,
+        actor,
+        "dsr.objection_withdrawn",
+        customer.id,
+        request_id,
+        now,
+        scope=scope,
+        changed=changed,
+    )
+    return RightsResult(customer, None, changed)
+
+
+# --- legal hold (Art. 17(3)) -------------------------------------------------------------------
+
+
+def set_legal_hold(
+    *,
+    session: Session,
+    customer_id: UUID,
+    reason: str,
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> RightsResult:
+    """Refuse erasure until cleared (e.g. data needed for legal claims, Art. 17(3)(e))."""
+    now = now or utcnow()
+    reason = check_free_text_reason(reason)
+    customer = customers_service.lock_customer(session, customer_id)
+    customer.legal_hold, customer.legal_hold_reason = True, reason
+    _save(session, customer, now)
+    record_audit(session, actor, "dsr.legal_hold_set", customer.id, request_id, now, reason=reason)
+    return RightsResult(customer)
+
+
+def clear_legal_hold(
+    *,
+    session: Session,
+    customer_id: UUID,
+    reason: str,
+    actor: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> RightsResult:
+    now = now or utcnow()
+    reason = check_free_text_reason(reason)
+    customer = customers_service.lock_customer(session, customer_id)
+    changed = customer.legal_hold
+    customer.legal_hold, customer.legal_hold_reason = False, None
+    _save(session, customer, now)
+    record_audit(
+        session,
+        actor,
+        "dsr.legal_hold_cleared",
+        customer.id,
+        request_id,
+        now,
+        reason=reason,
+        changed=changed,
+    )
+    return RightsResult(customer, None, changed)
