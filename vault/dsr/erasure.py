@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from uuid import UUID, uuid4
 
 from sqlalchemy import delete, insert, select, update
@@ -133,13 +134,22 @@ def erase(
     now: datetime | None = None,
 ) -> Customer:
     """Erase one customer (crypto-shredding). 404 unknown, 410 already erased, 409 under a
-    legal hold (``reason`` in the error body). Returns the tombstone."""
+    legal hold (``reason`` in the error body): an audited refusal, so every door that erases
+    leaves the same evidence of it. Returns the tombstone."""
     now = now or utcnow()
     customer = customers_service.lock_customer(session, customer_id)
     if customer.legal_hold:
         raise LegalHold(
             "Erasure refused: the customer's data is under a legal hold (GDPR Art. 17(3)).",
             reason=customer.legal_hold_reason,
+        ).audited(
+            partial(
+                _record_refused_erasure,
+                customer_id=customer.id,
+                actor=actor,
+                request_id=request_id,
+                now=now,
+            )
         )
     names = customers_service.stored_attribute_names(session, customer.id)
     _shred(session, [customer.id], actor, now)
@@ -150,15 +160,15 @@ def erase(
     return customer
 
 
-def record_refused_erasure(
-    *,
+def _record_refused_erasure(
     session: Session,
+    *,
     customer_id: UUID,
     actor: str,
-    request_id: str | None = None,
-    now: datetime | None = None,
+    request_id: str | None,
+    now: datetime,
 ) -> None:
-    """Audit an erasure refused because of a legal hold (the caller answers 409)."""
+    """The audit row of an erasure refused because of a legal hold."""
     audit_record.record(
         session=session,
         actor=actor,

@@ -95,22 +95,12 @@ def erase_customer(
     request: Request, customer_id: UUID, session: SessionDep, principal: DSR
 ) -> Response:
     """Erase a customer (Art. 17) by destroying its data key; consent ledger and audit stay."""
-    try:
-        erasure.erase(
-            session=session,
-            customer_id=customer_id,
-            actor=principal.actor,
-            request_id=request.state.request_id,
-        )
-    except dsr_errors.LegalHold as exc:
-        # The refusal is evidence too: audit it in this transaction, which then commits.
-        erasure.record_refused_erasure(
-            session=session,
-            customer_id=customer_id,
-            actor=principal.actor,
-            request_id=request.state.request_id,
-        )
-        return JSONResponse(exc.body(), status_code=exc.status)
+    erasure.erase(
+        session=session,
+        customer_id=customer_id,
+        actor=principal.actor,
+        request_id=request.state.request_id,
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
