@@ -38,8 +38,8 @@ from vault.customers.models import BlindIndex, Customer, CustomerStatus, Custome
 from vault.db import utcnow
 from vault.dsr.models import DataSubjectRequest, RequestKind, RequestStatus
 from vault.errors import Conflict, InvalidRequest, NotFound
-from vault.events import service as events_service
-from vault.events.models import EventType
+from vault.events import outbox as events_outbox
+from vault.events.outbox import EventType
 from vault.policy import LegalBasis, Policy
 from vault.policy.decision import DIRECT_MARKETING
 
@@ -398,7 +398,7 @@ def _save(
     session.add(customer)
     session.flush()
     if event is not None:
-        events_service.emit(
+        events_outbox.emit(
             session=session, type=event, customer_id=customer.id, data=data or {}, now=now
         )
 
@@ -696,7 +696,7 @@ def _shred(session: Session, ids: list[UUID], actor: str, now: datetime) -> None
 
 def _emit_erased(session: Session, ids: Sequence[UUID], now: datetime) -> None:
     for cid in ids:
-        events_service.emit(
+        events_outbox.emit(
             session=session,
             type=EventType.CUSTOMER_ERASED,
             customer_id=cid,
