@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from sqlmodel import Session
 
 from bench.common import machine, throwaway_runtime
-from vault.events import service as events_service
+from vault.events import outbox as events_outbox
+from vault.events import webhooks as events_webhooks
 from vault.events.worker import Worker
 
 
@@ -72,7 +73,7 @@ def run(
             settings = rt.settings.model_copy(update={"webhook_allowed_hosts": "127.0.0.1"})
             rt = replace(rt, settings=settings)
             with Session(rt.engine) as s:
-                events_service.create_webhook(
+                events_webhooks.create_webhook(
                     session=s,
                     keys=rt.keys,
                     settings=settings,
@@ -85,7 +86,7 @@ def run(
             with Session(rt.engine) as s:
                 started = time.perf_counter()
                 for i in range(events):
-                    events_service.emit(
+                    events_outbox.emit(
                         session=s,
                         type="customer.updated",
                         customer_id=ids[i % customers],

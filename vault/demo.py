@@ -19,7 +19,7 @@ from vault.customers import service as customers_service
 from vault.customers.models import BlindIndex
 from vault.db import utcnow
 from vault.runtime import Runtime
-from vault.selfservice import service as selfservice_service
+from vault.selfservice import sessions as selfservice_sessions
 
 FIRST = [
     "Anna",
@@ -251,7 +251,7 @@ def run(rt: Runtime, *, customers: int = 1000, seed: int = 1) -> DemoResult:
             purposes=DEMO_PURPOSES,
         )
         # a magic link to the self-service page of customer 0 (single use, 15 minutes)
-        link = selfservice_service.issue_link(
+        link = selfservice_sessions.issue_link(
             session=session, settings=rt.settings, customer_id=ids[0], issued_by="cli:demo"
         )
         session.commit()

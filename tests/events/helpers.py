@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import select
 from sqlmodel import Session
 
-from vault.events import service as events_service
+from vault.events import outbox as events_outbox
+from vault.events import webhooks as events_webhooks
 from vault.events.models import WebhookDelivery
 from vault.runtime import Runtime
 
@@ -16,7 +17,7 @@ def subscribe(
     runtime: Runtime, url: str, events: Sequence[str] = ("consent.withdrawn", "customer.updated")
 ):
     with Session(runtime.engine, expire_on_commit=False) as s:
-        webhook, secret = events_service.create_webhook(
+        webhook, secret = events_webhooks.create_webhook(
             session=s,
             keys=runtime.keys,
             settings=runtime.settings,
@@ -39,9 +40,7 @@ def emit_many(
     with Session(runtime.engine) as s:
         for k in range(per_customer):
             for cid in customers:
-                ids.append(
-                    events_service.emit(session=s, type=type, customer_id=cid, data={"k": k})
-                )
+                ids.append(events_outbox.emit(session=s, type=type, customer_id=cid, data={"k": k}))
         s.commit()
     return ids
 

@@ -138,7 +138,7 @@ def test_dead_letter_after_max_attempts_then_redeliver(runtime, receiver, worker
 def test_disabled_subscriptions_get_nothing(runtime, receiver, worker):
     from sqlmodel import Session
 
-    from vault.events import service
+    from vault.events import webhooks
 
     webhook, _ = subscribe(runtime, receiver.url)
     emit_many(runtime, [uuid.uuid4()], 1)
@@ -146,7 +146,7 @@ def test_disabled_subscriptions_get_nothing(runtime, receiver, worker):
     worker.run_once()  # dispatched and tried once
     assert [d.status for d in deliveries(runtime)] == ["failed"]
     with Session(runtime.engine) as s:
-        service.disable_webhook(session=s, webhook_id=webhook.id, actor="cli")
+        webhooks.disable_webhook(session=s, webhook_id=webhook.id, actor="cli")
         s.commit()
     (row,) = deliveries(runtime)
     assert row.status == "dead" and row.last_error == "webhook_disabled"
@@ -176,11 +176,11 @@ def test_subscriptions_get_only_their_types_and_later_events(runtime, receiver, 
 def test_after_rotation_both_secrets_verify_for_a_while(runtime, receiver, worker):
     from sqlmodel import Session
 
-    from vault.events import service
+    from vault.events import webhooks
 
     webhook, old = subscribe(runtime, receiver.url)
     with Session(runtime.engine) as s:
-        _, new = service.rotate_secret(
+        _, new = webhooks.rotate_secret(
             session=s, keys=runtime.keys, webhook_id=webhook.id, actor="cli"
         )
         s.commit()
@@ -236,11 +236,11 @@ def test_a_hostname_is_pinned_to_the_checked_address(runtime, receiver):
 
     from sqlmodel import Session
 
-    from vault.events import service
+    from vault.events import webhooks
 
     rt = replace(runtime, settings=strict)
     with Session(rt.engine) as s:
-        service.create_webhook(
+        webhooks.create_webhook(
             session=s,
             keys=rt.keys,
             settings=strict,

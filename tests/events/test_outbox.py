@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from vault.events import service as events_service
+from vault.events import outbox as events_outbox
+from vault.events.errors import InvalidEvent
 from vault.events.models import OutboxEvent
-from vault.events.service import InvalidEvent
 
 
 def _rows(runtime) -> list[OutboxEvent]:
@@ -23,7 +23,7 @@ def test_emit_commits_with_the_callers_transaction(runtime):
     cid = uuid.uuid4()
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     with Session(runtime.engine) as s:
-        event_id = events_service.emit(
+        event_id = events_outbox.emit(
             session=s,
             type="consent.withdrawn",
             customer_id=cid,
@@ -47,7 +47,7 @@ def test_emit_commits_with_the_callers_transaction(runtime):
 
 def test_emit_rolls_back_with_the_callers_transaction(runtime):
     with Session(runtime.engine) as s:
-        events_service.emit(session=s, type="customer.erased", customer_id=uuid.uuid4(), data={})
+        events_outbox.emit(session=s, type="customer.erased", customer_id=uuid.uuid4(), data={})
         s.rollback()
     with Session(runtime.engine) as s:
         assert s.execute(select(func.count()).select_from(OutboxEvent)).scalar_one() == 0
@@ -55,7 +55,7 @@ def test_emit_rolls_back_with_the_callers_transaction(runtime):
 
 def test_emit_never_commits(runtime):
     with Session(runtime.engine) as s:
-        events_service.emit(session=s, type="customer.updated", customer_id=None, data={})
+        events_outbox.emit(session=s, type="customer.updated", customer_id=None, data={})
         assert s.in_transaction()
         s.rollback()
     assert _rows(runtime) == []
@@ -65,7 +65,7 @@ def test_emit_orders_events_by_seq(runtime):
     cid = uuid.uuid4()
     with Session(runtime.engine) as s:
         for t in ("consent.granted", "consent.withdrawn", "customer.erased"):
-            events_service.emit(session=s, type=t, customer_id=cid, data={})
+            events_outbox.emit(session=s, type=t, customer_id=cid, data={})
         s.commit()
     assert [r.type for r in _rows(runtime)] == [
         "consent.granted",
@@ -80,4 +80,4 @@ def test_emit_orders_events_by_seq(runtime):
 )
 def test_emit_refuses_unknown_types_and_non_json_data(runtime, kind, data):
     with Session(runtime.engine) as s, pytest.raises(InvalidEvent):
-        events_service.emit(session=s, type=kind, customer_id=None, data=data)
+        events_outbox.emit(session=s, type=kind, customer_id=None, data=data)

@@ -11,12 +11,15 @@ import uuid
 from collections import defaultdict
 
 import pytest
+from sqlalchemy import func, select
+from sqlmodel import Session
 
 from tests.events.conftest import FAST
 from tests.events.helpers import deliveries, emit_many, subscribe
 from tests.factories import auth_headers, create_customer
 from tests.hardening.server import vault_env
 from vault import PROJECT_ROOT
+from vault.events.models import OutboxEvent
 
 
 def _env(settings, **overrides) -> dict[str, str]:
@@ -43,6 +46,22 @@ def stop(proc: subprocess.Popen) -> str:
         proc.kill()
         _, err = proc.communicate()
     return err
+
+
+def wait_until_dispatched(runtime, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait for the ready signal: the worker process has dispatched every outbox row there is,
+    so it is past its start-up (imports, runtime, first connection) and polling."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, stop(proc)
+        with Session(runtime.engine) as s:
+            waiting = s.execute(
+                select(func.count()).where(OutboxEvent.dispatched_at.is_(None))
+            ).scalar_one()
+        if waiting == 0:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"the worker did not dispatch within {timeout}s: {stop(proc)}")
 
 
 def _first_arrivals_in_order(got) -> bool:
@@ -105,10 +124,10 @@ def test_a_withdrawal_through_the_api_reaches_the_receiver_within_2_seconds(
     r = client.post(
         f"/v1/customers/{customer.id}/consents", json={**body, "status": "granted"}, headers=headers
     )
-    assert r.status_code == 201
+    assert r.status_code == 201  # its consent.granted row waits in the outbox
     worker = start_worker(settings)
     try:
-        time.sleep(1.0)  # the worker is up and idle
+        wait_until_dispatched(runtime, worker)  # the worker is up and idle
         started = time.monotonic()
         r = client.post(
             f"/v1/customers/{customer.id}/consents",

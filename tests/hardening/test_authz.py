@@ -33,8 +33,8 @@ from vault.auth.service import ACCESS_TOKEN_TYP
 from vault.config import Settings
 from vault.db import reader
 from vault.runtime import Runtime
-from vault.selfservice import service as selfservice
-from vault.selfservice.routes import SESSION_COOKIE
+from vault.selfservice import sessions as selfservice_sessions
+from vault.selfservice.pages import SESSION_COOKIE
 
 PUBLIC = "public"  # anybody, no credentials
 SELF = "self"  # a self-service session cookie (the customer is the session's own)
@@ -151,7 +151,7 @@ def _login(world: World, customer_id: uuid.UUID) -> str:
 def _link(world: World, customer_id: uuid.UUID) -> str:
     rt = world.runtime
     with Session(reader(rt.engine), expire_on_commit=False) as session:
-        link = selfservice.issue_link(
+        link = selfservice_sessions.issue_link(
             session=session, settings=rt.settings, customer_id=customer_id, issued_by="test"
         )
         session.commit()

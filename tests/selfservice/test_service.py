@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tests import factories
 from vault.policy.models import I18nText
-from vault.selfservice import i18n, service
+from vault.selfservice import actions, i18n, sessions, views
+from vault.selfservice.errors import CsrfRefused
 
 
 def _bumped(policy, purpose_id: str):
@@ -26,7 +27,7 @@ def test_reconsent_required_shows_what_changed(session, runtime):
     customer = factories.create_customer(session, runtime)
     factories.record_consent(session, runtime, customer.id, "personalised_offers", "granted")
     policy = _bumped(runtime.policy, "personalised_offers")
-    view = service.consents_view(session=session, policy=policy, customer_id=customer.id, lang="en")
+    view = views.consents_view(session=session, policy=policy, customer_id=customer.id, lang="en")
     session.rollback()
     by_id = {p.id: p for p in view.consent}
     offers = by_id["personalised_offers"]
@@ -43,7 +44,7 @@ def test_reconsent_required_shows_what_changed(session, runtime):
 
 def test_purpose_view_shows_reduced_attributes_recipients_and_basis(session, runtime):
     customer = factories.create_customer(session, runtime)
-    view = service.consents_view(
+    view = views.consents_view(
         session=session, policy=runtime.policy, customer_id=customer.id, lang="de"
     )
     session.rollback()
@@ -56,13 +57,13 @@ def test_purpose_view_shows_reduced_attributes_recipients_and_basis(session, run
 
 
 def test_evidence_keeps_no_contact_data_and_checks_the_ip():
-    ev = service.page_evidence(
+    ev = actions.page_evidence(
         user_agent="x" * 1000, client_ip="2001:db8:1234:5678::1", language="en", gpc=True
     )
-    assert len(ev["user_agent"]) == service.MAX_USER_AGENT
+    assert len(ev["user_agent"]) == actions.MAX_USER_AGENT
     assert ev["ip"] == "2001:db8:1234:5678::1"  # truncated by the consent service on write
     assert ev["gpc"] is True and ev["language"] == "en"
-    odd = service.page_evidence(
+    odd = actions.page_evidence(
         user_agent="mail me: someone@example.org", client_ip="testclient", language="de", gpc=False
     )
     assert odd["user_agent"] == "(withheld)"
@@ -71,11 +72,11 @@ def test_evidence_keeps_no_contact_data_and_checks_the_ip():
 
 def test_csrf_token_is_bound_to_the_session():
     a, b = "session-a", "session-b"
-    assert service.csrf_token(a) != service.csrf_token(b)
-    service.check_csrf(a, service.csrf_token(a))
-    for bad in (None, "", service.csrf_token(b)):
+    assert sessions.csrf_token(a) != sessions.csrf_token(b)
+    sessions.check_csrf(a, sessions.csrf_token(a))
+    for bad in (None, "", sessions.csrf_token(b)):
         try:
-            service.check_csrf(a, bad)
-        except service.CsrfRefused:
+            sessions.check_csrf(a, bad)
+        except CsrfRefused:
             continue
         raise AssertionError("accepted a wrong CSRF token")

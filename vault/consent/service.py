@@ -62,7 +62,7 @@ from vault.errors import (
     NotFound,
     VaultError,
 )
-from vault.events import service as events_service
+from vault.events import outbox as events_outbox
 from vault.policy import Policy, Purpose
 
 CLOCK_SKEW = timedelta(minutes=2)
@@ -645,7 +645,7 @@ def _emit(session: Session, event: LedgerEvent, now: datetime) -> None:
     kind = _OUTBOX_TYPES.get(event.status)
     if kind is None:
         return
-    events_service.emit(
+    events_outbox.emit(
         session=session,
         type=kind,
         customer_id=event.customer_id,

@@ -22,7 +22,7 @@ from vault.errors import (
     InvalidRequest,
     UnknownAttribute,
 )
-from vault.events import service as events_service
+from vault.events import outbox as events_outbox
 from vault.policy import Policy
 from vault.policy.values import Value, index_form, normalise
 
@@ -243,7 +243,7 @@ def rectify(
     )
     if values:
         # vault.events: downstream tools re-read through the access API (names, never values)
-        events_service.emit(
+        events_outbox.emit(
             session=session,
             type="customer.updated",
             customer_id=customer.id,

@@ -27,8 +27,8 @@ from vault.db import utcnow
 from vault.dsr.errors import LegalHold
 from vault.dsr.models import DataSubjectRequest, RequestKind, RequestStatus
 from vault.dsr.requests import due_at, record_audit
-from vault.events import service as events_service
-from vault.events.models import EventType
+from vault.events import outbox as events_outbox
+from vault.events.outbox import EventType
 
 _CHUNK = 500  # ids per IN (...) list
 _CUSTOMER = Customer.__table__
@@ -116,7 +116,7 @@ def _shred(session: Session, ids: list[UUID], actor: str, now: datetime) -> None
 
 def _emit_erased(session: Session, ids: Sequence[UUID], now: datetime) -> None:
     for cid in ids:
-        events_service.emit(
+        events_outbox.emit(
             session=session,
             type=EventType.CUSTOMER_ERASED,
             customer_id=cid,

@@ -24,8 +24,8 @@ from vault.db import utcnow
 from vault.dsr.errors import InvalidObjectionScope
 from vault.dsr.models import RequestKind
 from vault.dsr.requests import check_free_text_reason, complete_request, record_audit
-from vault.events import service as events_service
-from vault.events.models import EventType
+from vault.events import outbox as events_outbox
+from vault.events.outbox import EventType
 from vault.policy import LegalBasis, Policy
 from vault.policy.decision import DIRECT_MARKETING
 
@@ -64,7 +64,7 @@ def _save(
     session.add(customer)
     session.flush()
     if event is not None:
-        events_service.emit(
+        events_outbox.emit(
             session=session, type=event, customer_id=customer.id, data=data or {}, now=now
         )
 

@@ -54,7 +54,7 @@ def list_webhooks() -> None:
     """Subscriptions (JSON) with their delivery counts per state."""
     from sqlalchemy import func, select
 
-    from vault.events import service
+    from vault.events import webhooks
     from vault.events.models import WebhookDelivery
 
     def run(*, session: Any, runtime: Any) -> list[dict]:
@@ -66,8 +66,8 @@ def list_webhooks() -> None:
         ):
             counts.setdefault(wid, {})[state] = n
         return [
-            {**service.public(w).model_dump(mode="json"), "deliveries": counts.get(w.id, {})}
-            for w in service.list_webhooks(session=session)
+            {**webhooks.public(w).model_dump(mode="json"), "deliveries": counts.get(w.id, {})}
+            for w in webhooks.list_webhooks(session=session)
         ]
 
     typer.echo(json.dumps(_in_transaction(run), indent=2))
@@ -81,10 +81,10 @@ def create(
     ],
 ) -> None:
     """Subscribe a URL; prints the id and the signing secret (shown only this once)."""
-    from vault.events import service
+    from vault.events import webhooks
 
     def run(*, session: Any, runtime: Any) -> Any:
-        webhook, secret = service.create_webhook(
+        webhook, secret = webhooks.create_webhook(
             session=session,
             keys=runtime.keys,
             settings=runtime.settings,
@@ -92,7 +92,7 @@ def create(
             events=events.replace(",", " ").split(),
             actor=CLI_ACTOR,
         )
-        return service.with_secret(webhook, secret)
+        return webhooks.with_secret(webhook, secret)
 
     _echo(_in_transaction(run))
 
@@ -100,11 +100,11 @@ def create(
 @app.command("disable")
 def disable(webhook_id: UUID) -> None:
     """Stop a subscription."""
-    from vault.events import service
+    from vault.events import webhooks
 
     def run(*, session: Any, runtime: Any) -> Any:
-        webhook = service.disable_webhook(session=session, webhook_id=webhook_id, actor=CLI_ACTOR)
-        return service.public(webhook)
+        webhook = webhooks.disable_webhook(session=session, webhook_id=webhook_id, actor=CLI_ACTOR)
+        return webhooks.public(webhook)
 
     _echo(_in_transaction(run))
 
@@ -112,13 +112,13 @@ def disable(webhook_id: UUID) -> None:
 @app.command("rotate-secret")
 def rotate_secret(webhook_id: UUID) -> None:
     """New signing secret (printed once); the old one keeps signing for 24 hours."""
-    from vault.events import service
+    from vault.events import webhooks
 
     def run(*, session: Any, runtime: Any) -> Any:
-        webhook, secret = service.rotate_secret(
+        webhook, secret = webhooks.rotate_secret(
             session=session, keys=runtime.keys, webhook_id=webhook_id, actor=CLI_ACTOR
         )
-        return service.with_secret(webhook, secret)
+        return webhooks.with_secret(webhook, secret)
 
     _echo(_in_transaction(run))
 
@@ -131,10 +131,10 @@ def redeliver(
     ] = None,
 ) -> None:
     """Queue dead-lettered deliveries (or one event) again."""
-    from vault.events import service
+    from vault.events import webhooks
 
     def run(*, session: Any, runtime: Any) -> int:
-        return service.redeliver(
+        return webhooks.redeliver(
             session=session, webhook_id=webhook_id, event_id=event_id, actor=CLI_ACTOR
         )
 

@@ -1,6 +1,6 @@
-"""Tables of the event outbox and the webhook deliveries, and the shapes of their API.
+"""Tables of the event outbox, the webhook subscriptions and their deliveries.
 
-``outbox_event`` is written by :func:`vault.events.service.emit` in the transaction of the change
+``outbox_event`` is written by :func:`vault.events.outbox.emit` in the transaction of the change
 it describes. The worker *dispatches* each row once (one ``webhook_delivery`` per matching active
 subscription, then ``dispatched_at`` is set) and *delivers* the deliveries. ``webhook`` holds the
 subscriptions; their signing secrets only as AES-GCM ciphertext.
@@ -13,8 +13,6 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel
-from pydantic import Field as PField
 from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -22,16 +20,6 @@ from vault.db import Bytes, UTCDateTime, utcnow
 
 # BIGINT on PostgreSQL; INTEGER (the rowid alias, so autoincrementing) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class EventType(StrEnum):
-    CONSENT_GRANTED = "consent.granted"
-    CONSENT_WITHDRAWN = "consent.withdrawn"
-    CONSENT_EXPIRED = "consent.expired"
-    CUSTOMER_UPDATED = "customer.updated"
-    CUSTOMER_RESTRICTED = "customer.restricted"
-    CUSTOMER_OBJECTED = "customer.objected"
-    CUSTOMER_ERASED = "customer.erased"
 
 
 class DeliveryStatus(StrEnum):
@@ -114,59 +102,3 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=200)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-# --- API shapes ---------------------------------------------------------------------------
-
-
-class WebhookCreate(BaseModel):
-    url: str = PField(min_length=1, max_length=2000, examples=["https://newsletter.example/hook"])
-    events: list[EventType] = PField(min_length=1, max_length=len(EventType))
-
-
-class WebhookPublic(BaseModel):
-    id: UUID
-    url: str
-    events: list[str]
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    disabled_at: datetime | None
-
-
-class WebhookWithSecret(WebhookPublic):
-    """Only the answers to create and rotate carry the secret; it is never shown again."""
-
-    secret: str
-
-
-class WebhookList(BaseModel):
-    webhooks: list[WebhookPublic]
-
-
-class RedeliverRequest(BaseModel):
-    event_id: UUID | None = PField(
-        None, description="one event (any state); without it every dead-lettered delivery"
-    )
-
-
-class RedeliverResult(BaseModel):
-    webhook_id: UUID
-    requeued: int
-
-
-class DeliveryPublic(BaseModel):
-    event_id: UUID
-    type: str
-    customer_id: UUID | None
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
-    delivered_at: datetime | None
-
-
-class DeliveryList(BaseModel):
-    deliveries: list[DeliveryPublic]

@@ -38,12 +38,12 @@ from sqlmodel import Session
 from vault.config import Settings
 from vault.events.models import (
     DeliveryStatus,
-    EventType,
     OutboxEvent,
     Webhook,
     WebhookDelivery,
     WebhookStatus,
 )
+from vault.events.outbox import EventType
 
 _O = OutboxEvent.__table__
 _W = Webhook.__table__
@@ -281,7 +281,7 @@ def sweep_expired(*, session: Session, policy: Any, now: datetime, limit: int = 
     from vault.consent import service as consent_service
     from vault.consent.models import ConsentState, ConsentStatus
     from vault.customers.models import Customer, CustomerStatus
-    from vault.events.service import emit
+    from vault.events.outbox import emit
 
     if not _try_lock(session, _SWEEP_LOCK):
         return 0

@@ -11,10 +11,11 @@ from vault.auth.deps import require
 from vault.auth.scopes import Scope
 from vault.db import SessionDep, page_size
 from vault.errors import Forbidden, InvalidRequest, NotAuthenticated, responses
-from vault.events import service
-from vault.events.models import (
+from vault.events import webhooks
+from vault.events.errors import DeliveryNotFound, WebhookDisabled, WebhookNotFound
+from vault.events.models import DeliveryStatus
+from vault.events.schemas import (
     DeliveryList,
-    DeliveryStatus,
     RedeliverRequest,
     RedeliverResult,
     WebhookCreate,
@@ -48,7 +49,7 @@ def create_webhook(
     principal: Manager,
 ) -> WebhookWithSecret:
     """Subscribe a URL to event types; the answer carries the signing secret, shown only now."""
-    webhook, secret = service.create_webhook(
+    webhook, secret = webhooks.create_webhook(
         session=session,
         keys=runtime.keys,
         settings=runtime.settings,
@@ -57,7 +58,7 @@ def create_webhook(
         actor=principal.actor,
         request_id=request.state.request_id,
     )
-    return service.with_secret(webhook, secret)
+    return webhooks.with_secret(webhook, secret)
 
 
 @router.get(
@@ -69,48 +70,48 @@ def create_webhook(
 def list_webhooks(
     session: SessionDep,
     principal: Manager,
-    limit: Annotated[int, page_size(service.PAGE_MAX)] = service.PAGE_MAX,
+    limit: Annotated[int, page_size(webhooks.PAGE_MAX)] = webhooks.PAGE_MAX,
 ) -> WebhookList:
     """All subscriptions, active and disabled, oldest first (never their secrets)."""
-    rows = service.list_webhooks(session=session, limit=limit)
-    return WebhookList(webhooks=[service.public(w) for w in rows])
+    rows = webhooks.list_webhooks(session=session, limit=limit)
+    return WebhookList(webhooks=[webhooks.public(w) for w in rows])
 
 
 @router.get(
     "/{webhook_id}",
     operation_id="get_webhook",
     response_model=WebhookPublic,
-    responses=responses(*_AUTH, service.WebhookNotFound),
+    responses=responses(*_AUTH, WebhookNotFound),
 )
 def get_webhook(webhook_id: UUID, session: SessionDep, principal: Manager) -> WebhookPublic:
     """One subscription."""
-    return service.public(service.get_webhook(session=session, webhook_id=webhook_id))
+    return webhooks.public(webhooks.get_webhook(session=session, webhook_id=webhook_id))
 
 
 @router.post(
     "/{webhook_id}/disable",
     operation_id="disable_webhook",
     response_model=WebhookPublic,
-    responses=responses(*_AUTH, service.WebhookNotFound),
+    responses=responses(*_AUTH, WebhookNotFound),
 )
 def disable_webhook(
     request: Request, webhook_id: UUID, session: SessionDep, principal: Manager
 ) -> WebhookPublic:
     """Stop a subscription; its open deliveries are dead-lettered."""
-    webhook = service.disable_webhook(
+    webhook = webhooks.disable_webhook(
         session=session,
         webhook_id=webhook_id,
         actor=principal.actor,
         request_id=request.state.request_id,
     )
-    return service.public(webhook)
+    return webhooks.public(webhook)
 
 
 @router.post(
     "/{webhook_id}/rotate-secret",
     operation_id="rotate_webhook_secret",
     response_model=WebhookWithSecret,
-    responses=responses(*_AUTH, service.WebhookNotFound, service.WebhookDisabled),
+    responses=responses(*_AUTH, WebhookNotFound, WebhookDisabled),
 )
 def rotate_webhook_secret(
     request: Request,
@@ -120,23 +121,21 @@ def rotate_webhook_secret(
     principal: Manager,
 ) -> WebhookWithSecret:
     """A new signing secret; deliveries carry signatures under the old one too for 24 hours."""
-    webhook, secret = service.rotate_secret(
+    webhook, secret = webhooks.rotate_secret(
         session=session,
         keys=runtime.keys,
         webhook_id=webhook_id,
         actor=principal.actor,
         request_id=request.state.request_id,
     )
-    return service.with_secret(webhook, secret)
+    return webhooks.with_secret(webhook, secret)
 
 
 @router.post(
     "/{webhook_id}/redeliver",
     operation_id="redeliver_webhook",
     response_model=RedeliverResult,
-    responses=responses(
-        *_AUTH, service.WebhookNotFound, service.DeliveryNotFound, service.WebhookDisabled
-    ),
+    responses=responses(*_AUTH, WebhookNotFound, DeliveryNotFound, WebhookDisabled),
 )
 def redeliver_webhook(
     request: Request,
@@ -146,7 +145,7 @@ def redeliver_webhook(
     body: RedeliverRequest | None = None,
 ) -> RedeliverResult:
     """Queue one event again (`event_id`), or else every dead-lettered delivery."""
-    requeued = service.redeliver(
+    requeued = webhooks.redeliver(
         session=session,
         webhook_id=webhook_id,
         event_id=body.event_id if body else None,
@@ -160,18 +159,18 @@ def redeliver_webhook(
     "/{webhook_id}/deliveries",
     operation_id="list_webhook_deliveries",
     response_model=DeliveryList,
-    responses=responses(*_AUTH, service.WebhookNotFound),
+    responses=responses(*_AUTH, WebhookNotFound),
 )
 def list_webhook_deliveries(
     webhook_id: UUID,
     session: SessionDep,
     principal: Manager,
     status: Annotated[DeliveryStatus | None, Query()] = None,
-    limit: Annotated[int, page_size(service.PAGE_MAX)] = 100,
+    limit: Annotated[int, page_size(webhooks.PAGE_MAX)] = 100,
 ) -> DeliveryList:
     """The subscription's deliveries, newest event first (state, attempts, last error)."""
     return DeliveryList(
-        deliveries=service.list_deliveries(
+        deliveries=webhooks.list_deliveries(
             session=session,
             webhook_id=webhook_id,
             status=status.value if status else None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel
 from sqlmodel import Field, SQLModel
 
 from vault.db import UTCDateTime, utcnow
@@ -47,10 +46,3 @@ class SelfserviceSession(SQLModel, table=True):
 
     def __repr__(self) -> str:
         return f"SelfserviceSession(customer_id={self.customer_id}, ***)"
-
-
-class SelfserviceLinkPublic(BaseModel):
-    """A magic link for the customer's e-mail: opens /me once, within ``expires_at``."""
-
-    url: str
-    expires_at: datetime

@@ -1,42 +1,44 @@
 """Routes of the self-service page (HTML, under /me) and the one JSON route that issues links.
 
 Pages take the customer only from the session cookie, never from the URL or a form. Every POST
-carries the session's CSRF token. Errors become a friendly HTML page with the error's status
-(401, 403, 409, 410, 422), never the JSON error body and never a 500 for a bad link.
+carries the session's CSRF token. Rendering, the error page and the session dependencies are in
+:mod:`vault.selfservice.pages`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
 
 from vault.auth.deps import require
 from vault.auth.scopes import Scope
 from vault.db import SessionDep
-from vault.errors import CustomerErased, CustomerNotFound, Forbidden, NotAuthenticated, VaultError
+from vault.errors import CustomerErased, CustomerNotFound, Forbidden, NotAuthenticated
 from vault.errors import responses as error_responses
 from vault.ratelimit import RateLimited, client_address
 from vault.runtime import RuntimeDep
-from vault.selfservice import i18n, service
-from vault.selfservice.models import SelfserviceLinkPublic
-
-SESSION_COOKIE = "vault_session"
-LANG_COOKIE = "vault_lang"
-COOKIE_PATH = "/me"
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction; translated where it is used."""
-    return message
-
+from vault.selfservice import actions, sessions, views
+from vault.selfservice.errors import LinkExpired, LinkInvalid, LinkUsed
+from vault.selfservice.pages import (
+    COOKIE_PATH,
+    N_,
+    NO_STORE,
+    SESSION_COOKIE,
+    LangDep,
+    PageRoute,
+    PostedVisitDep,
+    Visit,
+    VisitDep,
+    farewell,
+    page,
+    secure,
+    translator,
+)
+from vault.selfservice.schemas import SelfserviceLinkPublic
 
 api_router = APIRouter(tags=["selfservice"])
 
@@ -64,7 +66,7 @@ def issue_selfservice_link(
         runtime.limiter.hit("link_customer", str(customer_id))
     except RateLimited as exc:
         if exc.first:  # once a window: the customer's history shows the flood was stopped
-            service.record_link_throttled(
+            sessions.record_link_throttled(
                 session=session,
                 customer_id=customer_id,
                 issued_by=principal.actor,
@@ -72,7 +74,7 @@ def issue_selfservice_link(
             )
             session.commit()  # the error would roll the request's transaction back
         raise
-    link = service.issue_link(
+    link = sessions.issue_link(
         session=session,
         settings=runtime.settings,
         customer_id=customer_id,
@@ -83,191 +85,11 @@ def issue_selfservice_link(
     return {"url": link.url, "expires_at": link.expires_at}
 
 
-# --- pages ------------------------------------------------------------------------------------
-
-
-def language(request: Request) -> str:
-    return i18n.negotiate(
-        request.query_params.get("lang"),
-        request.cookies.get(LANG_COOKIE),
-        request.headers.get("accept-language"),
-    )
-
-
-LangDep = Annotated[str, Depends(language)]
-
-
-def _secure(request: Request) -> bool:
-    return request.app.state.runtime.settings.public_url.startswith("https://")
-
-
-def page(
-    request: Request,
-    template: str,
-    *,
-    lang: str,
-    title: str,
-    csrf: str | None = None,
-    status_code: int = 200,
-    **context: Any,
-) -> HTMLResponse:
-    """Render a page in ``lang``: never cached, the language cookie set when ``?lang=`` chose."""
-    policy = request.app.state.runtime.policy
-    controller = policy.controller
-    html = i18n.render(
-        template,
-        lang,
-        title=title,
-        csrf=csrf,
-        here=request.url.path if request.method == "GET" else "/me",
-        company=controller.get("name", ""),
-        address=controller.get("address", ""),
-        policy_url=controller.get("policy_url", ""),
-        **context,
-    )
-    response = HTMLResponse(html, status_code=status_code, headers=NO_STORE)
-    if request.query_params.get("lang") in i18n.LANGUAGES:
-        response.set_cookie(
-            LANG_COOKIE,
-            lang,
-            max_age=365 * 86400,
-            path=COOKIE_PATH,
-            httponly=True,
-            samesite="lax",
-            secure=_secure(request),
-        )
-    return response
-
-
-def _gettext(lang: str) -> Callable[[str], str]:
-    return i18n.translations(lang).gettext
-
-
-def error_page(request: Request, exc: VaultError) -> HTMLResponse:
-    """The friendly page for a refused link, an ended session, a failed CSRF check …"""
-    lang = language(request)
-    _ = _gettext(lang)
-    texts: dict[str, tuple[str, str, str]] = {
-        "selfservice_link_invalid": (
-            _("This link is not valid"),
-            _("Please use the complete link from your e-mail."),
-            _("If it still does not work, ask for a new link in our app or web shop."),
-        ),
-        "selfservice_link_used": (
-            _("This link has already been used"),
-            _("For your security each link works only once."),
-            _("Ask for a new link in our app or web shop."),
-        ),
-        "selfservice_link_expired": (
-            _("This link has expired"),
-            _("For your security each link works only for 15 minutes."),
-            _("Ask for a new link in our app or web shop."),
-        ),
-        "selfservice_session_required": (
-            _("Please sign in again"),
-            _("You are not signed in, or your session has ended."),
-            _("Open a new link from your e-mail to see your data."),
-        ),
-        "csrf_refused": (
-            _("The form could not be verified"),
-            _("For your security we did not make this change."),
-            _("Go back, reload the page and try again."),
-        ),
-        "customer_erased": (
-            _("Your data has been erased"),
-            _("There is no longer any customer profile for this link."),
-            "",
-        ),
-        "legal_hold": (
-            _("We cannot erase your data yet"),
-            _("We must keep your data for a legal reason at the moment."),
-            _("Please contact our data protection team; they will tell you why and for how long."),
-        ),
-        "erasure_not_confirmed": (
-            _("Nothing was erased"),
-            _("Please tick the box to confirm that your data should be erased."),
-            "",
-        ),
-        "rate_limited": (
-            _("Too many attempts"),
-            _("For your security we have paused sign-ins from your connection for a moment."),
-            _("Please wait a few minutes, then open the link from your e-mail again."),
-        ),
-    }
-    title, text, next_step = texts.get(
-        exc.code,
-        (
-            _("Something went wrong"),
-            _("Your request could not be carried out."),
-            _("Go back and try again."),
-        ),
-    )
-    response = page(
-        request,
-        "message.html",
-        lang=lang,
-        title=title,
-        text=text,
-        next_step=next_step,
-        status_code=exc.status,
-    )
-    response.headers.update(exc.headers() or {})
-    if isinstance(exc, service.SessionRequired):
-        response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
-    return response
-
-
-class PageRoute(APIRoute):
-    """Domain errors of a page (its dependencies included) become the friendly error page."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route_handler(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except VaultError as exc:
-                return error_page(request, exc)
-
-        return route_handler
-
-
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
-@dataclass(frozen=True)
-class Visit:
-    """The signed-in customer of this request: the session cookie's value and its customer."""
-
-    token: str
-    customer_id: UUID
-    csrf: str
-    gpc_refused: tuple[str, ...]
-
-    def __repr__(self) -> str:
-        return f"Visit(customer_id={self.customer_id}, ***)"
-
-
-def current_visit(request: Request, session: SessionDep, runtime: RuntimeDep) -> Visit:
-    token = request.cookies.get(SESSION_COOKIE) or ""
-    row = service.open_session(session=session, settings=runtime.settings, token=token)
-    return Visit(token, row.customer_id, service.csrf_token(token), tuple(row.gpc_refused.split()))
-
-
-VisitDep = Annotated[Visit, Depends(current_visit)]
-
-
-def posted_visit(visit: VisitDep, csrf_token: Annotated[str, Form()] = "") -> Visit:
-    """A signed-in customer whose form carries the session's CSRF token (else 403 page)."""
-    service.check_csrf(visit.token, csrf_token)
-    return visit
-
-
-PostedVisitDep = Annotated[Visit, Depends(posted_visit)]
-
-
 def _evidence(request: Request, lang: str) -> dict[str, Any]:
-    return service.page_evidence(
+    return actions.page_evidence(
         user_agent=request.headers.get("user-agent"),
         client_ip=request.client.host if request.client else None,
         language=lang,
@@ -289,17 +111,17 @@ def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep
     address = client_address(request)
     runtime.limiter.check("login_failures_ip", address)
     try:
-        started = service.consume_link(
+        started = sessions.consume_link(
             session=session,
             settings=runtime.settings,
             token=token,
             request_id=request.state.request_id,
         )
-    except (service.LinkInvalid, service.LinkUsed, service.LinkExpired):
+    except (LinkInvalid, LinkUsed, LinkExpired):
         runtime.limiter.charge("login_failures_ip", address)
         raise
     if request.headers.get("sec-gpc", "").strip() == "1":
-        service.apply_gpc(
+        actions.apply_gpc(
             session=session,
             policy=runtime.policy,
             signer=runtime.signer,
@@ -316,7 +138,7 @@ def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep
         path=COOKIE_PATH,
         httponly=True,
         samesite="lax",
-        secure=_secure(request),
+        secure=secure(request),
     )
     return response
 
@@ -325,17 +147,17 @@ def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep
 def overview(
     request: Request, session: SessionDep, runtime: RuntimeDep, visit: VisitDep, lang: LangDep
 ):
-    view = service.consents_view(
+    view = views.consents_view(
         session=session, policy=runtime.policy, customer_id=visit.customer_id, lang=lang
     )
-    name = service.first_name(
+    name = views.first_name(
         session=session, envelope=runtime.envelope, customer_id=visit.customer_id
     )
     return page(
         request,
         "overview.html",
         lang=lang,
-        title=_gettext(lang)(N_("Overview")),
+        title=translator(lang)(N_("Overview")),
         csrf=visit.csrf,
         name=name,
         on=sum(1 for p in view.consent if p.status == "granted"),
@@ -354,10 +176,10 @@ def consents(
     lang: LangDep,
     saved: str | None = None,
 ):
-    view = service.consents_view(
+    view = views.consents_view(
         session=session, policy=runtime.policy, customer_id=visit.customer_id, lang=lang
     )
-    _ = _gettext(lang)
+    _ = translator(lang)
     message = None
     if saved == "direct_marketing":
         message = _("Your choice on direct marketing has been saved.")
@@ -388,7 +210,7 @@ def change_consent(
     status: Annotated[str, Form(max_length=32)] = "",
 ):
     """Switch one consent on or off: one click either way."""
-    service.change_consent(
+    actions.change_consent(
         session=session,
         policy=runtime.policy,
         signer=runtime.signer,
@@ -415,7 +237,7 @@ def objection(
     action: Annotated[str, Form(max_length=16)] = "object",
 ):
     """Object to direct marketing or a legitimate-interest purpose (Art. 21), or withdraw it."""
-    service.objection(
+    actions.objection(
         session=session,
         policy=runtime.policy,
         customer_id=visit.customer_id,
@@ -433,7 +255,7 @@ def objection(
 def my_data(
     request: Request, session: SessionDep, runtime: RuntimeDep, visit: VisitDep, lang: LangDep
 ):
-    items = service.my_data(
+    items = views.my_data(
         session=session,
         envelope=runtime.envelope,
         policy=runtime.policy,
@@ -445,7 +267,7 @@ def my_data(
         request,
         "data.html",
         lang=lang,
-        title=_gettext(lang)(N_("My data")),
+        title=translator(lang)(N_("My data")),
         csrf=visit.csrf,
         items=items,
     )
@@ -455,14 +277,14 @@ def my_data(
 def activity(
     request: Request, session: SessionDep, runtime: RuntimeDep, visit: VisitDep, lang: LangDep
 ):
-    uses = service.activity(
+    uses = views.activity(
         session=session, policy=runtime.policy, customer_id=visit.customer_id, lang=lang
     )
     return page(
         request,
         "activity.html",
         lang=lang,
-        title=_gettext(lang)(N_("Who used my data")),
+        title=translator(lang)(N_("Who used my data")),
         csrf=visit.csrf,
         uses=uses,
     )
@@ -471,7 +293,7 @@ def activity(
 @router.get("/me/export", operation_id="selfservice_export")
 def export(request: Request, session: SessionDep, runtime: RuntimeDep, visit: VisitDep):
     """The full export as a JSON download."""
-    document = service.export(
+    document = actions.export(
         session=session,
         envelope=runtime.envelope,
         policy=runtime.policy,
@@ -494,7 +316,7 @@ def erase_confirm(request: Request, visit: VisitDep, lang: LangDep):
         request,
         "erase.html",
         lang=lang,
-        title=_gettext(lang)(N_("Erase my data")),
+        title=translator(lang)(N_("Erase my data")),
         csrf=visit.csrf,
     )
 
@@ -508,14 +330,14 @@ def erase(
     confirm: Annotated[str, Form(max_length=8)] = "",
 ):
     """Erase after the confirmation; the session and every link of the customer end with it."""
-    service.erase(
+    actions.erase(
         session=session,
         customer_id=visit.customer_id,
         confirmed=confirm == "yes",
         request_id=request.state.request_id,
     )
-    _ = _gettext(lang)
-    return _farewell(
+    _ = translator(lang)
+    return farewell(
         request,
         lang,
         title=_("Your data has been erased"),
@@ -526,24 +348,17 @@ def erase(
 
 @router.post("/me/logout", operation_id="selfservice_logout")
 def logout(request: Request, session: SessionDep, visit: PostedVisitDep, lang: LangDep):
-    service.end_session(
+    sessions.end_session(
         session=session,
         token=visit.token,
         customer_id=visit.customer_id,
         request_id=request.state.request_id,
     )
-    _ = _gettext(lang)
-    return _farewell(
+    _ = translator(lang)
+    return farewell(
         request,
         lang,
         title=_("You have logged out"),
         text=_("Your session has ended."),
         next_step=_("To come back, open a new link from your e-mail."),
     )
-
-
-def _farewell(request: Request, lang: str, **texts: str) -> Response:
-    """The last page of a session (logout, erasure): a message, and the cookie gone."""
-    response = page(request, "message.html", lang=lang, **texts)
-    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
-    return response

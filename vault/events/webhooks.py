@@ -1,118 +1,37 @@
-"""The outbox: events written in the transaction of the change they describe.
+"""Webhook subscriptions: create, list, disable, rotate the secret, redeliver, list deliveries.
 
-:func:`emit` is what every domain calls (consent, customers, dsr). It inserts one
-``outbox_event`` row on the caller's connection and never commits, so the event exists if and
-only if the change does. Payloads carry ids, purpose, status and times — never attribute values:
-recipients fetch data through the access API, where consent is checked and the read is audited.
-
-Everything after the commit (fan-out to subscriptions, signing, delivery, retries) is the
-worker's job: see :mod:`vault.events.worker`.
+Every change is audited (the URL stays out of the audit log) and never committed here; the
+deliveries themselves are made by :mod:`vault.events.queue` and :mod:`vault.events.worker`.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
 from vault.config import Settings
 from vault.crypto.keys import KeyMaterial
 from vault.db import utcnow
-from vault.errors import Conflict, InvalidRequest, NotFound, VaultError
+from vault.errors import InvalidRequest
+from vault.events.errors import DeliveryNotFound, WebhookDisabled, WebhookNotFound
 from vault.events.models import (
-    DeliveryPublic,
     DeliveryStatus,
-    EventType,
     OutboxEvent,
     Webhook,
     WebhookDelivery,
-    WebhookPublic,
     WebhookStatus,
-    WebhookWithSecret,
 )
+from vault.events.outbox import EVENT_TYPES
+from vault.events.schemas import DeliveryPublic, WebhookPublic, WebhookWithSecret
 from vault.events.secrets import encrypt_secret, generate_secret
 from vault.events.urls import Resolver, check_url, parse_allowed_hosts
-
-EVENT_TYPES = frozenset(t.value for t in EventType)
-
-_INSERT = insert(OutboxEvent.__table__)
-
-
-class InvalidEvent(VaultError):
-    """A programming error in the emitting code (unknown type, payload not plain JSON)."""
-
-    code = "invalid_event"
-    status = 500
-    default_detail = "An event could not be recorded."
-
-
-def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
-    # UUIDs and datetimes become strings (orjson: RFC 3339 for datetimes); anything else that
-    # is not plain JSON is refused rather than stringified.
-    try:
-        return orjson.loads(orjson.dumps(dict(data)))
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        raise InvalidEvent("event data must be plain JSON values") from exc
-
-
-def emit(
-    *,
-    session: Session,
-    type: str,
-    customer_id: UUID | None,
-    data: Mapping[str, Any],
-    now: datetime | None = None,
-    dedupe_key: str | None = None,
-) -> UUID:
-    """Write one outbox row in the caller's transaction (one Core INSERT; never commits).
-
-    ``data`` holds ids, purpose, status and times only; ``customer_id`` is added to it. With a
-    ``dedupe_key`` a second event with the same key fails the transaction (unique constraint).
-    Returns the event id."""
-    if type not in EVENT_TYPES:
-        raise InvalidEvent(f"unknown event type {type[:64]!r}")
-    now = now or utcnow()
-    event_id = uuid4()
-    payload = _plain({"customer_id": customer_id, **data})
-    session.connection().execute(
-        _INSERT,
-        {
-            "id": event_id,
-            "type": type,
-            "customer_id": customer_id,
-            "data": payload,
-            "occurred_at": now,
-            "dispatched_at": None,
-            "dedupe_key": dedupe_key,
-        },
-    )
-    return event_id
-
-
-# --- subscriptions ------------------------------------------------------------------------
-
-
-class WebhookNotFound(NotFound):
-    code = "webhook_not_found"
-    default_detail = "No webhook subscription with this id."
-
-
-class WebhookDisabled(Conflict):
-    code = "webhook_disabled"
-    default_detail = "This webhook subscription is disabled."
-
-
-class DeliveryNotFound(NotFound):
-    code = "delivery_not_found"
-    default_detail = "This event was not dispatched to this webhook subscription."
-
 
 SECRET_GRACE = timedelta(hours=24)
 PAGE_MAX = 1000  # largest page of webhooks or deliveries

@@ -1,0 +1,220 @@
+"""What the self-service pages do: consent changes, the GPC signal, objection, export, erasure.
+
+Every change is a consent event (channel ``selfservice``, actor ``customer``, recorded by
+``customer:<id>``, evidence: user agent, truncated IP, language, GPC) or a DSR action; the
+consent and DSR services audit each with the customer as actor. The customer always comes
+from the session. Services never commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from vault.config import Settings
+from vault.consent import service as consent_service
+from vault.consent.models import Channel, ConsentEvent, ConsentState, EffectiveStatus
+from vault.crypto.envelope import Envelope
+from vault.crypto.signing import Signer
+from vault.db import utcnow
+from vault.dsr import erasure as dsr_erasure
+from vault.dsr import export as dsr_export
+from vault.dsr import rights as dsr_rights
+from vault.errors import VaultError
+from vault.policy import Policy
+from vault.selfservice.errors import ErasureNotConfirmed
+from vault.selfservice.models import SelfserviceSession
+from vault.selfservice.sessions import customer_actor, end_customer_sessions
+
+MAX_USER_AGENT = 256
+
+
+# --- evidence -----------------------------------------------------------------------------
+
+
+def page_evidence(
+    *, user_agent: str | None, client_ip: str | None, language: str, gpc: bool
+) -> dict[str, Any]:
+    """Evidence of a statement made on the page: user agent (truncated), the client's IP
+    truncated by the consent service's rule (/24, /48), the page language, the GPC signal."""
+    evidence: dict[str, Any] = {"language": language, "gpc": gpc}
+    if user_agent:
+        ua = " ".join(user_agent.split())[:MAX_USER_AGENT]
+        try:
+            consent_service.clean_evidence({"user_agent": ua})
+            evidence["user_agent"] = ua
+        except VaultError:
+            evidence["user_agent"] = "(withheld)"
+    if client_ip:
+        # The consent service truncates ``ip`` on write; here only check that it is one (a
+        # test client or a unix socket gives none, and then there is nothing to keep).
+        with contextlib.suppress(VaultError):
+            consent_service.truncate_ip(client_ip)
+            evidence["ip"] = client_ip
+    return evidence
+
+
+# --- consents -----------------------------------------------------------------------------
+
+
+def change_consent(
+    *,
+    session: Session,
+    policy: Policy,
+    signer: Signer,
+    settings: Settings,
+    customer_id: UUID,
+    purpose: str,
+    status: str,
+    language: str,
+    evidence: dict[str, Any],
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> consent_service.RecordResult:
+    """The customer switched a consent on (``granted``) or off (``withdrawn``) on the page."""
+    if status not in ("granted", "withdrawn"):
+        raise consent_service.InvalidConsentStatus("Choose to give or to withdraw consent.")
+    result = consent_service.record_event(
+        session=session,
+        policy=policy,
+        signer=signer,
+        settings=settings,
+        customer_id=customer_id,
+        purpose=purpose,
+        status=status,
+        channel=Channel.SELFSERVICE.value,
+        method="selfservice_switch",
+        actor="customer",
+        recorded_by=customer_actor(customer_id),
+        language=language,
+        evidence=evidence,
+        now=now,
+    )
+    return result  # record_event audits it (consent.recorded, actor customer:<id>)
+
+
+def apply_gpc(
+    *,
+    session: Session,
+    policy: Policy,
+    signer: Signer,
+    settings: Settings,
+    started: SelfserviceSession,
+    language: str,
+    evidence: dict[str, Any],
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """``Sec-GPC: 1`` on the first request of a session: record a refusal (method ``gpc``) for
+    every purpose marked ``gpc_opt_out`` — unless it is already refused or withdrawn, or its
+    current decision is a grant the customer made on this page (an explicit choice there
+    outweighs the browser's general signal). Returns the purposes refused; the session keeps
+    them to tell the customer."""
+    now = now or utcnow()
+    customer_id = started.customer_id
+    refused: list[str] = []
+    for purpose in policy.purposes.values():
+        if not purpose.gpc_opt_out or not purpose.needs_consent:
+            continue
+        state = session.get(ConsentState, (customer_id, purpose.id))
+        status = consent_service.effective_status(state, purpose, now)
+        if status in (EffectiveStatus.REFUSED, EffectiveStatus.WITHDRAWN):
+            continue
+        if state is not None:
+            deciding = session.execute(
+                select(ConsentEvent.channel).where(ConsentEvent.id == state.event_id)
+            ).scalar_one_or_none()
+            if deciding == Channel.SELFSERVICE.value:
+                continue
+        consent_service.record_event(
+            session=session,
+            policy=policy,
+            signer=signer,
+            settings=settings,
+            customer_id=customer_id,
+            purpose=purpose.id,
+            status="refused",
+            channel=Channel.SELFSERVICE.value,
+            method="gpc",
+            actor="customer",
+            recorded_by=customer_actor(customer_id),
+            language=language,
+            evidence={**evidence, "gpc": True},
+            now=now,
+        )
+        refused.append(purpose.id)
+    if refused:
+        started.gpc_refused = " ".join(refused)
+        session.add(started)
+        session.flush()
+    return refused
+
+
+# --- data-subject rights: the DSR services, with the customer as actor --------------------------
+
+
+def objection(
+    *,
+    session: Session,
+    policy: Policy,
+    customer_id: UUID,
+    scope: str,
+    withdraw: bool,
+    request_id: str | None = None,
+) -> None:
+    """Object (Art. 21) to direct marketing or a legitimate-interest purpose, or withdraw the
+    objection, through :mod:`vault.dsr.service` (which audits it and emits the event)."""
+    fn = dsr_rights.withdraw_objection if withdraw else dsr_rights.object_to
+    fn(
+        session=session,
+        policy=policy,
+        customer_id=customer_id,
+        scope=scope,
+        actor=customer_actor(customer_id),
+        request_id=request_id,
+    )
+
+
+def export(
+    *,
+    session: Session,
+    envelope: Envelope,
+    policy: Policy,
+    customer_id: UUID,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """The full Art. 15/20 export document (audited and recorded by the DSR service)."""
+    return dsr_export.export(
+        session=session,
+        envelope=envelope,
+        policy=policy,
+        customer_id=customer_id,
+        actor=customer_actor(customer_id),
+        kind="portability",
+        request_id=request_id,
+    )
+
+
+def erase(
+    *,
+    session: Session,
+    customer_id: UUID,
+    confirmed: bool,
+    request_id: str | None = None,
+) -> None:
+    """Erase the customer (crypto-shredding by the DSR service) after the explicit
+    confirmation, and end every session and link of theirs in the same transaction."""
+    if not confirmed:
+        raise ErasureNotConfirmed()
+    dsr_erasure.erase(
+        session=session,
+        customer_id=customer_id,
+        actor=customer_actor(customer_id),
+        request_id=request_id,
+    )
+    end_customer_sessions(session=session, customer_id=customer_id)

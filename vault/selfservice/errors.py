@@ -1,0 +1,41 @@
+"""Errors of the self-service page: refused links, missing sessions, failed CSRF checks and an
+unconfirmed erasure (the pages turn each into a friendly HTML page with the error's status)."""
+
+from __future__ import annotations
+
+from vault.errors import InvalidRequest, VaultError
+
+
+class LinkInvalid(VaultError):
+    code = "selfservice_link_invalid"
+    status = 401
+    default_detail = "This link is not valid."
+
+
+class LinkUsed(VaultError):
+    code = "selfservice_link_used"
+    status = 410
+    default_detail = "This link has already been used."
+
+
+class LinkExpired(VaultError):
+    code = "selfservice_link_expired"
+    status = 410
+    default_detail = "This link has expired."
+
+
+class SessionRequired(VaultError):
+    code = "selfservice_session_required"
+    status = 401
+    default_detail = "Open the link from your e-mail to see this page."
+
+
+class CsrfRefused(VaultError):
+    code = "csrf_refused"
+    status = 403
+    default_detail = "The form could not be verified; reload the page and try again."
+
+
+class ErasureNotConfirmed(InvalidRequest):
+    code = "erasure_not_confirmed"
+    default_detail = "Tick the box to confirm that your data should be erased."

@@ -1,0 +1,218 @@
+"""How the self-service pages are rendered: the page helper, the friendly error page (with the
+texts of every refusal), the ``PageRoute`` that turns domain errors into it, and the session
+dependencies (:class:`Visit`) that give a page its signed-in customer.
+
+Errors become a friendly HTML page with the error's status (401, 403, 409, 410, 422), never the
+JSON error body and never a 500 for a bad link. Every page is sent with ``no-store``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import Depends, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
+
+from vault.db import SessionDep
+from vault.errors import VaultError
+from vault.runtime import RuntimeDep
+from vault.selfservice import i18n, sessions
+from vault.selfservice.errors import SessionRequired
+
+SESSION_COOKIE = "vault_session"
+LANG_COOKIE = "vault_lang"
+COOKIE_PATH = "/me"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction; translated where it is used."""
+    return message
+
+
+def language(request: Request) -> str:
+    return i18n.negotiate(
+        request.query_params.get("lang"),
+        request.cookies.get(LANG_COOKIE),
+        request.headers.get("accept-language"),
+    )
+
+
+LangDep = Annotated[str, Depends(language)]
+
+
+def secure(request: Request) -> bool:
+    return request.app.state.runtime.settings.public_url.startswith("https://")
+
+
+def page(
+    request: Request,
+    template: str,
+    *,
+    lang: str,
+    title: str,
+    csrf: str | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render a page in ``lang``: never cached, the language cookie set when ``?lang=`` chose."""
+    policy = request.app.state.runtime.policy
+    controller = policy.controller
+    html = i18n.render(
+        template,
+        lang,
+        title=title,
+        csrf=csrf,
+        here=request.url.path if request.method == "GET" else "/me",
+        company=controller.get("name", ""),
+        address=controller.get("address", ""),
+        policy_url=controller.get("policy_url", ""),
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status_code, headers=NO_STORE)
+    if request.query_params.get("lang") in i18n.LANGUAGES:
+        response.set_cookie(
+            LANG_COOKIE,
+            lang,
+            max_age=365 * 86400,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="lax",
+            secure=secure(request),
+        )
+    return response
+
+
+def translator(lang: str) -> Callable[[str], str]:
+    return i18n.translations(lang).gettext
+
+
+def error_page(request: Request, exc: VaultError) -> HTMLResponse:
+    """The friendly page for a refused link, an ended session, a failed CSRF check …"""
+    lang = language(request)
+    _ = translator(lang)
+    texts: dict[str, tuple[str, str, str]] = {
+        "selfservice_link_invalid": (
+            _("This link is not valid"),
+            _("Please use the complete link from your e-mail."),
+            _("If it still does not work, ask for a new link in our app or web shop."),
+        ),
+        "selfservice_link_used": (
+            _("This link has already been used"),
+            _("For your security each link works only once."),
+            _("Ask for a new link in our app or web shop."),
+        ),
+        "selfservice_link_expired": (
+            _("This link has expired"),
+            _("For your security each link works only for 15 minutes."),
+            _("Ask for a new link in our app or web shop."),
+        ),
+        "selfservice_session_required": (
+            _("Please sign in again"),
+            _("You are not signed in, or your session has ended."),
+            _("Open a new link from your e-mail to see your data."),
+        ),
+        "csrf_refused": (
+            _("The form could not be verified"),
+            _("For your security we did not make this change."),
+            _("Go back, reload the page and try again."),
+        ),
+        "customer_erased": (
+            _("Your data has been erased"),
+            _("There is no longer any customer profile for this link."),
+            "",
+        ),
+        "legal_hold": (
+            _("We cannot erase your data yet"),
+            _("We must keep your data for a legal reason at the moment."),
+            _("Please contact our data protection team; they will tell you why and for how long."),
+        ),
+        "erasure_not_confirmed": (
+            _("Nothing was erased"),
+            _("Please tick the box to confirm that your data should be erased."),
+            "",
+        ),
+        "rate_limited": (
+            _("Too many attempts"),
+            _("For your security we have paused sign-ins from your connection for a moment."),
+            _("Please wait a few minutes, then open the link from your e-mail again."),
+        ),
+    }
+    title, text, next_step = texts.get(
+        exc.code,
+        (
+            _("Something went wrong"),
+            _("Your request could not be carried out."),
+            _("Go back and try again."),
+        ),
+    )
+    response = page(
+        request,
+        "message.html",
+        lang=lang,
+        title=title,
+        text=text,
+        next_step=next_step,
+        status_code=exc.status,
+    )
+    response.headers.update(exc.headers() or {})
+    if isinstance(exc, SessionRequired):
+        response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+class PageRoute(APIRoute):
+    """Domain errors of a page (its dependencies included) become the friendly error page."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except VaultError as exc:
+                return error_page(request, exc)
+
+        return route_handler
+
+
+@dataclass(frozen=True)
+class Visit:
+    """The signed-in customer of this request: the session cookie's value and its customer."""
+
+    token: str
+    customer_id: UUID
+    csrf: str
+    gpc_refused: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return f"Visit(customer_id={self.customer_id}, ***)"
+
+
+def current_visit(request: Request, session: SessionDep, runtime: RuntimeDep) -> Visit:
+    token = request.cookies.get(SESSION_COOKIE) or ""
+    row = sessions.open_session(session=session, settings=runtime.settings, token=token)
+    return Visit(token, row.customer_id, sessions.csrf_token(token), tuple(row.gpc_refused.split()))
+
+
+VisitDep = Annotated[Visit, Depends(current_visit)]
+
+
+def posted_visit(visit: VisitDep, csrf_token: Annotated[str, Form()] = "") -> Visit:
+    """A signed-in customer whose form carries the session's CSRF token (else 403 page)."""
+    sessions.check_csrf(visit.token, csrf_token)
+    return visit
+
+
+PostedVisitDep = Annotated[Visit, Depends(posted_visit)]
+
+
+def farewell(request: Request, lang: str, **texts: str) -> Response:
+    """The last page of a session (logout, erasure): a message, and the cookie gone."""
+    response = page(request, "message.html", lang=lang, **texts)
+    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    return response

@@ -1,0 +1,14 @@
+"""API shapes of the self-service domain (its one JSON route issues magic links)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+
+class SelfserviceLinkPublic(BaseModel):
+    """A magic link for the customer's e-mail: opens /me once, within ``expires_at``."""
+
+    url: str
+    expires_at: datetime

@@ -1,0 +1,227 @@
+"""How a customer gets into the self-service page and stays in: magic links, sessions, CSRF.
+
+- An internal app asks for a link (:func:`issue_link`): 32 random bytes, URL-safe; only the
+  SHA-256 is stored, with a 15-minute expiry. Opening it (:func:`consume_link`) marks it used in
+  the same transaction that starts a session, so a second use — or a concurrent one — fails.
+- A session is another 32 random bytes in an HttpOnly cookie; the table keeps its SHA-256, the
+  customer, ``last_seen_at`` (idle timeout) and an absolute ``expires_at``. Every request
+  (:func:`open_session`) re-checks both and the customer's status, so an erased customer's
+  sessions stop at once, however the erasure happened.
+- The CSRF token of a session is ``HMAC-SHA256(session token, label)``: per session, never
+  stored, and only computable by whoever holds the cookie value (the browser and the server).
+
+The customer always comes from the session. Services never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import delete, or_
+from sqlmodel import Session
+
+from vault.audit import record as audit_record
+from vault.config import Settings
+from vault.customers import service as customers_service
+from vault.customers.models import Customer, CustomerStatus
+from vault.db import utcnow
+from vault.selfservice.errors import (
+    CsrfRefused,
+    LinkExpired,
+    LinkInvalid,
+    LinkUsed,
+    SessionRequired,
+)
+from vault.selfservice.models import SelfserviceLink, SelfserviceSession
+
+LINK_PATH = "/me/login/"
+LINK_KEPT_AFTER_EXPIRY = timedelta(days=1)
+_CSRF_LABEL = b"consent-vault/selfservice/csrf/v1"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def customer_actor(customer_id: UUID) -> str:
+    return f"customer:{customer_id}"
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    url: str
+    expires_at: datetime
+
+
+def issue_link(
+    *,
+    session: Session,
+    settings: Settings,
+    customer_id: UUID,
+    issued_by: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> IssuedLink:
+    """A single-use magic link to /me for the customer (404 unknown, 410 erased)."""
+    now = now or utcnow()
+    customers_service.get_customer(session, customer_id)
+    token = secrets.token_urlsafe(32)
+    expires_at = now + timedelta(seconds=settings.selfservice_link_ttl_seconds)
+    session.add(
+        SelfserviceLink(
+            token_hash=_hash(token),
+            customer_id=customer_id,
+            issued_by=issued_by[:80],
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    session.flush()
+    audit_record.record(
+        session=session,
+        actor=issued_by,
+        action="selfservice.link_issued",
+        customer_id=customer_id,
+        request_id=request_id,
+        now=now,
+    )
+    return IssuedLink(f"{settings.public_url.rstrip('/')}{LINK_PATH}{token}", expires_at)
+
+
+def record_link_throttled(
+    *, session: Session, customer_id: UUID, issued_by: str, request_id: str | None = None
+) -> None:
+    """Audit the first refused link request of a rate-limit window (no link is made)."""
+    audit_record.record(
+        session=session,
+        actor=issued_by,
+        action="selfservice.link_throttled",
+        outcome="denied",
+        reason="rate_limited",
+        customer_id=customer_id,
+        request_id=request_id,
+    )
+
+
+def purge_expired(*, session: Session, settings: Settings, now: datetime) -> None:
+    """Delete sessions past their idle or absolute limit, and links a day after their expiry
+    (until then opening one answers 410 "expired" rather than 401 "not valid")."""
+    idle = now - timedelta(seconds=settings.selfservice_idle_seconds)
+    session.execute(
+        delete(SelfserviceSession).where(
+            or_(SelfserviceSession.expires_at < now, SelfserviceSession.last_seen_at < idle)
+        )
+    )
+    session.execute(
+        delete(SelfserviceLink).where(SelfserviceLink.expires_at < now - LINK_KEPT_AFTER_EXPIRY)
+    )
+
+
+@dataclass(frozen=True)
+class Started:
+    token: str  # the cookie value; never stored
+    row: SelfserviceSession
+
+
+def consume_link(
+    *,
+    session: Session,
+    settings: Settings,
+    token: str,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> Started:
+    """Use a magic link once and start a session. Unknown or forged: LinkInvalid (401); used:
+    LinkUsed (410); expired: LinkExpired (410); customer erased: CustomerErased (410)."""
+    now = now or utcnow()
+    if not token or len(token) > 200:
+        raise LinkInvalid()
+    link = session.get(SelfserviceLink, _hash(token), with_for_update=True)
+    if link is None:
+        raise LinkInvalid()
+    if link.used_at is not None:
+        raise LinkUsed()
+    if link.expires_at < now:
+        raise LinkExpired()
+    customer = customers_service.get_customer(session, link.customer_id)
+    # Mark it used first: on SQLite the write lock is held already (BEGIN IMMEDIATE); on
+    # PostgreSQL the row lock above makes a concurrent opener wait and then see used_at.
+    link.used_at = now
+    session.add(link)
+    purge_expired(session=session, settings=settings, now=now)
+    cookie = secrets.token_urlsafe(32)
+    row = SelfserviceSession(
+        id_hash=_hash(cookie),
+        customer_id=customer.id,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timedelta(seconds=settings.selfservice_session_max_seconds),
+    )
+    session.add(row)
+    session.flush()
+    audit_record.record(
+        session=session,
+        actor=customer_actor(customer.id),
+        action="selfservice.login",
+        customer_id=customer.id,
+        request_id=request_id,
+        now=now,
+    )
+    return Started(cookie, row)
+
+
+def open_session(
+    *, session: Session, settings: Settings, token: str | None, now: datetime | None = None
+) -> SelfserviceSession:
+    """The live session behind a cookie value, its ``last_seen_at`` moved to now. Unknown,
+    idle for too long, past its absolute end, or of an erased customer: SessionRequired."""
+    now = now or utcnow()
+    if not token or len(token) > 200:
+        raise SessionRequired()
+    row = session.get(SelfserviceSession, _hash(token))
+    if row is None:
+        raise SessionRequired()
+    idle_limit = row.last_seen_at + timedelta(seconds=settings.selfservice_idle_seconds)
+    if row.expires_at < now or idle_limit < now:
+        raise SessionRequired("Your session has ended. Open a new link from your e-mail.")
+    customer = session.get(Customer, row.customer_id)
+    if customer is None or customer.status == CustomerStatus.ERASED:
+        raise SessionRequired("Your session has ended.")
+    row.last_seen_at = now
+    session.add(row)
+    session.flush()
+    return row
+
+
+def end_session(
+    *, session: Session, token: str, customer_id: UUID, request_id: str | None = None
+) -> None:
+    """Logout: the session row goes, so the cookie value is worthless from now on."""
+    session.execute(delete(SelfserviceSession).where(SelfserviceSession.id_hash == _hash(token)))
+    audit_record.record(
+        session=session,
+        actor=customer_actor(customer_id),
+        action="selfservice.logout",
+        customer_id=customer_id,
+        request_id=request_id,
+    )
+
+
+def end_customer_sessions(*, session: Session, customer_id: UUID) -> None:
+    """End every session of a customer (erasure). Their links stay until purged: opening one
+    answers 410 (used, or customer erased) rather than 401."""
+    session.execute(delete(SelfserviceSession).where(SelfserviceSession.customer_id == customer_id))
+
+
+def csrf_token(session_token: str) -> str:
+    return hmac.new(session_token.encode(), _CSRF_LABEL, hashlib.sha256).hexdigest()
+
+
+def check_csrf(session_token: str, submitted: str | None) -> None:
+    if not submitted or not hmac.compare_digest(csrf_token(session_token), submitted):
+        raise CsrfRefused()

@@ -1,0 +1,236 @@
+"""What the self-service pages show: the view models of consents, data and "who used my data".
+
+Reading the decrypted values (:func:`my_data`) is audited with the customer as actor. Services
+never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from vault.access.service import EXPORT_ACTION, READ_ACTION
+from vault.audit import record as audit_record
+from vault.audit.models import AuditEvent
+from vault.auth.models import Client
+from vault.consent import service as consent_service
+from vault.consent.models import EffectiveStatus
+from vault.crypto.envelope import Envelope
+from vault.customers import service as customers_service
+from vault.db import utcnow
+from vault.policy import Policy, Purpose
+from vault.policy.decision import DIRECT_MARKETING
+from vault.policy.models import LegalBasis
+from vault.selfservice.sessions import customer_actor
+
+# Only these actions appear on "who used my data": releases of data to apps.
+USE_ACTIONS = (READ_ACTION, EXPORT_ACTION)
+ACTIVITY_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class AttributeUse:
+    name: str
+    label: str
+    reduction: str | None  # "year", "prefix2", "domain"
+
+
+@dataclass(frozen=True)
+class PurposeView:
+    id: str
+    title: str
+    description: str
+    legal_basis: str
+    explicit_consent: bool
+    attributes: list[AttributeUse]
+    recipients: list[tuple[str, str]]  # (name, kind)
+    status: str | None  # effective consent status; None for purposes not based on consent
+    changes: str | None  # shown when the customer must consent again
+    direct_marketing: bool
+    objectable: bool  # Art. 21(1): legitimate interest
+    objected: bool
+
+    @property
+    def switched_on(self) -> bool:
+        return self.status in (EffectiveStatus.GRANTED, EffectiveStatus.PENDING_CONFIRMATION)
+
+
+def _purpose_view(
+    policy: Policy,
+    purpose: Purpose,
+    lang: str,
+    status: str | None,
+    objections: frozenset[str],
+) -> PurposeView:
+    attrs = []
+    for name in purpose.attributes:
+        attr = policy.attributes.get(name)
+        label = attr.label.get(lang) if attr is not None else name
+        reduction = purpose.reduce.get(name)
+        attrs.append(AttributeUse(name, label, reduction.value if reduction else None))
+    recipients = [
+        (policy.recipients[r].name.get(lang), policy.recipients[r].kind)
+        for r in purpose.recipients
+        if r in policy.recipients
+    ]
+    changes = purpose.changes.get(lang) if status == EffectiveStatus.RECONSENT_REQUIRED else None
+    objectable = purpose.legal_basis is LegalBasis.LEGITIMATE_INTEREST
+    return PurposeView(
+        id=purpose.id,
+        title=purpose.title.get(lang),
+        description=purpose.description.get(lang),
+        legal_basis=purpose.legal_basis.value,
+        explicit_consent=purpose.explicit_consent,
+        attributes=attrs,
+        recipients=recipients,
+        status=status,
+        changes=changes or None,
+        direct_marketing=purpose.direct_marketing,
+        objectable=objectable,
+        objected=objectable and purpose.id in objections,
+    )
+
+
+@dataclass(frozen=True)
+class ConsentsView:
+    consent: list[PurposeView]
+    other: list[PurposeView]
+    direct_marketing: list[PurposeView]
+    objected_direct_marketing: bool
+    status: str  # active | restricted
+
+
+def consents_view(
+    *, session: Session, policy: Policy, customer_id: UUID, lang: str, now: datetime | None = None
+) -> ConsentsView:
+    now = now or utcnow()
+    customer = customers_service.get_customer(session, customer_id)
+    objections = customer.objection_set
+    states = consent_service.effective_states(
+        session=session, policy=policy, customer_id=customer_id, now=now
+    )
+    consent, other = [], []
+    for purpose in policy.purposes.values():
+        if purpose.needs_consent:
+            consent.append(
+                _purpose_view(policy, purpose, lang, states[purpose.id].status, objections)
+            )
+        else:
+            other.append(_purpose_view(policy, purpose, lang, None, objections))
+    return ConsentsView(
+        consent=consent,
+        other=other,
+        direct_marketing=[p for p in consent + other if p.direct_marketing],
+        objected_direct_marketing=DIRECT_MARKETING in objections,
+        status=customer.status,
+    )
+
+
+def first_name(*, session: Session, envelope: Envelope, customer_id: UUID) -> str | None:
+    customer = customers_service.get_customer(session, customer_id)
+    values = customers_service.decrypt_values(
+        session=session, envelope=envelope, customer=customer, names=["first_name"]
+    )
+    value = values.get("first_name")
+    return str(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class DataItem:
+    name: str
+    label: str
+    value: Any
+
+
+def my_data(
+    *,
+    session: Session,
+    envelope: Envelope,
+    policy: Policy,
+    customer_id: UUID,
+    lang: str,
+    request_id: str | None = None,
+) -> list[DataItem]:
+    """The customer's decrypted values with their labels, in the policy's order. The view is
+    audited (the customer as actor), so the log shows every decryption."""
+    customer = customers_service.get_customer(session, customer_id)
+    values = customers_service.decrypt_values(session=session, envelope=envelope, customer=customer)
+    order = {name: i for i, name in enumerate(policy.attributes)}
+    items = [
+        DataItem(
+            name,
+            policy.attributes[name].label.get(lang) if name in policy.attributes else name,
+            value,
+        )
+        for name, value in values.items()
+    ]
+    items.sort(key=lambda item: order.get(item.name, len(order)))
+    audit_record.record(
+        session=session,
+        actor=customer_actor(customer_id),
+        action="selfservice.data_viewed",
+        customer_id=customer_id,
+        attributes=sorted(values),
+        request_id=request_id,
+    )
+    return items
+
+
+@dataclass(frozen=True)
+class Use:
+    at: datetime
+    app: str
+    purpose: str
+    attributes: list[str]
+
+
+def activity(
+    *, session: Session, policy: Policy, customer_id: UUID, lang: str, limit: int = ACTIVITY_LIMIT
+) -> list[Use]:
+    """ "Who used my data": the latest releases of the customer's data to apps, from the audit
+    log, in plain words (app name, purpose title, attribute labels, time). Newest first."""
+    rows = session.execute(
+        select(
+            AuditEvent.occurred_at,
+            AuditEvent.actor_id,
+            AuditEvent.purpose,
+            AuditEvent.attributes,
+        )
+        .where(
+            AuditEvent.customer_id == customer_id,
+            AuditEvent.actor_type == "client",
+            AuditEvent.action.in_(USE_ACTIONS),
+            AuditEvent.outcome == "allowed",
+        )
+        .order_by(AuditEvent.id.desc())
+        .limit(limit)
+    ).all()
+    names = _client_names(session, {r.actor_id for r in rows if r.actor_id})
+    out = []
+    for r in rows:
+        purpose = policy.purposes.get(r.purpose or "")
+        out.append(
+            Use(
+                at=r.occurred_at,
+                app=names.get(r.actor_id or "", r.actor_id or "?"),
+                purpose=purpose.title.get(lang) if purpose else (r.purpose or ""),
+                attributes=[
+                    policy.attributes[a].label.get(lang) if a in policy.attributes else a
+                    for a in (r.attributes.split(",") if r.attributes else [])
+                ],
+            )
+        )
+    return out
+
+
+def _client_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
+    ids = list(ids)
+    if not ids:
+        return {}
+    return dict(session.execute(select(Client.id, Client.name).where(Client.id.in_(ids))).all())
