@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -181,9 +181,13 @@ def install_error_handlers(app: FastAPI) -> None:
     shape, and never echo the input."""
 
     @app.exception_handler(VaultError)
-    async def _vault_error(request: Request, exc: VaultError) -> JSONResponse:
+    async def _vault_error(request: Request, exc: VaultError) -> Response:
         if exc.status >= 500:
             log.error("request %s failed: %s", request.state.request_id, exc.code)
+        # A route class may answer its errors in its own form (the self-service pages: HTML).
+        render = getattr(request.scope.get("route"), "render_error", None)
+        if render is not None:
+            return render(request, exc)
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
     @app.exception_handler(RequestValidationError)

@@ -8,7 +8,7 @@ JSON error body and never a 500 for a bad link. Every page is sent with ``no-sto
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
@@ -166,18 +166,15 @@ def error_page(request: Request, exc: VaultError) -> HTMLResponse:
 
 
 class PageRoute(APIRoute):
-    """Domain errors of a page (its dependencies included) become the friendly error page."""
+    """Domain errors of a page (its dependencies included) become the friendly error page.
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    The app's error handler asks the matched route for ``render_error``; the error has by then
+    passed through the request's transaction, so it rolled back (and an audited refusal wrote
+    its audit row) exactly as on the JSON routes."""
 
-        async def route_handler(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except VaultError as exc:
-                return error_page(request, exc)
-
-        return route_handler
+    @staticmethod
+    def render_error(request: Request, exc: VaultError) -> Response:
+        return error_page(request, exc)
 
 
 @dataclass(frozen=True)

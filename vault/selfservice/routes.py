@@ -7,6 +7,7 @@ carries the session's CSRF token. Rendering, the error page and the session depe
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -66,13 +67,14 @@ def issue_selfservice_link(
         runtime.limiter.hit("link_customer", str(customer_id))
     except RateLimited as exc:
         if exc.first:  # once a window: the customer's history shows the flood was stopped
-            sessions.record_link_throttled(
-                session=session,
-                customer_id=customer_id,
-                issued_by=principal.actor,
-                request_id=request.state.request_id,
+            exc.audited(
+                partial(
+                    sessions.record_link_throttled,
+                    customer_id=customer_id,
+                    issued_by=principal.actor,
+                    request_id=request.state.request_id,
+                )
             )
-            session.commit()  # the error would roll the request's transaction back
         raise
     link = sessions.issue_link(
         session=session,

@@ -94,7 +94,7 @@ def issue_link(
 
 
 def record_link_throttled(
-    *, session: Session, customer_id: UUID, issued_by: str, request_id: str | None = None
+    session: Session, *, customer_id: UUID, issued_by: str, request_id: str | None = None
 ) -> None:
     """Audit the first refused link request of a rate-limit window (no link is made)."""
     audit_record.record(
