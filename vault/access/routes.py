@@ -10,10 +10,10 @@ from sqlmodel import Session
 from vault.access import service
 from vault.access.models import AccessDenied, DataRead, PurposePublic
 from vault.audit import record as audit_record
-from vault.auth.deps import Bearer, bearer_for, check_token, require
+from vault.auth.deps import Bearer, DataReader, bearer_for, check_token
 from vault.auth.scopes import Scope
 from vault.db import SessionDep, utcnow
-from vault.errors import Forbidden, NotAuthenticated, UnknownAttribute, VaultError, responses
+from vault.errors import UnknownAttribute, VaultError, responses
 from vault.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["access"])
@@ -33,7 +33,7 @@ _DENIALS = {
     operation_id="read_customer_data",
     response_model=DataRead,
     responses={
-        **responses(NotAuthenticated, Forbidden, service.UnknownPurpose, UnknownAttribute),
+        **responses(service.UnknownPurpose, UnknownAttribute),
         **_DENIALS,
     },
 )
@@ -122,7 +122,7 @@ def _read(
             "content": {"application/x-ndjson": {}},
             "description": 'one {"customer_id","attributes"} per line',
         },
-        **responses(NotAuthenticated, Forbidden, service.UnknownPurpose, UnknownAttribute),
+        **responses(service.UnknownPurpose, UnknownAttribute),
     },
 )
 def export_audience(
@@ -130,7 +130,7 @@ def export_audience(
     request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.DATA_READ),
+    principal: DataReader,
     attributes: Annotated[str | None, Query(max_length=2000)] = None,
 ):
     """Every customer the purpose may use now, with the allowed (reduced) attributes, as NDJSON."""

@@ -18,15 +18,13 @@ from vault.audit.record import record
 from vault.audit.schemas import AuditEventPage, VerifyResult
 from vault.audit.seal import seal_pending
 from vault.audit.verify import verify_engine
-from vault.auth.deps import require
-from vault.auth.scopes import Scope
+from vault.auth.deps import AuditReader
 from vault.db import SessionDep, page_size
-from vault.errors import Forbidden, NotAuthenticated, responses
+from vault.errors import responses
 from vault.runtime import RuntimeDep
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(tags=["audit"])
 
-_AUTH = (NotAuthenticated, Forbidden)
 NDJSON = "application/x-ndjson"
 CSV = "text/csv"
 CSV_COLUMNS = [
@@ -44,7 +42,7 @@ CSV_COLUMNS = [
 ]
 
 _EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **responses(*_AUTH, InvalidCursor),
+    **responses(InvalidCursor),
     200: {
         "description": "A page of events, or with `Accept: application/x-ndjson` or "
         "`text/csv` the whole selection as a stream.",
@@ -86,7 +84,7 @@ def _csv(events: Iterator[dict[str, Any]]) -> Iterator[str]:
 
 
 @router.get(
-    "/events",
+    "/v1/audit/events",
     operation_id="list_audit_events",
     response_model=AuditEventPage,
     responses=_EVENTS_RESPONSES,
@@ -95,7 +93,7 @@ def list_audit_events(
     request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.AUDIT_READ),
+    principal: AuditReader,
     customer_id: UUID | None = None,
     actor: Annotated[
         str | None,
@@ -155,16 +153,16 @@ def list_audit_events(
 
 
 @router.get(
-    "/verify",
+    "/v1/audit/verify",
     operation_id="verify_audit_log",
     response_model=VerifyResult,
-    responses=responses(*_AUTH),
+    responses=responses(),
 )
 def verify_audit_log(
     request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.AUDIT_READ),
+    principal: AuditReader,
 ) -> VerifyResult:
     """Chain pending events, then recompute the whole chain and check every checkpoint."""
     record(

@@ -1,4 +1,5 @@
-"""Auth as annotated dependencies: ``Annotated[Principal, Security(authenticate, scopes=[...])]``.
+"""Auth as named annotated dependencies: ``principal: DataReader`` is
+``Annotated[Principal, Security(authenticate, scopes=["data:read"])]``.
 
 The scopes a route needs appear in its signature and so in the OpenAPI document.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
@@ -82,6 +83,18 @@ async def bearer_for(
     return Bearer(token, tuple(security_scopes.scopes))
 
 
-def require(scope: Scope) -> type[Principal]:
-    """``principal: require(Scope.DATA_READ)`` — shorthand for the annotated Security dependency."""
-    return Annotated[Principal, Security(authenticate, scopes=[scope.value])]  # type: ignore[return-value]
+def _needs(scope: Scope) -> Any:
+    return Security(authenticate, scopes=[scope.value])
+
+
+# What a route needs, named: ``principal: DataReader``. The scope shows in the OpenAPI document.
+Authenticated = Annotated[Principal, Security(authenticate)]
+CustomerWriter = Annotated[Principal, _needs(Scope.CUSTOMERS_WRITE)]
+ConsentWriter = Annotated[Principal, _needs(Scope.CONSENT_WRITE)]
+ConsentReader = Annotated[Principal, _needs(Scope.CONSENT_READ)]
+DataReader = Annotated[Principal, _needs(Scope.DATA_READ)]
+DsrExecutor = Annotated[Principal, _needs(Scope.DSR_EXECUTE)]
+LinkIssuer = Annotated[Principal, _needs(Scope.SELFSERVICE_ISSUE)]
+AuditReader = Annotated[Principal, _needs(Scope.AUDIT_READ)]
+WebhookManager = Annotated[Principal, _needs(Scope.WEBHOOKS_MANAGE)]
+Admin = Annotated[Principal, _needs(Scope.ADMIN)]

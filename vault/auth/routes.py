@@ -7,15 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Header, Request, status
 
 from vault.auth import service
-from vault.auth.deps import require
+from vault.auth.deps import Admin
 from vault.auth.models import ClientCreate, ClientCreated, TokenResponse
-from vault.auth.scopes import Scope
 from vault.db import SessionDep
 from vault.errors import (
-    Forbidden,
     InvalidClient,
     InvalidRequest,
-    NotAuthenticated,
     OAuthError,
     responses,
 )
@@ -90,14 +87,14 @@ def issue_token(
     operation_id="create_client",
     status_code=status.HTTP_201_CREATED,
     response_model=ClientCreated,
-    responses=responses(InvalidRequest, NotAuthenticated, Forbidden),
+    responses=responses(InvalidRequest),
 )
 def create_client(
     request: Request,
     body: ClientCreate,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.ADMIN),
+    principal: Admin,
 ) -> dict:
     """Register an app client; the secret is shown once and stored only as an Argon2 hash."""
     client, secret = service.create_client(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response, Security, status
 from pydantic import AwareDatetime
 from sqlmodel import Session
 
-from vault.auth.deps import Bearer, bearer_for, check_token, require
+from vault.auth.deps import Bearer, ConsentReader, ConsentWriter, bearer_for, check_token
 from vault.auth.scopes import Scope
 from vault.consent import service
 from vault.consent.models import (
@@ -22,16 +22,12 @@ from vault.db import SessionDep, page_size, utcnow
 from vault.errors import (
     CustomerErased,
     CustomerNotFound,
-    Forbidden,
     InvalidRequest,
-    NotAuthenticated,
     responses,
 )
 from vault.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["consent"])
-
-_AUTH = (NotAuthenticated, Forbidden)
 
 
 def _json(content: dict, status_code: int = 200) -> Response:
@@ -57,7 +53,6 @@ IdempotencyKey = Annotated[
     status_code=status.HTTP_201_CREATED,
     response_model=ConsentWriteResult,
     responses=responses(
-        *_AUTH,
         CustomerNotFound,
         CustomerErased,
         service.UnknownPurpose,
@@ -128,7 +123,6 @@ def _record(
     operation_id="confirm_consent",
     response_model=ConsentWriteResult,
     responses=responses(
-        *_AUTH,
         service.ConfirmationTokenNotFound,
         service.ConfirmationTokenUsed,
         service.ConfirmationTokenExpired,
@@ -140,7 +134,7 @@ def confirm_consent(
     body: ConfirmRequest,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.CONSENT_WRITE),
+    principal: ConsentWriter,
 ) -> Response:
     """Confirm a double opt-in grant with its single-use token; only then does it count."""
     now = utcnow()
@@ -160,13 +154,13 @@ def confirm_consent(
     "/v1/customers/{customer_id}/consents",
     operation_id="get_consents",
     response_model=CustomerConsents,
-    responses=responses(*_AUTH, CustomerNotFound, CustomerErased, service.AsOfInFuture),
+    responses=responses(CustomerNotFound, CustomerErased, service.AsOfInFuture),
 )
 def get_consents(
     customer_id: UUID,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.CONSENT_READ),
+    principal: ConsentReader,
     as_of: Annotated[
         AwareDatetime | None,
         Query(description="answer as of this past instant (replayed from the ledger)"),
@@ -186,12 +180,12 @@ def get_consents(
     "/v1/customers/{customer_id}/consents/history",
     operation_id="get_consent_history",
     response_model=ConsentHistory,
-    responses=responses(*_AUTH, CustomerNotFound),
+    responses=responses(CustomerNotFound),
 )
 def get_consent_history(
     customer_id: UUID,
     session: SessionDep,
-    principal: require(Scope.CONSENT_READ),
+    principal: ConsentReader,
     purpose: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, page_size(service.HISTORY_MAX)] = 1000,
 ) -> dict:

@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Security, status
 from sqlmodel import Session
 
-from vault.auth.deps import Bearer, bearer_for, check_token, require
+from vault.auth.deps import Bearer, CustomerWriter, bearer_for, check_token
 from vault.auth.scopes import Scope
 from vault.customers import importer, service
 from vault.customers.models import (
@@ -22,9 +22,7 @@ from vault.errors import (
     Conflict,
     CustomerErased,
     CustomerNotFound,
-    Forbidden,
     InvalidRequest,
-    NotAuthenticated,
     PayloadTooLarge,
     UnknownAttribute,
     ValidationFailed,
@@ -32,24 +30,22 @@ from vault.errors import (
 )
 from vault.runtime import RuntimeDep
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"])
-
-_AUTH = (NotAuthenticated, Forbidden)
+router = APIRouter(tags=["customers"])
 
 
 @router.post(
-    "",
+    "/v1/customers",
     operation_id="create_customer",
     status_code=status.HTTP_201_CREATED,
     response_model=CustomerPublic,
-    responses=responses(*_AUTH, UnknownAttribute, ValidationFailed, InvalidRequest, Conflict),
+    responses=responses(UnknownAttribute, ValidationFailed, InvalidRequest, Conflict),
 )
 def create_customer(
     request: Request,
     body: CustomerCreate,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.CUSTOMERS_WRITE),
+    principal: CustomerWriter,
 ) -> dict:
     """Store a new customer; every value is validated, normalised and encrypted."""
     customer, names = service.create_customer(
@@ -65,11 +61,11 @@ def create_customer(
 
 
 @router.patch(
-    "/{customer_id}",
+    "/v1/customers/{customer_id}",
     operation_id="rectify_customer",
     response_model=CustomerPublic,
     responses=responses(
-        *_AUTH, CustomerNotFound, CustomerErased, UnknownAttribute, ValidationFailed, Conflict
+        CustomerNotFound, CustomerErased, UnknownAttribute, ValidationFailed, Conflict
     ),
 )
 def rectify_customer(
@@ -78,7 +74,7 @@ def rectify_customer(
     body: CustomerUpdate,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.CUSTOMERS_WRITE),
+    principal: CustomerWriter,
 ) -> dict:
     """Rectify attributes (GDPR Art. 16); ``null`` removes an attribute."""
     customer, names = service.rectify(
@@ -94,11 +90,11 @@ def rectify_customer(
 
 
 @router.post(
-    "/import",
+    "/v1/customers/import",
     operation_id="import_customers",
     response_model=ImportResult,
     responses={
-        **responses(*_AUTH, InvalidRequest, PayloadTooLarge),
+        **responses(InvalidRequest, PayloadTooLarge),
     },
     openapi_extra={
         "requestBody": {
@@ -154,17 +150,17 @@ def _import(
 
 
 @router.post(
-    "/lookup",
+    "/v1/customers/lookup",
     operation_id="lookup_customer",
     response_model=LookupResult,
-    responses=responses(*_AUTH, CustomerNotFound, InvalidRequest, ValidationFailed),
+    responses=responses(CustomerNotFound, InvalidRequest, ValidationFailed),
 )
 def lookup_customer(
     request: Request,
     body: LookupRequest,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.CUSTOMERS_WRITE),
+    principal: CustomerWriter,
 ) -> LookupResult:
     """Find a customer by e-mail, phone, loyalty number or external id (blind index)."""
     cid = service.lookup(

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response, Security, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from vault.auth.deps import authenticate, require
+from vault.auth.deps import Authenticated, DsrExecutor
 from vault.auth.scopes import Scope
-from vault.auth.service import Principal
 from vault.db import SessionDep, page_size, utcnow
 from vault.dsr import erasure, export, requests, rights, ropa
 from vault.dsr import errors as dsr_errors
@@ -34,17 +33,14 @@ from vault.errors import (
     CustomerNotFound,
     Forbidden,
     InvalidRequest,
-    NotAuthenticated,
     responses,
 )
 from vault.runtime import RuntimeDep
 
 router = APIRouter(tags=["dsr"])
 
-_AUTH = (NotAuthenticated, Forbidden)
 _CUSTOMER = (CustomerNotFound, CustomerErased)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-DSR = require(Scope.DSR_EXECUTE)
 
 
 # --- export and erasure ---------------------------------------------------------------------
@@ -54,14 +50,14 @@ DSR = require(Scope.DSR_EXECUTE)
     "/v1/customers/{customer_id}/export",
     operation_id="export_customer",
     response_model=DataExport,
-    responses=responses(*_AUTH, *_CUSTOMER, InvalidRequest),
+    responses=responses(*_CUSTOMER, InvalidRequest),
 )
 def export_customer(
     request: Request,
     customer_id: UUID,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: DSR,
+    principal: DsrExecutor,
     kind: Annotated[RequestKind, Query(description="access (Art. 15) or portability")] = (
         RequestKind.ACCESS
     ),
@@ -89,10 +85,10 @@ def export_customer(
     "/v1/customers/{customer_id}",
     operation_id="erase_customer",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=responses(*_AUTH, *_CUSTOMER, dsr_errors.LegalHold),
+    responses=responses(*_CUSTOMER, dsr_errors.LegalHold),
 )
 def erase_customer(
-    request: Request, customer_id: UUID, session: SessionDep, principal: DSR
+    request: Request, customer_id: UUID, session: SessionDep, principal: DsrExecutor
 ) -> Response:
     """Erase a customer (Art. 17) by destroying its data key; consent ledger and audit stay."""
     erasure.erase(
@@ -108,10 +104,14 @@ def erase_customer(
     "/v1/customers/{customer_id}/legal-hold",
     operation_id="set_legal_hold",
     response_model=CustomerRights,
-    responses=responses(*_AUTH, *_CUSTOMER, dsr_errors.ReasonContainsPersonalData),
+    responses=responses(*_CUSTOMER, dsr_errors.ReasonContainsPersonalData),
 )
 def set_legal_hold(
-    request: Request, customer_id: UUID, body: LegalHoldSet, session: SessionDep, principal: DSR
+    request: Request,
+    customer_id: UUID,
+    body: LegalHoldSet,
+    session: SessionDep,
+    principal: DsrExecutor,
 ) -> dict[str, Any]:
     """Put the customer's data under a legal hold: erasure answers 409 until it is cleared."""
     return rights.rights_public(
@@ -129,10 +129,14 @@ def set_legal_hold(
     "/v1/customers/{customer_id}/legal-hold",
     operation_id="clear_legal_hold",
     response_model=CustomerRights,
-    responses=responses(*_AUTH, *_CUSTOMER, dsr_errors.ReasonContainsPersonalData),
+    responses=responses(*_CUSTOMER, dsr_errors.ReasonContainsPersonalData),
 )
 def clear_legal_hold(
-    request: Request, customer_id: UUID, body: LegalHoldSet, session: SessionDep, principal: DSR
+    request: Request,
+    customer_id: UUID,
+    body: LegalHoldSet,
+    session: SessionDep,
+    principal: DsrExecutor,
 ) -> dict[str, Any]:
     """Clear the legal hold (the body's reason says why it no longer applies)."""
     return rights.rights_public(
@@ -153,10 +157,10 @@ def clear_legal_hold(
     "/v1/customers/{customer_id}/restriction",
     operation_id="restrict_customer",
     response_model=CustomerRights,
-    responses=responses(*_AUTH, *_CUSTOMER),
+    responses=responses(*_CUSTOMER),
 )
 def restrict_customer(
-    request: Request, customer_id: UUID, session: SessionDep, principal: DSR
+    request: Request, customer_id: UUID, session: SessionDep, principal: DsrExecutor
 ) -> dict[str, Any]:
     """Restrict processing (Art. 18): nothing is released to any purpose until lifted."""
     return rights.rights_public(
@@ -173,10 +177,10 @@ def restrict_customer(
     "/v1/customers/{customer_id}/restriction",
     operation_id="lift_restriction",
     response_model=CustomerRights,
-    responses=responses(*_AUTH, *_CUSTOMER),
+    responses=responses(*_CUSTOMER),
 )
 def lift_restriction(
-    request: Request, customer_id: UUID, session: SessionDep, principal: DSR
+    request: Request, customer_id: UUID, session: SessionDep, principal: DsrExecutor
 ) -> dict[str, Any]:
     """Lift a restriction (Art. 18(3)); reads follow the legal basis again."""
     return rights.rights_public(
@@ -193,7 +197,7 @@ def lift_restriction(
     "/v1/customers/{customer_id}/objection",
     operation_id="object_to_processing",
     response_model=CustomerRights,
-    responses=responses(*_AUTH, *_CUSTOMER, dsr_errors.InvalidObjectionScope),
+    responses=responses(*_CUSTOMER, dsr_errors.InvalidObjectionScope),
 )
 def object_to_processing(
     request: Request,
@@ -201,7 +205,7 @@ def object_to_processing(
     body: ObjectionBody,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: DSR,
+    principal: DsrExecutor,
 ) -> dict[str, Any]:
     """Record an objection (Art. 21): direct marketing, or a legitimate-interest purpose."""
     return rights.rights_public(
@@ -220,7 +224,7 @@ def object_to_processing(
     "/v1/customers/{customer_id}/objection",
     operation_id="withdraw_objection",
     response_model=CustomerRights,
-    responses=responses(*_AUTH, *_CUSTOMER, dsr_errors.InvalidObjectionScope),
+    responses=responses(*_CUSTOMER, dsr_errors.InvalidObjectionScope),
 )
 def withdraw_objection(
     request: Request,
@@ -228,7 +232,7 @@ def withdraw_objection(
     body: ObjectionBody,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: DSR,
+    principal: DsrExecutor,
 ) -> dict[str, Any]:
     """Withdraw an objection the customer made earlier."""
     return rights.rights_public(
@@ -250,11 +254,11 @@ def withdraw_objection(
     "/v1/dsr/requests",
     operation_id="list_dsr_requests",
     response_model=RequestList,
-    responses=responses(*_AUTH, InvalidRequest),
+    responses=responses(InvalidRequest),
 )
 def list_dsr_requests(
     session: SessionDep,
-    principal: DSR,
+    principal: DsrExecutor,
     customer_id: UUID | None = None,
     kind: RequestKind | None = None,
     status: RequestStatus | None = None,
@@ -287,10 +291,10 @@ def list_dsr_requests(
     operation_id="create_dsr_request",
     status_code=status.HTTP_201_CREATED,
     response_model=RequestPublic,
-    responses=responses(*_AUTH, CustomerNotFound, InvalidRequest),
+    responses=responses(CustomerNotFound, InvalidRequest),
 )
 def create_dsr_request(
-    request: Request, body: RequestCreate, session: SessionDep, principal: DSR
+    request: Request, body: RequestCreate, session: SessionDep, principal: DsrExecutor
 ) -> dict[str, Any]:
     """Record a request as received; it is due one calendar month later (Art. 12(3))."""
     row = requests.create_request(
@@ -308,9 +312,11 @@ def create_dsr_request(
     "/v1/dsr/requests/{request_uuid}",
     operation_id="get_dsr_request",
     response_model=RequestPublic,
-    responses=responses(*_AUTH, dsr_errors.RequestNotFound),
+    responses=responses(dsr_errors.RequestNotFound),
 )
-def get_dsr_request(request_uuid: UUID, session: SessionDep, principal: DSR) -> dict[str, Any]:
+def get_dsr_request(
+    request_uuid: UUID, session: SessionDep, principal: DsrExecutor
+) -> dict[str, Any]:
     """One tracked request."""
     return requests.request_public(requests.get_request(session, request_uuid))
 
@@ -320,7 +326,6 @@ def get_dsr_request(request_uuid: UUID, session: SessionDep, principal: DSR) -> 
     operation_id="extend_dsr_request",
     response_model=RequestPublic,
     responses=responses(
-        *_AUTH,
         dsr_errors.RequestNotFound,
         dsr_errors.RequestClosed,
         dsr_errors.ExtensionReasonRequired,
@@ -333,7 +338,7 @@ def extend_dsr_request(
     request_uuid: UUID,
     body: RequestExtend,
     session: SessionDep,
-    principal: DSR,
+    principal: DsrExecutor,
 ) -> dict[str, Any]:
     """Extend the deadline by up to two further months in total, with a reason."""
     row = requests.extend_request(
@@ -352,7 +357,6 @@ def extend_dsr_request(
     operation_id="close_dsr_request",
     response_model=RequestPublic,
     responses=responses(
-        *_AUTH,
         dsr_errors.RequestNotFound,
         dsr_errors.RequestClosed,
         dsr_errors.RejectionReasonRequired,
@@ -364,7 +368,7 @@ def close_dsr_request(
     request_uuid: UUID,
     body: RequestClose,
     session: SessionDep,
-    principal: DSR,
+    principal: DsrExecutor,
 ) -> dict[str, Any]:
     """Close a request as completed or rejected (a rejection needs a reason)."""
     row = requests.close_request(
@@ -387,7 +391,7 @@ _ROPA_SCOPES = frozenset({Scope.DSR_EXECUTE.value, Scope.AUDIT_READ.value})
     "/v1/records-of-processing",
     operation_id="records_of_processing",
     responses={
-        **responses(*_AUTH),
+        **responses(),
         200: {
             "description": "The record as JSON, or with `Accept: text/html` as a readable page.",
             "content": {
@@ -398,7 +402,7 @@ _ROPA_SCOPES = frozenset({Scope.DSR_EXECUTE.value, Scope.AUDIT_READ.value})
     },
 )
 def records_of_processing(
-    principal: Annotated[Principal, Security(authenticate)],
+    principal: Authenticated,
     runtime: RuntimeDep,
     accept: Annotated[str | None, Header()] = None,
     lang: Annotated[str, Query(pattern="^(de|en)$")] = "en",

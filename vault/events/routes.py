@@ -7,10 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, status
 
-from vault.auth.deps import require
-from vault.auth.scopes import Scope
+from vault.auth.deps import WebhookManager
 from vault.db import SessionDep, page_size
-from vault.errors import Forbidden, InvalidRequest, NotAuthenticated, responses
+from vault.errors import InvalidRequest, responses
 from vault.events import webhooks
 from vault.events.errors import DeliveryNotFound, WebhookDisabled, WebhookNotFound
 from vault.events.models import DeliveryStatus
@@ -26,19 +25,16 @@ from vault.events.schemas import (
 from vault.events.urls import WebhookHostUnresolvable, WebhookUrlForbidden, WebhookUrlInvalid
 from vault.runtime import RuntimeDep
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-
-_AUTH = (NotAuthenticated, Forbidden)
-Manager = require(Scope.WEBHOOKS_MANAGE)
+router = APIRouter(tags=["webhooks"])
 
 
 @router.post(
-    "",
+    "/v1/webhooks",
     operation_id="create_webhook",
     status_code=status.HTTP_201_CREATED,
     response_model=WebhookWithSecret,
     responses=responses(
-        *_AUTH, WebhookUrlInvalid, WebhookUrlForbidden, WebhookHostUnresolvable, InvalidRequest
+        WebhookUrlInvalid, WebhookUrlForbidden, WebhookHostUnresolvable, InvalidRequest
     ),
 )
 def create_webhook(
@@ -46,7 +42,7 @@ def create_webhook(
     body: WebhookCreate,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: Manager,
+    principal: WebhookManager,
 ) -> WebhookWithSecret:
     """Subscribe a URL to event types; the answer carries the signing secret, shown only now."""
     webhook, secret = webhooks.create_webhook(
@@ -62,14 +58,14 @@ def create_webhook(
 
 
 @router.get(
-    "",
+    "/v1/webhooks",
     operation_id="list_webhooks",
     response_model=WebhookList,
-    responses=responses(*_AUTH),
+    responses=responses(),
 )
 def list_webhooks(
     session: SessionDep,
-    principal: Manager,
+    principal: WebhookManager,
     limit: Annotated[int, page_size(webhooks.PAGE_MAX)] = webhooks.PAGE_MAX,
 ) -> WebhookList:
     """All subscriptions, active and disabled, oldest first (never their secrets)."""
@@ -78,24 +74,24 @@ def list_webhooks(
 
 
 @router.get(
-    "/{webhook_id}",
+    "/v1/webhooks/{webhook_id}",
     operation_id="get_webhook",
     response_model=WebhookPublic,
-    responses=responses(*_AUTH, WebhookNotFound),
+    responses=responses(WebhookNotFound),
 )
-def get_webhook(webhook_id: UUID, session: SessionDep, principal: Manager) -> WebhookPublic:
+def get_webhook(webhook_id: UUID, session: SessionDep, principal: WebhookManager) -> WebhookPublic:
     """One subscription."""
     return webhooks.public(webhooks.get_webhook(session=session, webhook_id=webhook_id))
 
 
 @router.post(
-    "/{webhook_id}/disable",
+    "/v1/webhooks/{webhook_id}/disable",
     operation_id="disable_webhook",
     response_model=WebhookPublic,
-    responses=responses(*_AUTH, WebhookNotFound),
+    responses=responses(WebhookNotFound),
 )
 def disable_webhook(
-    request: Request, webhook_id: UUID, session: SessionDep, principal: Manager
+    request: Request, webhook_id: UUID, session: SessionDep, principal: WebhookManager
 ) -> WebhookPublic:
     """Stop a subscription; its open deliveries are dead-lettered."""
     webhook = webhooks.disable_webhook(
@@ -108,17 +104,17 @@ def disable_webhook(
 
 
 @router.post(
-    "/{webhook_id}/rotate-secret",
+    "/v1/webhooks/{webhook_id}/rotate-secret",
     operation_id="rotate_webhook_secret",
     response_model=WebhookWithSecret,
-    responses=responses(*_AUTH, WebhookNotFound, WebhookDisabled),
+    responses=responses(WebhookNotFound, WebhookDisabled),
 )
 def rotate_webhook_secret(
     request: Request,
     webhook_id: UUID,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: Manager,
+    principal: WebhookManager,
 ) -> WebhookWithSecret:
     """A new signing secret; deliveries carry signatures under the old one too for 24 hours."""
     webhook, secret = webhooks.rotate_secret(
@@ -132,16 +128,16 @@ def rotate_webhook_secret(
 
 
 @router.post(
-    "/{webhook_id}/redeliver",
+    "/v1/webhooks/{webhook_id}/redeliver",
     operation_id="redeliver_webhook",
     response_model=RedeliverResult,
-    responses=responses(*_AUTH, WebhookNotFound, DeliveryNotFound, WebhookDisabled),
+    responses=responses(WebhookNotFound, DeliveryNotFound, WebhookDisabled),
 )
 def redeliver_webhook(
     request: Request,
     webhook_id: UUID,
     session: SessionDep,
-    principal: Manager,
+    principal: WebhookManager,
     body: RedeliverRequest | None = None,
 ) -> RedeliverResult:
     """Queue one event again (`event_id`), or else every dead-lettered delivery."""
@@ -156,15 +152,15 @@ def redeliver_webhook(
 
 
 @router.get(
-    "/{webhook_id}/deliveries",
+    "/v1/webhooks/{webhook_id}/deliveries",
     operation_id="list_webhook_deliveries",
     response_model=DeliveryList,
-    responses=responses(*_AUTH, WebhookNotFound),
+    responses=responses(WebhookNotFound),
 )
 def list_webhook_deliveries(
     webhook_id: UUID,
     session: SessionDep,
-    principal: Manager,
+    principal: WebhookManager,
     status: Annotated[DeliveryStatus | None, Query()] = None,
     limit: Annotated[int, page_size(webhooks.PAGE_MAX)] = 100,
 ) -> DeliveryList:

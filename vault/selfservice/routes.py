@@ -15,10 +15,9 @@ import orjson
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from vault.auth.deps import require
-from vault.auth.scopes import Scope
+from vault.auth.deps import LinkIssuer
 from vault.db import SessionDep
-from vault.errors import CustomerErased, CustomerNotFound, Forbidden, NotAuthenticated
+from vault.errors import CustomerErased, CustomerNotFound
 from vault.errors import responses as error_responses
 from vault.ratelimit import RateLimited, client_address
 from vault.runtime import RuntimeDep
@@ -48,16 +47,14 @@ api_router = APIRouter(tags=["selfservice"])
     "/v1/customers/{customer_id}/selfservice-link",
     operation_id="issue_selfservice_link",
     response_model=SelfserviceLinkPublic,
-    responses=error_responses(
-        NotAuthenticated, Forbidden, CustomerNotFound, CustomerErased, RateLimited
-    ),
+    responses=error_responses(CustomerNotFound, CustomerErased, RateLimited),
 )
 def issue_selfservice_link(
     customer_id: UUID,
     request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: require(Scope.SELFSERVICE_ISSUE),
+    principal: LinkIssuer,
     response: Response,
 ) -> dict:
     """A single-use magic link to the customer's self-service page, valid 15 minutes.
