@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from alembic import command
 from alembic.config import Config
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
@@ -175,16 +175,6 @@ def get_session(request: Request) -> Iterator[Session]:
 # scope="function": the commit runs when the route returns, before the response is sent, so
 # nothing is answered whose evidence is not committed.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-
-
-def page_size(maximum: int) -> Any:
-    """``limit: Annotated[int, page_size(1000)] = 100``: a list route's documented cap. Larger
-    values are refused (422 ``validation_error``, type ``less_than_equal``), never clamped."""
-    return Query(
-        ge=1,
-        le=maximum,
-        description=f"how many to return, 1 to {maximum}; a larger value is refused with 422",
-    )
 
 
 def alembic_config(url: str) -> Config:

@@ -50,7 +50,9 @@ SECURITY_HEADERS = [
 
 # Answers carry personal data, tokens and secrets unless shown otherwise: no cache keeps them.
 # Only the self-service page's static files may be cached.
-NO_STORE = (b"cache-control", b"no-store")
+NO_STORE_HEADER = (b"cache-control", b"no-store")
+# The same for the routes that answer personal data themselves, with HTTP/1.0's Pragma too.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 CACHEABLE_PREFIX = "/me/static/"
 
 
@@ -102,7 +104,7 @@ class EdgeMiddleware:
                 started = True
                 headers = list(message.get("headers", []))
                 if not cacheable and not any(n == b"cache-control" for n, _ in headers):
-                    headers.append(NO_STORE)
+                    headers.append(NO_STORE_HEADER)
                 headers.extend(SECURITY_HEADERS)
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -129,7 +131,7 @@ async def _send_error(send: Send, err: VaultError, request_id: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"x-request-id", request_id.encode()),
-                NO_STORE,
+                NO_STORE_HEADER,
                 *SECURITY_HEADERS,
             ],
         }

@@ -14,11 +14,11 @@ from vault.auth.deps import Bearer, DataReader, bearer_for, check_token
 from vault.auth.scopes import Scope
 from vault.db import SessionDep, utcnow
 from vault.errors import UnknownAttribute, VaultError, responses
+from vault.http import NO_STORE
 from vault.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["access"])
 
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 REASON_STATUS = {"customer_not_found": 404, "customer_erased": 410}
 
 _DENIALS = {

@@ -19,8 +19,9 @@ from vault.audit.schemas import AuditEventPage, VerifyResult
 from vault.audit.seal import seal_pending
 from vault.audit.verify import verify_engine
 from vault.auth.deps import AuditReader
-from vault.db import SessionDep, page_size
+from vault.db import SessionDep
 from vault.errors import responses
+from vault.http import page_size
 from vault.runtime import RuntimeDep
 
 router = APIRouter(tags=["audit"])

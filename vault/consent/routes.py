@@ -18,13 +18,14 @@ from vault.consent.models import (
     ConsentWriteResult,
     CustomerConsents,
 )
-from vault.db import SessionDep, page_size, utcnow
+from vault.db import SessionDep, utcnow
 from vault.errors import (
     CustomerErased,
     CustomerNotFound,
     InvalidRequest,
     responses,
 )
+from vault.http import page_size
 from vault.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["consent"])

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from vault.auth.deps import Authenticated, DsrExecutor
 from vault.auth.scopes import Scope
-from vault.db import SessionDep, page_size, utcnow
+from vault.db import SessionDep, utcnow
 from vault.dsr import erasure, export, requests, rights, ropa
 from vault.dsr import errors as dsr_errors
 from vault.dsr.models import RequestKind, RequestStatus
@@ -35,12 +35,12 @@ from vault.errors import (
     InvalidRequest,
     responses,
 )
+from vault.http import NO_STORE, page_size
 from vault.runtime import RuntimeDep
 
 router = APIRouter(tags=["dsr"])
 
 _CUSTOMER = (CustomerNotFound, CustomerErased)
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 # --- export and erasure ---------------------------------------------------------------------

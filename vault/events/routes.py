@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, status
 
 from vault.auth.deps import WebhookManager
-from vault.db import SessionDep, page_size
+from vault.db import SessionDep
 from vault.errors import InvalidRequest, responses
 from vault.events import webhooks
 from vault.events.errors import DeliveryNotFound, WebhookDisabled, WebhookNotFound
@@ -23,6 +23,7 @@ from vault.events.schemas import (
     WebhookWithSecret,
 )
 from vault.events.urls import WebhookHostUnresolvable, WebhookUrlForbidden, WebhookUrlInvalid
+from vault.http import page_size
 from vault.runtime import RuntimeDep
 
 router = APIRouter(tags=["webhooks"])

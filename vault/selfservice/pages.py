@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 
 from vault.db import SessionDep
 from vault.errors import VaultError
+from vault.http import NO_STORE
 from vault.runtime import RuntimeDep
 from vault.selfservice import i18n, sessions
 from vault.selfservice.errors import SessionRequired
@@ -26,7 +27,6 @@ from vault.selfservice.errors import SessionRequired
 SESSION_COOKIE = "vault_session"
 LANG_COOKIE = "vault_lang"
 COOKIE_PATH = "/me"
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def N_(message: str) -> str:
