@@ -14,6 +14,7 @@ from vault.auth.deps import Bearer, bearer_for, check_token, require
 from vault.auth.scopes import Scope
 from vault.db import SessionDep, utcnow
 from vault.errors import Forbidden, NotAuthenticated, UnknownAttribute, VaultError, responses
+from vault.policy.errors import UnknownPurpose
 from vault.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["access"])
@@ -33,7 +34,7 @@ _DENIALS = {
     operation_id="read_customer_data",
     response_model=DataRead,
     responses={
-        **responses(NotAuthenticated, Forbidden, service.UnknownPurpose, UnknownAttribute),
+        **responses(NotAuthenticated, Forbidden, UnknownPurpose, UnknownAttribute),
         **_DENIALS,
     },
 )
@@ -122,7 +123,7 @@ def _read(
             "content": {"application/x-ndjson": {}},
             "description": 'one {"customer_id","attributes"} per line',
         },
-        **responses(NotAuthenticated, Forbidden, service.UnknownPurpose, UnknownAttribute),
+        **responses(NotAuthenticated, Forbidden, UnknownPurpose, UnknownAttribute),
     },
 )
 def export_audience(

@@ -30,7 +30,8 @@ from sqlmodel import Session
 
 from vault.audit import service as audit_service
 from vault.audit.service import AuditPiiRefused, EventFilter, InvalidAuditEvent
-from vault.consent import service as consent_service
+from vault.consent import reads as consent_reads
+from vault.consent import schemas as consent_schemas
 from vault.consent.models import ConsentConfirmation, ConsentIdempotency
 from vault.crypto.envelope import Envelope
 from vault.customers import service as customers_service
@@ -908,12 +909,12 @@ def build_export(
                 "retention_days": retention.get(name, (None, "none"))[0],
             }
         )
-    states = consent_service.effective_states(
+    states = consent_reads.effective_states(
         session=session, policy=policy, customer_id=customer.id, now=now
     )
     history = []
-    for event in consent_service.history(session=session, customer_id=customer.id, limit=10**9):
-        item = consent_service.event_public(event)
+    for event in consent_reads.history(session=session, customer_id=customer.id, limit=10**9):
+        item = consent_schemas.event_public(event)
         if include_receipts:
             item["receipt"] = event.receipt
         history.append(item)
@@ -952,7 +953,7 @@ def build_export(
             "legal_hold": customer.legal_hold,
         },
         "attributes": attributes,
-        "consents": [consent_service.state_public(s) for s in states.values()],
+        "consents": [consent_schemas.state_public(s) for s in states.values()],
         "consent_history": history,
         "purposes": purposes,
         "recipients": recipients_public(policy),
