@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from bench.seed import profile, seed
 from tests.factories import auth_headers
 from vault.audit.models import AuditEvent
-from vault.consent import service as consent_service
+from vault.consent import rules as consent_rules
 from vault.consent.models import ConsentState
 from vault.customers.models import Customer
 from vault.policy.decision import decide
@@ -51,7 +51,7 @@ def _expected(session, runtime, ids, purpose, requested=None):
             client_purposes={purpose.id},
             customer_status=c.status,
             objections=c.objection_set,
-            consent_status=consent_service.effective_status(
+            consent_status=consent_rules.effective_status(
                 states.get((c.id, purpose.id)), purpose, now
             ),
             requested=requested,

@@ -9,8 +9,14 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import Session
 
 from tests.factories import create_customer, record_consent
-from vault.consent import service
+from vault.consent import errors as consent_errors
+from vault.consent import evidence as consent_evidence
+from vault.consent import reads as consent_reads
+from vault.consent import rebuild as consent_rebuild
+from vault.consent import rules as consent_rules
+from vault.consent import service as consent_service
 from vault.consent.models import ConsentEvent, ConsentState
+from vault.policy.errors import UnknownPurpose
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -65,13 +71,13 @@ class S:
 def test_effective_status(runtime, state, changes, now, expected):
     base = {"double_opt_in": False, "consent_ttl_days": None, "version": 1, "reconsent": False}
     purpose = _purpose(runtime, "personalised_offers", **{**base, **changes})
-    assert service.effective_status(state, purpose, now) == expected
+    assert consent_rules.effective_status(state, purpose, now) == expected
 
 
 def test_expires_at_only_for_grants(runtime):
     purpose = _purpose(runtime, "personalised_offers", consent_ttl_days=30)
-    assert service.expires_at(S("granted"), purpose) == T0 + timedelta(days=30)
-    assert service.expires_at(S("withdrawn", granted_at=None), purpose) is None
+    assert consent_rules.expires_at(S("granted"), purpose) == T0 + timedelta(days=30)
+    assert consent_rules.expires_at(S("withdrawn", granted_at=None), purpose) is None
 
 
 @dataclass
@@ -87,13 +93,13 @@ class E:
 
 def test_apply_keeps_newer_decision_against_late_event():
     grant = E("granted", T0)
-    decision, applied = service.apply(None, grant)
+    decision, applied = consent_rules.apply(None, grant)
     assert applied and decision.granted_at == T0 and decision.event_id == grant.id
     late = E("withdrawn", T0 - timedelta(hours=1))
-    after, applied = service.apply(decision, late)
+    after, applied = consent_rules.apply(decision, late)
     assert not applied and after == decision
     tie = E("withdrawn", T0)
-    after, applied = service.apply(decision, tie)
+    after, applied = consent_rules.apply(decision, tie)
     assert applied and after.status == "withdrawn" and after.granted_at is None
 
 
@@ -109,26 +115,26 @@ def test_apply_keeps_newer_decision_against_late_event():
     ],
 )
 def test_ip_addresses_are_truncated(ip, expected):
-    assert service.clean_evidence({"ip": ip, "gpc": True}) == {"ip": expected, "gpc": True}
+    assert consent_evidence.clean_evidence({"ip": ip, "gpc": True}) == {"ip": expected, "gpc": True}
 
 
 @pytest.mark.parametrize(
     ("evidence", "error"),
     [
-        ({"email": "x"}, service.EvidenceContainsContactData),
-        ({"customer_phone": "x"}, service.EvidenceContainsContactData),
-        ({"first_name": "Erika"}, service.EvidenceContainsContactData),
-        ({"note": "write to erika@example.de"}, service.EvidenceContainsContactData),
-        ({"note": "+49 30 1234567"}, service.EvidenceContainsContactData),
-        ({"nested": {"a": 1}}, service.InvalidEvidence),
-        ({"ip": "300.1.1.1"}, service.InvalidEvidence),
-        ({"ua": "x" * 600}, service.InvalidEvidence),
-        ({f"k{i}": i for i in range(21)}, service.InvalidEvidence),
+        ({"email": "x"}, consent_errors.EvidenceContainsContactData),
+        ({"customer_phone": "x"}, consent_errors.EvidenceContainsContactData),
+        ({"first_name": "Erika"}, consent_errors.EvidenceContainsContactData),
+        ({"note": "write to erika@example.de"}, consent_errors.EvidenceContainsContactData),
+        ({"note": "+49 30 1234567"}, consent_errors.EvidenceContainsContactData),
+        ({"nested": {"a": 1}}, consent_errors.InvalidEvidence),
+        ({"ip": "300.1.1.1"}, consent_errors.InvalidEvidence),
+        ({"ua": "x" * 600}, consent_errors.InvalidEvidence),
+        ({f"k{i}": i for i in range(21)}, consent_errors.InvalidEvidence),
     ],
 )
 def test_evidence_rejects_contact_data_and_structure(evidence, error):
     with pytest.raises(error):
-        service.clean_evidence(evidence)
+        consent_evidence.clean_evidence(evidence)
 
 
 # --- recording ----------------------------------------------------------------------------
@@ -162,9 +168,9 @@ def test_record_grant_writes_event_and_state(session, runtime):
 @pytest.mark.parametrize(
     ("purpose", "error"),
     [
-        ("order_fulfilment", service.ConsentNotApplicable),
-        ("analytics", service.ConsentNotApplicable),
-        ("astrology", service.UnknownPurpose),
+        ("order_fulfilment", consent_errors.ConsentNotApplicable),
+        ("analytics", consent_errors.ConsentNotApplicable),
+        ("astrology", UnknownPurpose),
     ],
 )
 def test_only_consent_purposes_take_consent(session, runtime, purpose, error):
@@ -178,7 +184,7 @@ def test_only_consent_purposes_take_consent(session, runtime, purpose, error):
 def test_occurred_at_in_the_future_beyond_skew_is_refused(session, runtime):
     customer = create_customer(session, runtime)
     now = datetime.now(UTC)
-    with pytest.raises(service.OccurredInFuture):
+    with pytest.raises(consent_errors.OccurredInFuture):
         record_consent(
             session, runtime, customer.id, "personalised_offers",
             occurred_at=now + timedelta(minutes=2, seconds=5), now=now,
@@ -195,7 +201,7 @@ def test_withdrawal_of_never_given_consent_is_recorded(session, runtime):
     customer = create_customer(session, runtime)
     result = record_consent(session, runtime, customer.id, "third_party_ads", "withdrawn")
     assert result.applied and result.event.status == "withdrawn"
-    states = service.effective_states(
+    states = consent_reads.effective_states(
         session=session, policy=runtime.policy, customer_id=customer.id, now=datetime.now(UTC)
     )
     assert states["third_party_ads"].status == "withdrawn"
@@ -227,27 +233,31 @@ def test_double_opt_in_token_is_single_use_and_expires(session, runtime):
         session=session, policy=runtime.policy, signer=runtime.signer,
         settings=runtime.settings, recorded_by="client:test",
     )  # fmt: skip
-    with pytest.raises(service.ConfirmationTokenExpired):
-        service.confirm(
+    with pytest.raises(consent_errors.ConfirmationTokenExpired):
+        consent_service.confirm(
             token=pending.confirmation_token, now=now + timedelta(days=7, seconds=1), **kw
         )
     session.rollback()
-    done = service.confirm(token=pending.confirmation_token, now=now + timedelta(hours=1), **kw)
+    done = consent_service.confirm(
+        token=pending.confirmation_token, now=now + timedelta(hours=1), **kw
+    )
     session.commit()
     assert done.event.status == "confirmed" and done.state.granted_at == now + timedelta(hours=1)
-    with pytest.raises(service.ConfirmationTokenUsed):
-        service.confirm(token=pending.confirmation_token, now=now + timedelta(hours=2), **kw)
+    with pytest.raises(consent_errors.ConfirmationTokenUsed):
+        consent_service.confirm(
+            token=pending.confirmation_token, now=now + timedelta(hours=2), **kw
+        )
     session.rollback()
-    with pytest.raises(service.ConfirmationTokenNotFound):
-        service.confirm(token="x" * 43, **kw)
+    with pytest.raises(consent_errors.ConfirmationTokenNotFound):
+        consent_service.confirm(token="x" * 43, **kw)
 
 
 def test_confirmation_after_withdrawal_is_superseded(session, runtime):
     customer = create_customer(session, runtime)
     pending = record_consent(session, runtime, customer.id, "newsletter")
     record_consent(session, runtime, customer.id, "newsletter", "withdrawn")
-    with pytest.raises(service.ConfirmationSuperseded):
-        service.confirm(
+    with pytest.raises(consent_errors.ConfirmationSuperseded):
+        consent_service.confirm(
             session=session, policy=runtime.policy, signer=runtime.signer,
             settings=runtime.settings, recorded_by="client:test",
             token=pending.confirmation_token,
@@ -293,7 +303,7 @@ def test_as_of_between_events(session, runtime, as_of, offers, ads):
         record_consent(
             session, runtime, customer.id, purpose, status, occurred_at=occurred_at, now=recorded
         )
-    states = service.states_as_of(
+    states = consent_reads.states_as_of(
         session=session,
         policy=runtime.policy,
         customer_id=customer.id,
@@ -304,7 +314,7 @@ def test_as_of_between_events(session, runtime, as_of, offers, ads):
     assert states["third_party_ads"].status == ads
     session.rollback()
     # and the live projection equals the replay of the whole ledger
-    assert service.rebuild(session=session, fix=False).differences == []
+    assert consent_rebuild.rebuild(session=session, fix=False).differences == []
 
 
 # --- the database refuses to rewrite the ledger -------------------------------------------
@@ -344,22 +354,22 @@ def test_rebuild_detects_and_fixes_a_hand_edited_projection(session, runtime):
     b = create_customer(session, runtime)
     record_consent(session, runtime, a.id, "personalised_offers")
     record_consent(session, runtime, b.id, "third_party_ads", "refused")
-    assert service.rebuild(session=session, fix=False).differences == []
+    assert consent_rebuild.rebuild(session=session, fix=False).differences == []
     session.rollback()
     session.execute(text("UPDATE consent_state SET status = 'granted' WHERE status = 'refused'"))
     session.execute(text("DELETE FROM consent_state WHERE purpose = 'personalised_offers'"))
     session.commit()
-    report = service.rebuild(session=session, fix=False)
+    report = consent_rebuild.rebuild(session=session, fix=False)
     session.rollback()
     assert {(d.customer_id, d.purpose) for d in report.differences} == {
         (a.id, "personalised_offers"),
         (b.id, "third_party_ads"),
     }
     assert report.events == 2
-    fixed = service.rebuild(session=session, fix=True)
+    fixed = consent_rebuild.rebuild(session=session, fix=True)
     session.commit()
     assert fixed.fixed and len(fixed.differences) == 2
-    assert service.rebuild(session=session, fix=False).differences == []
+    assert consent_rebuild.rebuild(session=session, fix=False).differences == []
     state = session.get(ConsentState, (b.id, "third_party_ads"))
     assert state.status == "refused"
 
@@ -377,7 +387,7 @@ def test_concurrent_grant_and_withdraw_leave_state_equal_to_replay(session, runt
         try:
             start.wait()
             with Session(runtime.engine, expire_on_commit=False) as s:
-                service.record_event(
+                consent_service.record_event(
                     session=s,
                     policy=runtime.policy,
                     signer=runtime.signer,
@@ -403,7 +413,7 @@ def test_concurrent_grant_and_withdraw_leave_state_equal_to_replay(session, runt
     events = _events(session, customer.id)
     assert len(events) == 20
     ordered = sorted(events, key=lambda e: (e.occurred_at, e.seq))
-    expected = service.replay(ordered)
+    expected = consent_rules.replay(ordered)
     state = session.get(ConsentState, (customer.id, "personalised_offers"))
     session.rollback()
     assert state is not None and expected is not None
@@ -413,4 +423,4 @@ def test_concurrent_grant_and_withdraw_leave_state_equal_to_replay(session, runt
         expected.decided_at,
         expected.granted_at,
     )
-    assert service.rebuild(session=session, fix=False).differences == []
+    assert consent_rebuild.rebuild(session=session, fix=False).differences == []

@@ -7,10 +7,12 @@ from typer.testing import CliRunner
 
 from tests.factories import auth_headers, create_customer
 from vault.cli import app
-from vault.consent import service as consent_service
+from vault.consent import reads as consent_reads
+from vault.consent import rebuild as consent_rebuild
 from vault.consent.models import ConsentEvent, ConsentState
 from vault.customers import service
 from vault.customers.models import Customer
+from vault.db import utcnow
 
 
 def ndjson(*docs) -> bytes:
@@ -108,8 +110,8 @@ def test_import_keeps_good_lines_and_reports_bad_ones(client, session, runtime, 
         session=session, envelope=runtime.envelope, customer=session.get(Customer, cid)
     )
     assert values["phone"] == "+492211234567" and values["first_name"] == "Ida"
-    states = consent_service.effective_states(
-        session=session, policy=runtime.policy, customer_id=cid, now=consent_service.utcnow()
+    states = consent_reads.effective_states(
+        session=session, policy=runtime.policy, customer_id=cid, now=utcnow()
     )
     assert states["newsletter"].status == "granted"  # confirmed double opt-in counts
     events = (
@@ -118,7 +120,7 @@ def test_import_keeps_good_lines_and_reports_bad_ones(client, session, runtime, 
     assert {e.method for e in events} == {"paper_form", "legacy_double_opt_in"}
     assert all(e.receipt.count(".") == 2 for e in events)
     session.rollback()
-    rebuild = consent_service.rebuild(session=session, fix=False)
+    rebuild = consent_rebuild.rebuild(session=session, fix=False)
     assert not rebuild.differences
     session.rollback()
 

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from tests.dsr.helpers import audit_actions, customer_with_data, dsr, outbox, read, reader
 from tests.factories import auth_headers, create_customer, record_consent
 from vault.audit.models import AuditEvent
-from vault.consent import service as consent_service
+from vault.consent import rebuild as consent_rebuild
 from vault.customers.models import BlindIndex, Customer, CustomerValue
 from vault.db import make_engine
 from vault.dsr import erasure, rights
@@ -134,7 +134,7 @@ def test_after_erasure_reads_and_export_answer_410_and_the_ledger_remains(client
         ).scalar_one()
         assert (req.kind, req.status, req.handled_by) == ("erasure", "completed", c.erased_by)
         # the projection is kept, so a rebuild check of the whole ledger still agrees
-        report = consent_service.rebuild(session=s, fix=False)
+        report = consent_rebuild.rebuild(session=s, fix=False)
         assert report.events == 1 and report.differences == []
     (event,) = [e for e in outbox(runtime, customer.id) if e.type == "customer.erased"]
     assert event.data["customer_id"] == str(customer.id)

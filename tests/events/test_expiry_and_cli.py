@@ -15,8 +15,8 @@ from tests.events.helpers import deliveries, emit_many, subscribe
 from tests.factories import create_customer, record_consent
 from vault.audit.models import AuditEvent
 from vault.cli import app
+from vault.consent import expiry
 from vault.db import utcnow
-from vault.events import queue
 from vault.events.models import OutboxEvent
 from vault.events.worker import Worker
 
@@ -42,10 +42,10 @@ def test_an_expired_grant_is_told_once(session, runtime):
         session, runtime, gone.id, "personalised_offers", "withdrawn", occurred_at=long_ago
     )
     with Session(runtime.engine) as s:
-        assert queue.sweep_expired(session=s, policy=runtime.policy, now=now) == 1
+        assert expiry.sweep_expired(session=s, policy=runtime.policy, now=now) == 1
         s.commit()
     with Session(runtime.engine) as s:
-        assert queue.sweep_expired(session=s, policy=runtime.policy, now=now) == 0
+        assert expiry.sweep_expired(session=s, policy=runtime.policy, now=now) == 0
         s.commit()
     (event,) = _expired(runtime)
     assert event.customer_id == old.id

@@ -31,7 +31,8 @@ from tests.factories import create_client, create_customer, token
 from tests.hardening.server import Server, vault_cli
 from vault.audit.models import AuditEvent
 from vault.audit.seal import needs_sealing
-from vault.consent import service as consent_service
+from vault.consent import rules as consent_rules
+from vault.consent import schemas as consent_schemas
 from vault.consent.models import ConsentEvent, ConsentIdempotency
 from vault.db import reader, utcnow
 from vault.events.models import OutboxEvent
@@ -223,7 +224,7 @@ def _check_ledger(runtime, client, stream: Stream) -> None:
     for key, answer in stream.acked.items():
         event = by_id.get(answer["event"]["id"])
         assert event is not None, f"acknowledged write {key} lost"
-        assert consent_service.event_public(event) == answer["event"]
+        assert consent_schemas.event_public(event) == answer["event"]
         request = stream.attempts[key]
         assert (str(event.customer_id), event.purpose) == (
             request["customer_id"],
@@ -291,8 +292,8 @@ def _check_reads(runtime, server: Server, headers: dict, customers: list[uuid.UU
             shown = {p["purpose"]: p["status"] for p in r.json()["purposes"]}
             for pid in PURPOSES:
                 purpose = runtime.policy.purposes[pid]
-                decision = consent_service.replay(per_key.get((str(customer), pid), []))
-                want = consent_service.effective_status(decision, purpose, now)
+                decision = consent_rules.replay(per_key.get((str(customer), pid), []))
+                want = consent_rules.effective_status(decision, purpose, now)
                 assert shown[pid] == want, (customer, pid)
             r = http.get(f"/v1/customers/{customer}/data", params={"purpose": PURPOSES[0]})
             granted = shown[PURPOSES[0]] == "granted"

@@ -305,12 +305,12 @@ def legal_hold(x: Call) -> None:
 def idempotency_race(x: Call) -> None:
     """Two requests with one Idempotency-Key, the second checking before the first commits:
     the race, made deterministic by hiding the first one's committed key from the check."""
-    from vault.consent import service as consent_service
+    from vault.consent import store as consent_store
 
     key = {"Idempotency-Key": uuid.uuid4().hex}
     assert x.call(headers=key).status_code == 201
-    hidden = consent_service._READ_IDEMPOTENCY.where(false())
-    x.monkeypatch.setattr(consent_service, "_READ_IDEMPOTENCY", hidden)
+    hidden = consent_store._READ_IDEMPOTENCY.where(false())
+    x.monkeypatch.setattr(consent_store, "_READ_IDEMPOTENCY", hidden)
     other = str(create_customer(x.session, x.runtime).id)
     expect(x.call(headers=key, url=x.url(customer_id=other)), 409, "idempotency_key_in_use")
 

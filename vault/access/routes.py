@@ -15,6 +15,7 @@ from vault.auth.scopes import Scope
 from vault.db import SessionDep, utcnow
 from vault.errors import UnknownAttribute, VaultError, responses
 from vault.http import NO_STORE
+from vault.policy.errors import UnknownPurpose
 from vault.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["access"])
@@ -33,7 +34,7 @@ _DENIALS = {
     operation_id="read_customer_data",
     response_model=DataRead,
     responses={
-        **responses(service.UnknownPurpose, UnknownAttribute),
+        **responses(UnknownPurpose, UnknownAttribute),
         **_DENIALS,
     },
 )
@@ -122,7 +123,7 @@ def _read(
             "content": {"application/x-ndjson": {}},
             "description": 'one {"customer_id","attributes"} per line',
         },
-        **responses(service.UnknownPurpose, UnknownAttribute),
+        **responses(UnknownPurpose, UnknownAttribute),
     },
 )
 def export_audience(

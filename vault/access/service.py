@@ -20,23 +20,19 @@ from sqlmodel import Session
 from vault.access import store
 from vault.audit import record as audit_record
 from vault.auth.service import Principal
-from vault.consent import service as consent_service
+from vault.consent import rules as consent_rules
 from vault.crypto.envelope import Envelope
 from vault.customers.models import CustomerStatus
 from vault.db import reader
 from vault.errors import CustomerErased, InvalidRequest, UnknownAttribute
 from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING, Decision, decide
+from vault.policy.errors import UnknownPurpose
 from vault.policy.models import LegalBasis
 from vault.policy.values import reduce
 
 READ_ACTION = "data.read"
 EXPORT_ACTION = "data.export"
-
-
-class UnknownPurpose(InvalidRequest):
-    code = "unknown_purpose"
-    default_detail = "No such purpose."
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ def get_purpose(policy: Policy, purpose_id: str | None) -> Purpose:
         raise UnknownPurpose("The query parameter 'purpose' is required.", code="purpose_required")
     purpose = policy.purposes.get(purpose_id)
     if purpose is None:
-        raise UnknownPurpose()  # the id is client input: not echoed
+        raise UnknownPurpose("No such purpose.")  # the id is client input: not echoed
     return purpose
 
 
@@ -102,7 +98,7 @@ def read(
             client_purposes=principal.purposes,
             customer_status=customer.status,
             objections=customer.objections,
-            consent_status=consent_service.effective_status(state, purpose, now),
+            consent_status=consent_rules.effective_status(state, purpose, now),
             requested=requested,
         )
     released: dict[str, Any] = {}
@@ -205,7 +201,7 @@ def audience(
                     client_purposes=principal.purposes,
                     customer_status=c.status,
                     objections=c.objections,
-                    consent_status=consent_service.effective_status(c.state, purpose, now),
+                    consent_status=consent_rules.effective_status(c.state, purpose, now),
                     requested=names,
                 )
                 if decision.allowed and c.dek_wrapped is not None and c.kek_id is not None:

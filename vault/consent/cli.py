@@ -21,13 +21,13 @@ def rebuild(
     from sqlmodel import Session
 
     from vault.config import Settings
-    from vault.consent import service
+    from vault.consent import rebuild as consent_rebuild
     from vault.db import make_engine
 
     engine = make_engine(Settings().resolved_database_url)
     try:
         with Session(engine, expire_on_commit=False) as session:
-            report = service.rebuild(session=session, fix=not check)
+            report = consent_rebuild.rebuild(session=session, fix=not check)
             session.commit()
     finally:
         engine.dispose()

@@ -1,4 +1,4 @@
-"""Tables of the consent ledger and the shapes of its API.
+"""Tables of the consent ledger (its API shapes are in :mod:`vault.consent.schemas`).
 
 ``consent_event`` is the ledger: append-only, enforced by database triggers (migration 0002).
 ``consent_state`` is a projection of it, one row per (customer, purpose), written in the same
@@ -14,8 +14,6 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel
-from pydantic import Field as PField
 from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
@@ -135,90 +133,3 @@ class ConsentIdempotency(SQLModel, table=True):
     # the confirmation token of the first answer, encrypted under the customer's data key
     token_ciphertext: bytes | None = Field(default=None, sa_type=Bytes)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
-
-
-# --- API shapes ---------------------------------------------------------------------------
-
-
-class ConsentWrite(BaseModel):
-    """A consent statement sent by an app."""
-
-    purpose: str = PField(max_length=64)
-    status: str = PField(description="granted | withdrawn | refused")
-    channel: Channel
-    method: str = PField(
-        "unspecified",
-        max_length=64,
-        pattern=r"^[a-z][a-z0-9_.-]*$",
-        description="how it was collected, e.g. checkbox, paper_form, verbal, banner",
-    )
-    actor: str = PField(
-        "customer",
-        max_length=80,
-        pattern=r"^(customer|staff:[A-Za-z0-9_.-]{1,64})$",
-        description="who made the statement: the customer, or staff:<id> on their behalf",
-    )
-    language: str = PField("de", pattern=r"^(de|en)$")
-    occurred_at: AwareDatetime | None = PField(
-        None, description="when the customer decided (default: now); at most 2 minutes ahead"
-    )
-    evidence: dict[str, Any] = PField(
-        default_factory=dict,
-        description="user agent, IP (truncated on write), GPC signal ...; no contact data",
-    )
-
-
-class ConfirmRequest(BaseModel):
-    token: str = PField(min_length=16, max_length=200)
-
-
-class ConsentEventPublic(BaseModel):
-    id: UUID
-    seq: int
-    customer_id: UUID
-    purpose: str
-    purpose_version: int
-    status: str
-    occurred_at: datetime
-    recorded_at: datetime
-    channel: str
-    method: str
-    actor: str
-    recorded_by: str
-    language: str
-    notice_hash: str
-    evidence: dict[str, Any]
-
-
-class ConsentEventWithReceipt(ConsentEventPublic):
-    receipt: str
-
-
-class ConsentStatePublic(BaseModel):
-    """One purpose as a read sees it; ``status`` is effective (expiry and reconsent applied)."""
-
-    purpose: str
-    status: EffectiveStatus
-    version: int | None
-    updated_at: datetime | None
-    expires_at: datetime | None
-
-
-class ConsentWriteResult(BaseModel):
-    event: ConsentEventPublic
-    state: ConsentStatePublic
-    receipt: str = PField(description="compact JWS (ES256), Kantara Consent Receipt v1.1 payload")
-    applied: bool = PField(description="false for a late event older than the current decision")
-    confirmation_token: str | None = PField(
-        None, description="double opt-in only: send it to the customer; single use, 7 days"
-    )
-
-
-class CustomerConsents(BaseModel):
-    customer_id: UUID
-    purposes: list[ConsentStatePublic]
-
-
-class ConsentHistory(BaseModel):
-    customer_id: UUID
-    events: list[ConsentEventWithReceipt]

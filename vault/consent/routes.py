@@ -10,8 +10,8 @@ from sqlmodel import Session
 
 from vault.auth.deps import Bearer, ConsentReader, ConsentWriter, bearer_for, check_token
 from vault.auth.scopes import Scope
-from vault.consent import service
-from vault.consent.models import (
+from vault.consent import errors, idempotency, reads, schemas, service
+from vault.consent.schemas import (
     ConfirmRequest,
     ConsentHistory,
     ConsentWrite,
@@ -26,6 +26,7 @@ from vault.errors import (
     responses,
 )
 from vault.http import page_size
+from vault.policy.errors import UnknownPurpose
 from vault.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["consent"])
@@ -56,14 +57,14 @@ IdempotencyKey = Annotated[
     responses=responses(
         CustomerNotFound,
         CustomerErased,
-        service.UnknownPurpose,
-        service.ConsentNotApplicable,
-        service.InvalidConsentStatus,
-        service.OccurredInFuture,
-        service.InvalidEvidence,
-        service.EvidenceContainsContactData,
-        service.IdempotencyKeyReused,
-        service.IdempotencyConflict,
+        UnknownPurpose,
+        errors.ConsentNotApplicable,
+        errors.InvalidConsentStatus,
+        errors.OccurredInFuture,
+        errors.InvalidEvidence,
+        errors.EvidenceContainsContactData,
+        errors.IdempotencyKeyReused,
+        errors.IdempotencyConflict,
         InvalidRequest,
     ),
 )
@@ -101,7 +102,7 @@ def _record(
             principal = check_token(
                 session=session, runtime=runtime, token=bearer.token, scopes=bearer.scopes
             )
-            answer = service.submit(
+            answer = idempotency.submit(
                 session=session,
                 policy=runtime.policy,
                 signer=runtime.signer,
@@ -124,10 +125,10 @@ def _record(
     operation_id="confirm_consent",
     response_model=ConsentWriteResult,
     responses=responses(
-        service.ConfirmationTokenNotFound,
-        service.ConfirmationTokenUsed,
-        service.ConfirmationTokenExpired,
-        service.ConfirmationSuperseded,
+        errors.ConfirmationTokenNotFound,
+        errors.ConfirmationTokenUsed,
+        errors.ConfirmationTokenExpired,
+        errors.ConfirmationSuperseded,
         CustomerErased,
     ),
 )
@@ -148,14 +149,14 @@ def confirm_consent(
         recorded_by=principal.actor,
         now=now,
     )
-    return _json(service.write_result(result, runtime.policy.purposes[result.event.purpose], now))
+    return _json(schemas.write_result(result, runtime.policy.purposes[result.event.purpose], now))
 
 
 @router.get(
     "/v1/customers/{customer_id}/consents",
     operation_id="get_consents",
     response_model=CustomerConsents,
-    responses=responses(CustomerNotFound, CustomerErased, service.AsOfInFuture),
+    responses=responses(CustomerNotFound, CustomerErased, errors.AsOfInFuture),
 )
 def get_consents(
     customer_id: UUID,
@@ -168,12 +169,12 @@ def get_consents(
     ] = None,
 ) -> dict:
     """Effective consent per consent-based purpose, now or as of a past instant."""
-    states = service.read_consents(
+    states = reads.read_consents(
         session=session, policy=runtime.policy, customer_id=customer_id, now=utcnow(), as_of=as_of
     )
     return {
         "customer_id": customer_id,
-        "purposes": [service.state_public(s) for s in states.values()],
+        "purposes": [schemas.state_public(s) for s in states.values()],
     }
 
 
@@ -188,11 +189,11 @@ def get_consent_history(
     session: SessionDep,
     principal: ConsentReader,
     purpose: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, page_size(service.HISTORY_MAX)] = 1000,
+    limit: Annotated[int, page_size(reads.HISTORY_MAX)] = 1000,
 ) -> dict:
     """The customer's consent ledger with each event's receipt (kept after erasure)."""
-    events = service.history(session=session, customer_id=customer_id, purpose=purpose, limit=limit)
+    events = reads.history(session=session, customer_id=customer_id, purpose=purpose, limit=limit)
     return {
         "customer_id": customer_id,
-        "events": [{**service.event_public(e), "receipt": e.receipt} for e in events],
+        "events": [{**schemas.event_public(e), "receipt": e.receipt} for e in events],
     }

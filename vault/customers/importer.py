@@ -28,9 +28,9 @@ from sqlmodel import Session
 
 from vault.audit import record as audit_record
 from vault.config import Settings
-from vault.consent.models import Channel, ConsentEvent, ConsentState
-from vault.consent.receipts import notice_hash, sign_receipt
-from vault.consent.service import clean_evidence, replay
+from vault.consent import store as consent_store
+from vault.consent.evidence import clean_evidence
+from vault.consent.models import Channel
 from vault.crypto.envelope import Envelope
 from vault.crypto.signing import Signer
 from vault.customers.models import BlindIndex, Customer, CustomerValue
@@ -276,46 +276,28 @@ def import_chunk(
         index.extend(
             {"attribute": n, "digest": d, "customer_id": r.customer_id} for n, d in r.index
         )
-        by_purpose: dict[str, list] = {}
-        for c in r.consents:
-            purpose = c["purpose"]
-            event = {
-                "id": uuid4(),
-                "customer_id": r.customer_id,
-                "purpose": purpose.id,
-                "purpose_version": purpose.version,
-                "status": c["status"],
-                "occurred_at": c["occurred_at"],
-                "recorded_at": now,
-                "channel": c["channel"],
-                "method": c["method"],
-                "actor": "customer",
-                "recorded_by": actor,
-                "language": c["language"],
-                "notice_hash": notice_hash(purpose, c["language"]),
-                "evidence": c["evidence"],
-            }
-            event["receipt"] = sign_receipt(
-                signer=signer, event=event, policy=policy, purpose=purpose, issuer=settings.issuer
+        row_events = [
+            consent_store.event_row(
+                signer=signer,
+                issuer=settings.issuer,
+                policy=policy,
+                purpose=c["purpose"],
+                customer_id=r.customer_id,
+                status=c["status"],
+                version=c["purpose"].version,
+                channel=c["channel"],
+                method=c["method"],
+                actor="customer",
+                recorded_by=actor,
+                language=c["language"],
+                occurred_at=c["occurred_at"],
+                evidence=c["evidence"],
+                now=now,
             )
-            events.append(event)
-            by_purpose.setdefault(purpose.id, []).append(event)
-        for pid, evs in by_purpose.items():
-            evs.sort(key=lambda e: e["occurred_at"])
-            decision = replay(_EventView(e) for e in evs)
-            if decision is not None:
-                states.append(
-                    {
-                        "customer_id": r.customer_id,
-                        "purpose": pid,
-                        "status": decision.status,
-                        "version": decision.version,
-                        "granted_at": decision.granted_at,
-                        "decided_at": decision.decided_at,
-                        "event_id": decision.event_id,
-                        "updated_at": now,
-                    }
-                )
+            for c in r.consents
+        ]
+        events.extend(row_events)
+        states.extend(consent_store.state_rows(row_events, now))
         audit.append(
             {
                 "actor": actor,
@@ -333,25 +315,11 @@ def import_chunk(
         conn.execute(insert(CustomerValue.__table__), values)
     if index:
         conn.execute(insert(BlindIndex.__table__), index)
-    if events:
-        conn.execute(insert(ConsentEvent.__table__), events)
-    if states:
-        conn.execute(insert(ConsentState.__table__), states)
+    consent_store.insert_events(session, events)
+    consent_store.insert_states(session, states)
     audit_record.record_many(session=session, events=audit)
     report.created += len(kept)
     report.consents += len(events)
-
-
-class _EventView:
-    """Attribute access over an event dict, for :func:`vault.consent.service.replay`."""
-
-    __slots__ = ("_e",)
-
-    def __init__(self, e: dict[str, Any]):
-        self._e = e
-
-    def __getattr__(self, name: str) -> Any:
-        return self._e[name]
 
 
 def chunks(lines: Iterable[bytes], size: int = 1000) -> Iterator[list[tuple[int, bytes]]]:

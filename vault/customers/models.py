@@ -1,12 +1,11 @@
+"""Tables of the customer domain: the customer row, its encrypted values, the blind index."""
+
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel
-from pydantic import Field as PField
 from sqlmodel import Field, SQLModel
 
 from vault.db import Bytes, UTCDateTime, utcnow
@@ -66,47 +65,3 @@ class BlindIndex(SQLModel, table=True):
     attribute: str = Field(primary_key=True, max_length=64)
     digest: bytes = Field(primary_key=True, sa_type=Bytes)
     customer_id: UUID = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
-
-
-class CustomerCreate(BaseModel):
-    attributes: dict[str, Any] = PField(default_factory=dict)
-    external_id: str | None = PField(None, min_length=1, max_length=200)
-
-
-class CustomerUpdate(BaseModel):
-    attributes: dict[str, Any]
-
-
-class CustomerPublic(BaseModel):
-    """What the write API returns: ids and attribute names, never values."""
-
-    id: UUID
-    status: str
-    attributes: list[str]
-    created_at: datetime
-    updated_at: datetime
-
-
-class LookupRequest(BaseModel):
-    attribute: str = PField(max_length=64)
-    value: str = PField(max_length=400)
-
-
-class LookupResult(BaseModel):
-    id: UUID
-
-
-class ImportLineError(BaseModel):
-    line: int
-    error: str
-    detail: str
-    attribute: str | None = None
-
-
-class ImportResult(BaseModel):
-    received: int
-    created: int
-    consents: int
-    rejected: int
-    errors: list[ImportLineError]
-    errors_truncated: bool

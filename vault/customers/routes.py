@@ -8,8 +8,8 @@ from sqlmodel import Session
 
 from vault.auth.deps import Bearer, CustomerWriter, bearer_for, check_token
 from vault.auth.scopes import Scope
-from vault.customers import importer, service
-from vault.customers.models import (
+from vault.customers import importer, schemas, service
+from vault.customers.schemas import (
     CustomerCreate,
     CustomerPublic,
     CustomerUpdate,
@@ -57,7 +57,7 @@ def create_customer(
         actor=principal.actor,
         request_id=request.state.request_id,
     )
-    return service.to_public(customer, names)
+    return schemas.to_public(customer, names)
 
 
 @router.patch(
@@ -86,7 +86,7 @@ def rectify_customer(
         actor=principal.actor,
         request_id=request.state.request_id,
     )
-    return service.to_public(customer, names)
+    return schemas.to_public(customer, names)
 
 
 @router.post(

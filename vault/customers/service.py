@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from vault.audit import record as audit_record
 from vault.crypto.envelope import DataKey, Envelope
+from vault.customers import store as customers_store
 from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
 from vault.db import utcnow
 from vault.errors import (
@@ -115,23 +116,11 @@ def get_customer(session: Session, customer_id: UUID, *, allow_erased: bool = Fa
 
 def lock_customer(session: Session, customer_id: UUID) -> Customer:
     """The customer for writing (404 unknown, 410 erased), its row locked until commit on
-    PostgreSQL (SQLite's ``BEGIN IMMEDIATE`` already serialises writers).
-
-    Every writer of a customer's rows takes this lock *first* (consent writes, erasure,
-    rectification, the rights of vault.dsr), so writers of one customer queue instead of
-    deadlocking, and a writer that waited sees the committed outcome of the one before (e.g. an
-    erasure: 410). The consent hot path takes the same lock with one raw statement."""
-    customer = session.execute(
-        select(Customer)
-        .where(Customer.id == customer_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if customer is None:
-        raise CustomerNotFound()
-    if customer.status == CustomerStatus.ERASED:
-        raise CustomerErased()
-    return customer
+    PostgreSQL: :func:`vault.customers.store.lock_customer`, then the row as committed."""
+    customers_store.lock_customer(session, customer_id)
+    return session.execute(
+        select(Customer).where(Customer.id == customer_id).execution_options(populate_existing=True)
+    ).scalar_one()
 
 
 def data_key(envelope: Envelope, customer: Customer) -> DataKey:
@@ -326,12 +315,6 @@ def decrypt_values(
     }
 
 
-_REWRAP_SQL = {
-    True: "UPDATE customer SET dek_wrapped = ?, kek_id = ? WHERE id = ? AND kek_id = ?",
-    False: "UPDATE customer SET dek_wrapped = %s, kek_id = %s WHERE id = %s AND kek_id = %s",
-}
-
-
 def rewrap_batch(
     *, session: Session, envelope: Envelope, after: UUID | None = None, batch_size: int = 1000
 ) -> tuple[int, UUID | None]:
@@ -348,27 +331,12 @@ def rewrap_batch(
     if after is not None:
         stmt = stmt.where(Customer.id > after)
     rows = session.execute(stmt).all()
-    conn = session.connection()
-    sqlite = conn.dialect.name == "sqlite"
     params = []
     for cid, wrapped, kek_id in rows:
         if kek_id == primary:
             continue
         new_wrapped, new_kek = envelope.rewrap(cid, wrapped, kek_id)
-        params.append((new_wrapped, new_kek, cid.hex if sqlite else cid, kek_id))
-    if params:
-        # one driver-level executemany; the old KEK id in the WHERE makes a concurrent rewrap
-        # of the same row harmless
-        conn.exec_driver_sql(_REWRAP_SQL[sqlite], params)
+        params.append((new_wrapped, new_kek, cid, kek_id))
+    customers_store.rewrap(session, params)
     last = rows[-1][0] if len(rows) == batch_size else None
     return len(params), last
-
-
-def to_public(customer: Customer, attributes: list[str]) -> dict:
-    return {
-        "id": customer.id,
-        "status": customer.status,
-        "attributes": attributes,
-        "created_at": customer.created_at,
-        "updated_at": customer.updated_at,
-    }

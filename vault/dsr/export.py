@@ -15,7 +15,9 @@ from sqlmodel import Session
 
 from vault.audit import query as audit_query
 from vault.audit.query import EventFilter
-from vault.consent import service as consent_service
+from vault.consent import reads as consent_reads
+from vault.consent import rules as consent_rules
+from vault.consent import schemas as consent_schemas
 from vault.crypto.envelope import Envelope
 from vault.customers import service as customers_service
 from vault.customers.models import Customer, CustomerValue
@@ -94,8 +96,8 @@ def _consent_history(
     session: Session, customer_id: UUID, include_receipts: bool
 ) -> list[dict[str, Any]]:
     history = []
-    for event in consent_service.history(session=session, customer_id=customer_id, limit=10**9):
-        item = consent_service.event_public(event)
+    for event in consent_reads.history(session=session, customer_id=customer_id, limit=10**9):
+        item = consent_schemas.event_public(event)
         if include_receipts:
             item["receipt"] = event.receipt
         history.append(item)
@@ -104,7 +106,7 @@ def _consent_history(
 
 def _purposes(
     policy: Policy,
-    states: dict[str, consent_service.EffectiveConsent],
+    states: dict[str, consent_rules.EffectiveConsent],
     objections: frozenset[str],
 ) -> list[dict[str, Any]]:
     """Every purpose with its legal basis, the customer's consent and whether it is objected to."""
@@ -158,7 +160,7 @@ def build_export(
     customer = customers_service.get_customer(session, customer_id)
     retention = effective_retention(policy)
     attributes = _attributes(session, envelope, policy, customer, retention)
-    states = consent_service.effective_states(
+    states = consent_reads.effective_states(
         session=session, policy=policy, customer_id=customer.id, now=now
     )
     history = _consent_history(session, customer.id, include_receipts)
@@ -178,7 +180,7 @@ def build_export(
             "legal_hold": customer.legal_hold,
         },
         "attributes": attributes,
-        "consents": [consent_service.state_public(s) for s in states.values()],
+        "consents": [consent_schemas.state_public(s) for s in states.values()],
         "consent_history": history,
         "purposes": purposes,
         "recipients": recipients_public(policy),

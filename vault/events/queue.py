@@ -43,7 +43,6 @@ from vault.events.models import (
     WebhookDelivery,
     WebhookStatus,
 )
-from vault.events.outbox import EventType
 
 _O = OutboxEvent.__table__
 _W = Webhook.__table__
@@ -270,64 +269,6 @@ def counts(session: Session) -> dict[str, int]:
         select(func.count()).select_from(_O).where(_O.c.dispatched_at.is_(None))
     ).scalar_one()
     return out
-
-
-# --- consent.expired ----------------------------------------------------------------------
-
-
-def sweep_expired(*, session: Session, policy: Any, now: datetime, limit: int = 1000) -> int:
-    """Emit ``consent.expired`` once per grant that has run past its purpose's
-    ``consent_ttl_days`` (the first time a worker observes it). Returns events emitted."""
-    from vault.consent import service as consent_service
-    from vault.consent.models import ConsentState, ConsentStatus
-    from vault.customers.models import Customer, CustomerStatus
-    from vault.events.outbox import emit
-
-    if not _try_lock(session, _SWEEP_LOCK):
-        return 0
-    emitted = 0
-    for purpose in policy.purposes.values():
-        if not purpose.needs_consent or not purpose.consent_ttl_days or emitted >= limit:
-            continue
-        cutoff = now - timedelta(days=purpose.consent_ttl_days)
-        started = func.coalesce(ConsentState.granted_at, ConsentState.decided_at)
-        states = session.execute(
-            select(ConsentState)
-            .join(Customer, Customer.id == ConsentState.customer_id)
-            .where(
-                ConsentState.purpose == purpose.id,
-                ConsentState.status.in_(
-                    [ConsentStatus.GRANTED.value, ConsentStatus.CONFIRMED.value]
-                ),
-                started < cutoff,
-                Customer.status != CustomerStatus.ERASED,
-            )
-            .order_by(ConsentState.customer_id)
-        ).scalars()
-        batch = [
-            s for s in states if consent_service.effective_status(s, purpose, now) == "expired"
-        ]
-        keys = {f"consent.expired:{s.event_id}": s for s in batch}
-        seen = _existing_keys(session, list(keys))
-        for key, state in keys.items():
-            if key in seen or emitted >= limit:
-                continue
-            emit(
-                session=session,
-                type=EventType.CONSENT_EXPIRED,
-                customer_id=state.customer_id,
-                data={
-                    "purpose": purpose.id,
-                    "purpose_version": state.version,
-                    "status": "expired",
-                    "consent_event_id": state.event_id,
-                    "expired_at": consent_service.expires_at(state, purpose),
-                },
-                now=now,
-                dedupe_key=key,
-            )
-            emitted += 1
-    return emitted
 
 
 def _existing_keys(session: Session, keys: Sequence[str]) -> set[str]:

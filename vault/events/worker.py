@@ -31,6 +31,7 @@ import orjson
 from sqlmodel import Session
 from standardwebhooks.webhooks import Webhook as Signer
 
+from vault.consent import expiry
 from vault.db import utcnow
 from vault.errors import VaultError
 from vault.events import queue
@@ -170,7 +171,7 @@ class Worker:
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + self.settings.worker_expiry_sweep_interval
             done += self._transaction(
-                lambda s: queue.sweep_expired(
+                lambda s: expiry.sweep_expired(
                     session=s, policy=self.runtime.policy, now=self.clock()
                 )
             )

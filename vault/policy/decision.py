@@ -13,7 +13,7 @@ Order of checks (first failure wins, so the reason is the most fundamental one):
 4. every requested attribute must be one the purpose may use (``attribute_not_permitted``);
 5. an Art. 21(2) objection to direct marketing blocks every direct-marketing purpose whatever its
    basis; an Art. 21(1) objection blocks the named legitimate-interest purpose (``objected``);
-6. consent purposes need an effective grant: see :func:`vault.consent.service.effective_status`
+6. consent purposes need an effective grant: see :func:`vault.consent.rules.effective_status`
    (``consent_missing``, ``consent_refused``, ``consent_withdrawn``, ``consent_expired``,
    ``confirmation_pending``, ``reconsent_required``);
 7. contract, legal obligation and (unobjected) legitimate interest are allowed while active.

@@ -17,6 +17,9 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from vault.config import Settings
+from vault.consent import errors as consent_errors
+from vault.consent import evidence as consent_evidence
+from vault.consent import rules as consent_rules
 from vault.consent import service as consent_service
 from vault.consent.models import Channel, ConsentEvent, ConsentState, EffectiveStatus
 from vault.crypto.envelope import Envelope
@@ -46,7 +49,7 @@ def page_evidence(
     if user_agent:
         ua = " ".join(user_agent.split())[:MAX_USER_AGENT]
         try:
-            consent_service.clean_evidence({"user_agent": ua})
+            consent_evidence.clean_evidence({"user_agent": ua})
             evidence["user_agent"] = ua
         except VaultError:
             evidence["user_agent"] = "(withheld)"
@@ -54,7 +57,7 @@ def page_evidence(
         # The consent service truncates ``ip`` on write; here only check that it is one (a
         # test client or a unix socket gives none, and then there is nothing to keep).
         with contextlib.suppress(VaultError):
-            consent_service.truncate_ip(client_ip)
+            consent_evidence.truncate_ip(client_ip)
             evidence["ip"] = client_ip
     return evidence
 
@@ -78,7 +81,7 @@ def change_consent(
 ) -> consent_service.RecordResult:
     """The customer switched a consent on (``granted``) or off (``withdrawn``) on the page."""
     if status not in ("granted", "withdrawn"):
-        raise consent_service.InvalidConsentStatus("Choose to give or to withdraw consent.")
+        raise consent_errors.InvalidConsentStatus("Choose to give or to withdraw consent.")
     result = consent_service.record_event(
         session=session,
         policy=policy,
@@ -122,7 +125,7 @@ def apply_gpc(
         if not purpose.gpc_opt_out or not purpose.needs_consent:
             continue
         state = session.get(ConsentState, (customer_id, purpose.id))
-        status = consent_service.effective_status(state, purpose, now)
+        status = consent_rules.effective_status(state, purpose, now)
         if status in (EffectiveStatus.REFUSED, EffectiveStatus.WITHDRAWN):
             continue
         if state is not None:

@@ -19,7 +19,7 @@ from vault.access.service import EXPORT_ACTION, READ_ACTION
 from vault.audit import record as audit_record
 from vault.audit.models import AuditEvent
 from vault.auth.models import Client
-from vault.consent import service as consent_service
+from vault.consent import reads as consent_reads
 from vault.consent.models import EffectiveStatus
 from vault.crypto.envelope import Envelope
 from vault.customers import service as customers_service
@@ -112,7 +112,7 @@ def consents_view(
     now = now or utcnow()
     customer = customers_service.get_customer(session, customer_id)
     objections = customer.objection_set
-    states = consent_service.effective_states(
+    states = consent_reads.effective_states(
         session=session, policy=policy, customer_id=customer_id, now=now
     )
     consent, other = [], []

@@ -1,0 +1,142 @@
+"""The consent API's shapes, with the plain-JSON builders of the hot paths next to the model
+each must equal (the write answer is kept as plain data for idempotent replay)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel
+from pydantic import Field as PField
+
+from vault.consent.models import Channel, ConsentEvent, EffectiveStatus
+from vault.consent.rules import EffectiveConsent, effective
+from vault.consent.service import RecordResult
+from vault.consent.store import LedgerEvent
+from vault.policy import Purpose
+
+
+class ConsentWrite(BaseModel):
+    """A consent statement sent by an app."""
+
+    purpose: str = PField(max_length=64)
+    status: str = PField(description="granted | withdrawn | refused")
+    channel: Channel
+    method: str = PField(
+        "unspecified",
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_.-]*$",
+        description="how it was collected, e.g. checkbox, paper_form, verbal, banner",
+    )
+    actor: str = PField(
+        "customer",
+        max_length=80,
+        pattern=r"^(customer|staff:[A-Za-z0-9_.-]{1,64})$",
+        description="who made the statement: the customer, or staff:<id> on their behalf",
+    )
+    language: str = PField("de", pattern=r"^(de|en)$")
+    occurred_at: AwareDatetime | None = PField(
+        None, description="when the customer decided (default: now); at most 2 minutes ahead"
+    )
+    evidence: dict[str, Any] = PField(
+        default_factory=dict,
+        description="user agent, IP (truncated on write), GPC signal ...; no contact data",
+    )
+
+
+class ConfirmRequest(BaseModel):
+    token: str = PField(min_length=16, max_length=200)
+
+
+class ConsentEventPublic(BaseModel):
+    id: UUID
+    seq: int
+    customer_id: UUID
+    purpose: str
+    purpose_version: int
+    status: str
+    occurred_at: datetime
+    recorded_at: datetime
+    channel: str
+    method: str
+    actor: str
+    recorded_by: str
+    language: str
+    notice_hash: str
+    evidence: dict[str, Any]
+
+
+class ConsentEventWithReceipt(ConsentEventPublic):
+    receipt: str
+
+
+def event_public(event: LedgerEvent | ConsentEvent) -> dict[str, Any]:
+    return {
+        "id": str(event.id),
+        "seq": event.seq,
+        "customer_id": str(event.customer_id),
+        "purpose": event.purpose,
+        "purpose_version": event.purpose_version,
+        "status": event.status,
+        "occurred_at": event.occurred_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(),
+        "channel": event.channel,
+        "method": event.method,
+        "actor": event.actor,
+        "recorded_by": event.recorded_by,
+        "language": event.language,
+        "notice_hash": event.notice_hash,
+        "evidence": event.evidence,
+    }
+
+
+class ConsentStatePublic(BaseModel):
+    """One purpose as a read sees it; ``status`` is effective (expiry and reconsent applied)."""
+
+    purpose: str
+    status: EffectiveStatus
+    version: int | None
+    updated_at: datetime | None
+    expires_at: datetime | None
+
+
+def state_public(consent: EffectiveConsent) -> dict[str, Any]:
+    return {
+        "purpose": consent.purpose,
+        "status": consent.status,
+        "version": consent.version,
+        "updated_at": consent.updated_at.isoformat() if consent.updated_at else None,
+        "expires_at": consent.expires_at.isoformat() if consent.expires_at else None,
+    }
+
+
+class ConsentWriteResult(BaseModel):
+    event: ConsentEventPublic
+    state: ConsentStatePublic
+    receipt: str = PField(description="compact JWS (ES256), Kantara Consent Receipt v1.1 payload")
+    applied: bool = PField(description="false for a late event older than the current decision")
+    confirmation_token: str | None = PField(
+        None, description="double opt-in only: send it to the customer; single use, 7 days"
+    )
+
+
+def write_result(result: RecordResult, purpose: Purpose, now: datetime) -> dict[str, Any]:
+    """The JSON answer to a write (plain data, so it can be kept for idempotent replay)."""
+    return {
+        "event": event_public(result.event),
+        "state": state_public(effective(result.state, purpose, now)),
+        "receipt": result.receipt,
+        "applied": result.applied,
+        "confirmation_token": result.confirmation_token,
+    }
+
+
+class CustomerConsents(BaseModel):
+    customer_id: UUID
+    purposes: list[ConsentStatePublic]
+
+
+class ConsentHistory(BaseModel):
+    customer_id: UUID
+    events: list[ConsentEventWithReceipt]

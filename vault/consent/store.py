@@ -1,0 +1,243 @@
+"""SQL of the consent ledger: prebuilt Core statements, the rows they write, the one row builder.
+
+The hot path runs these prebuilt Core statements on the session's connection: no ORM objects,
+no statement construction per request (SQLAlchemy caches their compilation). A
+``consent_event`` row (with its notice hash and signed receipt) is built only by
+:func:`event_row` and a ``consent_state`` row only by :func:`state_row`, for the live write and
+the bulk import alike, so a new column is added in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import Row, bindparam, insert, select, update
+from sqlmodel import Session
+
+from vault.consent.models import (
+    ConsentConfirmation,
+    ConsentEvent,
+    ConsentIdempotency,
+    ConsentState,
+)
+from vault.consent.receipts import notice_hash, sign_receipt
+from vault.consent.rules import Projection, replay
+from vault.crypto.signing import Signer
+from vault.policy import Policy, Purpose
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """A recorded ``consent_event`` row (what the write path returns; no ORM instance)."""
+
+    seq: int
+    id: UUID
+    customer_id: UUID
+    purpose: str
+    purpose_version: int
+    status: str
+    occurred_at: datetime
+    recorded_at: datetime
+    channel: str
+    method: str
+    actor: str
+    recorded_by: str
+    language: str
+    notice_hash: str
+    evidence: dict[str, Any]
+    receipt: str
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    """A ``consent_state`` row as the write left it (same attribute names as ConsentState)."""
+
+    customer_id: UUID
+    purpose: str
+    status: str
+    version: int
+    granted_at: datetime | None
+    decided_at: datetime
+    event_id: UUID
+    updated_at: datetime
+
+
+_EVENT = ConsentEvent.__table__
+_STATE = ConsentState.__table__
+_READ_STATE = select(_STATE).where(
+    _STATE.c.customer_id == bindparam("cid"), _STATE.c.purpose == bindparam("pid")
+)
+_INSERT_EVENT = insert(_EVENT).returning(_EVENT.c.seq)
+_INSERT_EVENTS = insert(_EVENT)
+_INSERT_STATE = insert(_STATE)
+_UPDATE_STATE = update(_STATE).where(
+    _STATE.c.customer_id == bindparam("key_customer_id"),
+    _STATE.c.purpose == bindparam("key_purpose"),
+)
+_INSERT_CONFIRMATION = insert(ConsentConfirmation.__table__)
+_IDEMPOTENCY = ConsentIdempotency.__table__
+_READ_IDEMPOTENCY = select(
+    _IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.response, _IDEMPOTENCY.c.token_ciphertext
+).where(_IDEMPOTENCY.c.client == bindparam("client"), _IDEMPOTENCY.c.key == bindparam("key"))
+_INSERT_IDEMPOTENCY = insert(_IDEMPOTENCY)
+
+
+# --- consent_event ------------------------------------------------------------------------
+
+
+def event_row(
+    *,
+    signer: Signer,
+    issuer: str,
+    policy: Policy,
+    purpose: Purpose,
+    customer_id: UUID,
+    status: str,
+    version: int,
+    channel: str,
+    method: str,
+    actor: str,
+    recorded_by: str,
+    language: str,
+    occurred_at: datetime,
+    evidence: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """The column values of a new ``consent_event`` (all but ``seq``), receipt signed."""
+    values = {
+        "id": uuid4(),
+        "customer_id": customer_id,
+        "purpose": purpose.id,
+        "purpose_version": version,
+        "status": status,
+        "occurred_at": occurred_at,
+        "recorded_at": now,
+        "channel": channel,
+        "method": method,
+        "actor": actor,
+        "recorded_by": recorded_by,
+        "language": language,
+        "notice_hash": notice_hash(purpose, language),
+        "evidence": evidence,
+    }
+    values["receipt"] = sign_receipt(
+        signer=signer, event=values, policy=policy, purpose=purpose, issuer=issuer
+    )
+    return values
+
+
+def insert_event(session: Session, row: dict[str, Any]) -> LedgerEvent:
+    """Insert one :func:`event_row`; the recorded event with its ``seq``."""
+    seq = session.connection().execute(_INSERT_EVENT, row).scalar_one()
+    return LedgerEvent(seq=seq, **row)
+
+
+def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert many :func:`event_row` rows with one executemany."""
+    if rows:
+        session.connection().execute(_INSERT_EVENTS, rows)
+
+
+# --- consent_state ------------------------------------------------------------------------
+
+
+def _values(projection: Projection) -> dict[str, Any]:
+    return {
+        "status": projection.status,
+        "version": projection.version,
+        "granted_at": projection.granted_at,
+        "decided_at": projection.decided_at,
+        "event_id": projection.event_id,
+    }
+
+
+def state_row(
+    customer_id: UUID, purpose: str, projection: Projection, now: datetime
+) -> dict[str, Any]:
+    """The column values of a ``consent_state`` row holding ``projection``."""
+    return {
+        "customer_id": customer_id,
+        "purpose": purpose,
+        "updated_at": now,
+        **_values(projection),
+    }
+
+
+def read_state(session: Session, customer_id: UUID, purpose: str) -> StateRecord | None:
+    row = session.connection().execute(_READ_STATE, {"cid": customer_id, "pid": purpose}).first()
+    return None if row is None else StateRecord(**row._mapping)
+
+
+def write_state(
+    session: Session,
+    existing: StateRecord | Projection | None,
+    projection: Projection,
+    now: datetime,
+    customer_id: UUID,
+    purpose: str,
+) -> StateRecord:
+    """Insert (no ``existing`` row) or update the state row of (customer, purpose)."""
+    values = _values(projection)
+    conn = session.connection()
+    if existing is None:
+        conn.execute(_INSERT_STATE, state_row(customer_id, purpose, projection, now))
+    else:
+        conn.execute(
+            _UPDATE_STATE,
+            {"key_customer_id": customer_id, "key_purpose": purpose, "updated_at": now, **values},
+        )
+    return StateRecord(customer_id=customer_id, purpose=purpose, updated_at=now, **values)
+
+
+class _RowView:
+    """Attribute access over an :func:`event_row` dict, for :func:`vault.consent.rules.replay`."""
+
+    __slots__ = ("_e",)
+
+    def __init__(self, e: dict[str, Any]):
+        self._e = e
+
+    def __getattr__(self, name: str) -> Any:
+        return self._e[name]
+
+
+def state_rows(events: Iterable[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The ``consent_state`` rows that replaying fresh :func:`event_row` rows gives, one per
+    (customer, purpose); for customers without a projection yet (the bulk import). Events of
+    one purpose decide in ``occurred_at`` order, ties in the given (insertion) order."""
+    by_key: dict[tuple[UUID, str], list[dict[str, Any]]] = {}
+    for event in events:
+        by_key.setdefault((event["customer_id"], event["purpose"]), []).append(event)
+    rows = []
+    for (customer_id, purpose), evs in by_key.items():
+        evs.sort(key=lambda e: e["occurred_at"])
+        projection = replay(_RowView(e) for e in evs)
+        if projection is not None:
+            rows.append(state_row(customer_id, purpose, projection, now))
+    return rows
+
+
+def insert_states(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert many :func:`state_row` rows with one executemany."""
+    if rows:
+        session.connection().execute(_INSERT_STATE, rows)
+
+
+# --- double opt-in tokens and idempotency keys ----------------------------------------------
+
+
+def insert_confirmation(session: Session, row: dict[str, Any]) -> None:
+    session.connection().execute(_INSERT_CONFIRMATION, row)
+
+
+def read_idempotency(session: Session, client: str, key: str) -> Row[Any] | None:
+    """``(request_hash, response, token_ciphertext)`` of the first answer to ``key``."""
+    return session.connection().execute(_READ_IDEMPOTENCY, {"client": client, "key": key}).first()
+
+
+def insert_idempotency(session: Session, row: dict[str, Any]) -> None:
+    session.connection().execute(_INSERT_IDEMPOTENCY, row)

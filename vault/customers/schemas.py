@@ -1,0 +1,67 @@
+"""The customer API's shapes (ids and attribute names, never values), and the write answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+from pydantic import Field as PField
+
+from vault.customers.models import Customer
+
+
+class CustomerCreate(BaseModel):
+    attributes: dict[str, Any] = PField(default_factory=dict)
+    external_id: str | None = PField(None, min_length=1, max_length=200)
+
+
+class CustomerUpdate(BaseModel):
+    attributes: dict[str, Any]
+
+
+class CustomerPublic(BaseModel):
+    """What the write API returns: ids and attribute names, never values."""
+
+    id: UUID
+    status: str
+    attributes: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class LookupRequest(BaseModel):
+    attribute: str = PField(max_length=64)
+    value: str = PField(max_length=400)
+
+
+class LookupResult(BaseModel):
+    id: UUID
+
+
+class ImportLineError(BaseModel):
+    line: int
+    error: str
+    detail: str
+    attribute: str | None = None
+
+
+class ImportResult(BaseModel):
+    received: int
+    created: int
+    consents: int
+    rejected: int
+    errors: list[ImportLineError]
+    errors_truncated: bool
+
+
+def to_public(customer: Customer, attributes: list[str]) -> dict:
+    """The :class:`CustomerPublic` of a write, as plain data."""
+    return {
+        "id": customer.id,
+        "status": customer.status,
+        "attributes": attributes,
+        "created_at": customer.created_at,
+        "updated_at": customer.updated_at,
+    }
