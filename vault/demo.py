@@ -17,7 +17,7 @@ from vault.auth import service as auth_service
 from vault.consent import service as consent_service
 from vault.customers import service as customers_service
 from vault.customers.models import BlindIndex
-from vault.db import utcnow
+from vault.db import transaction, utcnow
 from vault.runtime import Runtime
 from vault.selfservice import sessions as selfservice_sessions
 
@@ -129,6 +129,9 @@ class DemoResult:
     selfservice_url: str = ""
 
 
+DEMO_BATCH = 200
+
+
 def _profile(i: int, rng: random.Random) -> dict:
     first, last = rng.choice(FIRST), rng.choice(LAST)
     postal, city = rng.choice(CITIES)
@@ -223,26 +226,26 @@ def run(rt: Runtime, *, customers: int = 1000, seed: int = 1) -> DemoResult:
     rng = random.Random(seed)
     created = 0
     ids: list[UUID] = []
-    with Session(rt.engine, expire_on_commit=False) as session:
-        for i in range(customers):
-            external = f"demo-{i:05d}"
-            digest = rt.envelope.blind_index("external_id", external)
-            existing = session.get(BlindIndex, ("external_id", digest))
-            if existing is not None:
-                ids.append(existing.customer_id)
-                continue
-            customer, _ = customers_service.create_customer(
-                session=session,
-                envelope=rt.envelope,
-                policy=rt.policy,
-                attributes=_profile(i, rng),
-                external_id=external,
-            )
-            _consents(rt, session, customer.id, rng, i)
-            ids.append(customer.id)
-            created += 1
-            if created % 200 == 0:
-                session.commit()
+    for start in range(0, customers, DEMO_BATCH):  # one transaction per batch
+        with transaction(rt.engine) as session:
+            for i in range(start, min(start + DEMO_BATCH, customers)):
+                external = f"demo-{i:05d}"
+                digest = rt.envelope.blind_index("external_id", external)
+                existing = session.get(BlindIndex, ("external_id", digest))
+                if existing is not None:
+                    ids.append(existing.customer_id)
+                    continue
+                customer, _ = customers_service.create_customer(
+                    session=session,
+                    envelope=rt.envelope,
+                    policy=rt.policy,
+                    attributes=_profile(i, rng),
+                    external_id=external,
+                )
+                _consents(rt, session, customer.id, rng, i)
+                ids.append(customer.id)
+                created += 1
+    with transaction(rt.engine) as session:
         client, secret = auth_service.create_client(
             session=session,
             policy=rt.policy,
@@ -254,6 +257,5 @@ def run(rt: Runtime, *, customers: int = 1000, seed: int = 1) -> DemoResult:
         link = selfservice_sessions.issue_link(
             session=session, settings=rt.settings, customer_id=ids[0], issued_by="cli:demo"
         )
-        session.commit()
     # customer 0 granted personalised offers; customer 3 never did
     return DemoResult(created, client.id, secret, ids[0], ids[3 if len(ids) > 3 else 0], link.url)

@@ -3,15 +3,14 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlmodel import Session
 
 from vault.access import service
 from vault.access.models import AccessDenied, DataRead, PurposePublic
 from vault.audit import record as audit_record
-from vault.auth.deps import Bearer, DataReader, bearer_for, check_token
-from vault.auth.scopes import Scope
+from vault.auth.deps import Bearer, DataReadBearer, DataReader, check_token
 from vault.db import SessionDep, utcnow
 from vault.errors import UnknownAttribute, VaultError, responses
 from vault.http import NO_STORE
@@ -42,7 +41,7 @@ async def read_customer_data(
     customer_id: UUID,
     request: Request,
     runtime: RuntimeDep,
-    bearer: Annotated[Bearer, Security(bearer_for, scopes=[Scope.DATA_READ.value])],
+    bearer: DataReadBearer,
     purpose: Annotated[str | None, Query(max_length=64)] = None,
     attributes: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> JSONResponse:

@@ -23,7 +23,7 @@ from vault.auth.service import Principal
 from vault.consent import rules as consent_rules
 from vault.crypto.envelope import Envelope
 from vault.customers.models import CustomerStatus
-from vault.db import reader
+from vault.db import reader, transaction
 from vault.errors import CustomerErased, InvalidRequest, UnknownAttribute
 from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING, Decision, decide
@@ -188,7 +188,7 @@ def audience(
         # Read and decrypt in a read-only transaction (on SQLite it takes no write lock, so
         # single reads are not held up for a whole page), then commit the page's audit events
         # in a short write transaction, then send the page.
-        with Session(reader(engine), expire_on_commit=False) as session:
+        with transaction(reader(engine)) as session:
             conn = session.connection()
             rows = store.audience_batch(conn, sql_filter, last, batch_size)
             if not rows:
@@ -234,9 +234,8 @@ def audience(
                     }
                 )
         if events:
-            with Session(engine) as session:
+            with transaction(engine) as session:
                 audit_record.record_many(session=session, events=events)
-                session.commit()
         if lines:
             yield b"".join(lines)
         if len(rows) < batch_size:

@@ -10,23 +10,14 @@ import typer
 app = typer.Typer(help="Tamper-evident audit log.", no_args_is_help=True)
 
 
-def _runtime():
-    from vault.config import Settings
-    from vault.runtime import Runtime
-
-    return Runtime.build(Settings())
-
-
 @app.command("seal")
 def seal_cmd() -> None:
     """Chain every pending event and sign a checkpoint over the head."""
     from vault.audit.seal import seal_pending
+    from vault.runtime import cli_runtime
 
-    rt = _runtime()
-    try:
+    with cli_runtime() as rt:
         result = seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
-    finally:
-        rt.engine.dispose()
     typer.echo(
         f"sealed {result.sealed} events; head seq {result.head_seq}; "
         f"checkpoint {result.checkpoint_seq if result.checkpoint_seq is not None else 'unchanged'}"
@@ -41,28 +32,24 @@ def verify_cmd(
     ] = True,
 ) -> None:
     """Recompute the hash chain and check every signed checkpoint; exit 1 when tampered."""
-    from sqlmodel import Session
-
     from vault.audit.actions import AuditAction
     from vault.audit.record import record
     from vault.audit.seal import seal_pending
     from vault.audit.verify import verify_engine
+    from vault.db import transaction
+    from vault.runtime import cli_runtime
 
-    rt = _runtime()
-    try:
+    with cli_runtime() as rt:
         if seal:
-            with Session(rt.engine) as session:
+            with transaction(rt.engine) as session:
                 record(
                     session=session,
                     actor="cli",
                     action=AuditAction.AUDIT_READ,
                     details={"format": "verify"},
                 )
-                session.commit()
             seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
         result = verify_engine(engine=rt.engine, keys=rt.keys)
-    finally:
-        rt.engine.dispose()
     if as_json:
         typer.echo(json.dumps(result.model_dump()))
     elif result.ok:
@@ -84,21 +71,17 @@ def purge_cmd(
 ) -> None:
     """Delete events older than the retention period, up to a signed checkpoint that anchors
     the rest of the chain."""
-    from sqlmodel import Session
-
     from vault.audit.purge import purge
     from vault.audit.seal import seal_pending
+    from vault.db import transaction
+    from vault.runtime import cli_runtime
 
-    rt = _runtime()
-    days = retention_days or rt.settings.audit_retention_days
-    try:
+    with cli_runtime() as rt:
+        days = retention_days or rt.settings.audit_retention_days
         seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
-        with Session(rt.engine) as session:
+        with transaction(rt.engine) as session:
             result = purge(session=session, retention_days=days)
-            session.commit()
         seal_pending(engine=rt.engine, keys=rt.keys, checkpoint=True)
-    finally:
-        rt.engine.dispose()
     if result.up_to_seq is None:
         typer.echo(f"nothing to purge (retention {days} days)")
     else:

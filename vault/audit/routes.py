@@ -18,8 +18,8 @@ from vault.audit.record import record
 from vault.audit.schemas import AuditEventPage, VerifyResult
 from vault.audit.seal import seal_pending
 from vault.audit.verify import verify_engine
-from vault.auth.deps import AuditReader
-from vault.db import SessionDep
+from vault.auth.deps import AuditReadBearer, AuditReader, check_token
+from vault.db import SessionDep, transaction
 from vault.errors import responses
 from vault.http import page_size
 from vault.runtime import RuntimeDep
@@ -160,21 +160,21 @@ def list_audit_events(
     responses=responses(),
 )
 def verify_audit_log(
-    request: Request,
-    session: SessionDep,
-    runtime: RuntimeDep,
-    principal: AuditReader,
+    request: Request, runtime: RuntimeDep, bearer: AuditReadBearer
 ) -> VerifyResult:
     """Chain pending events, then recompute the whole chain and check every checkpoint."""
-    record(
-        session=session,
-        actor=principal.actor,
-        action=AuditAction.AUDIT_READ,
-        request_id=request.state.request_id,
-        details={"format": "verify"},
-    )
-    # Commit the audit.read event now: sealing and verifying run in transactions of their own,
-    # and on SQLite this request's write lock must not be held while they run.
-    session.commit()
+    # The token check and the audit.read event commit in a transaction of their own first:
+    # sealing and verifying run in theirs, and on SQLite no write lock may be held meanwhile.
+    with transaction(runtime.engine) as session:
+        principal = check_token(
+            session=session, runtime=runtime, token=bearer.token, scopes=bearer.scopes
+        )
+        record(
+            session=session,
+            actor=principal.actor,
+            action=AuditAction.AUDIT_READ,
+            request_id=request.state.request_id,
+            details={"format": "verify"},
+        )
     seal_pending(engine=runtime.engine, keys=runtime.keys, checkpoint=True)
     return verify_engine(engine=runtime.engine, keys=runtime.keys)

@@ -47,7 +47,7 @@ from sqlmodel import Session
 from vault.audit import chain
 from vault.audit.models import AuditCheckpoint
 from vault.crypto import KeyMaterial
-from vault.db import reader, utcnow
+from vault.db import reader, transaction, utcnow
 
 if TYPE_CHECKING:
     from vault.runtime import Runtime
@@ -188,7 +188,7 @@ def seal_pending(
     sealed = 0
     last_cp = None
     while True:
-        with Session(engine) as session:
+        with transaction(engine) as session:
             result = seal(
                 session=session,
                 keys=keys,
@@ -196,7 +196,6 @@ def seal_pending(
                 checkpoint=checkpoint,
                 checkpoint_interval=checkpoint_interval,
             )
-            session.commit()
         sealed += result.sealed
         last_cp = result.checkpoint_seq or last_cp
         if result.sealed < batch_size:

@@ -18,17 +18,15 @@ def rebuild(
     ] = False,
 ) -> None:
     """Replay the consent ledger and compare it with (or rewrite) the consent_state projection."""
-    from sqlmodel import Session
-
     from vault.config import Settings
     from vault.consent import rebuild as consent_rebuild
-    from vault.db import make_engine
+    from vault.db import make_engine, transaction
 
+    # Only the database is needed (no keys, no policy): the bare engine, not a Runtime.
     engine = make_engine(Settings().resolved_database_url)
     try:
-        with Session(engine, expire_on_commit=False) as session:
+        with transaction(engine) as session:
             report = consent_rebuild.rebuild(session=session, fix=not check)
-            session.commit()
     finally:
         engine.dispose()
     for diff in report.differences[:MAX_SHOWN]:

@@ -4,12 +4,17 @@ from typing import Annotated
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Header, Query, Response, Security, status
+from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import AwareDatetime
 from sqlmodel import Session
 
-from vault.auth.deps import Bearer, ConsentReader, ConsentWriter, bearer_for, check_token
-from vault.auth.scopes import Scope
+from vault.auth.deps import (
+    Bearer,
+    ConsentReader,
+    ConsentWriteBearer,
+    ConsentWriter,
+    check_token,
+)
 from vault.consent import errors, idempotency, reads, schemas, service
 from vault.consent.schemas import (
     ConfirmRequest,
@@ -72,13 +77,14 @@ async def record_consent(
     customer_id: UUID,
     body: ConsentWrite,
     runtime: RuntimeDep,
-    bearer: Annotated[Bearer, Security(bearer_for, scopes=[Scope.CONSENT_WRITE.value])],
+    bearer: ConsentWriteBearer,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Record a consent statement (grant, withdrawal, refusal) and return its signed receipt."""
     # The hot write: token check, event, projection, receipt and commit run in one worker
     # thread (one hop instead of one per dependency), as the hot read does.
-    answer = await runtime.run_db(
+    # Commits before the answer is sent: nothing unrecorded is confirmed.
+    answer = await runtime.transaction(
         _record,
         runtime=runtime,
         bearer=bearer,
@@ -91,33 +97,27 @@ async def record_consent(
 
 def _record(
     *,
+    session: Session,
     runtime: Runtime,
     bearer: Bearer,
     customer_id: UUID,
     write: ConsentWrite,
     idempotency_key: str | None,
 ) -> dict:
-    with Session(runtime.engine, expire_on_commit=False) as session:
-        try:
-            principal = check_token(
-                session=session, runtime=runtime, token=bearer.token, scopes=bearer.scopes
-            )
-            answer = idempotency.submit(
-                session=session,
-                policy=runtime.policy,
-                signer=runtime.signer,
-                settings=runtime.settings,
-                envelope=runtime.envelope,
-                customer_id=customer_id,
-                write=write,
-                recorded_by=principal.actor,
-                idempotency_key=idempotency_key,
-            )
-            session.commit()  # before the answer is sent: nothing unrecorded is confirmed
-        except BaseException:
-            session.rollback()
-            raise
-    return answer
+    principal = check_token(
+        session=session, runtime=runtime, token=bearer.token, scopes=bearer.scopes
+    )
+    return idempotency.submit(
+        session=session,
+        policy=runtime.policy,
+        signer=runtime.signer,
+        settings=runtime.settings,
+        envelope=runtime.envelope,
+        customer_id=customer_id,
+        write=write,
+        recorded_by=principal.actor,
+        idempotency_key=idempotency_key,
+    )
 
 
 @router.post(

@@ -12,13 +12,6 @@ app = typer.Typer(help="Data-subject requests (GDPR Arts. 12 to 21).", no_args_i
 retention_app = typer.Typer(help="Retention: delete what is past its keeping period.")
 
 
-def _runtime():
-    from vault.config import Settings
-    from vault.runtime import Runtime
-
-    return Runtime.build(Settings())
-
-
 @app.command("list")
 def list_cmd(
     overdue: Annotated[bool, typer.Option("--overdue", help="Only open requests past due")] = False,
@@ -28,20 +21,15 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines")] = False,
 ) -> None:
     """List tracked requests, earliest deadline first; exit 1 with --overdue if any is."""
-    from sqlmodel import Session
-
-    from vault.db import reader, utcnow
+    from vault.db import reader, transaction, utcnow
     from vault.dsr import requests
+    from vault.runtime import cli_runtime
 
-    rt = _runtime()
     now = utcnow()
-    try:
-        with Session(reader(rt.engine)) as session:
-            rows = requests.list_requests(
-                session=session, overdue=overdue, status=status, kind=kind, now=now, limit=limit
-            )
-    finally:
-        rt.engine.dispose()
+    with cli_runtime() as rt, transaction(reader(rt.engine)) as session:
+        rows = requests.list_requests(
+            session=session, overdue=overdue, status=status, kind=kind, now=now, limit=limit
+        )
     for r in rows:
         item = requests.request_public(r, now)
         if as_json:
@@ -73,6 +61,7 @@ def run_cmd(
     """Delete values past their retention and expired consent working copies (idempotent,
     batched short transactions: safe while the server runs)."""
     from vault.dsr import retention
+    from vault.runtime import cli_runtime
 
     at = None
     if now is not None:
@@ -82,8 +71,7 @@ def run_cmd(
             raise typer.BadParameter("--now must be an ISO 8601 instant") from None
         if at.tzinfo is None:
             raise typer.BadParameter("--now needs a time zone, e.g. 2030-01-01T00:00:00+00:00")
-    rt = _runtime()
-    try:
+    with cli_runtime() as rt:
         report = retention.run(
             engine=rt.engine,
             policy=rt.policy,
@@ -91,8 +79,6 @@ def run_cmd(
             batch_size=batch_size,
             idempotency_days=idempotency_days,
         )
-    finally:
-        rt.engine.dispose()
     summary = report.public()
     if as_json:
         typer.echo(json.dumps(summary))

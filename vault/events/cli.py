@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -17,32 +16,19 @@ T = TypeVar("T")
 CLI_ACTOR = "cli"
 
 
-@contextmanager
-def _runtime() -> Iterator[Any]:
-    from vault.runtime import Runtime
-
-    runtime = Runtime.build()
-    try:
-        yield runtime
-    finally:
-        runtime.engine.dispose()
-
-
 def _in_transaction(fn: Callable[..., T]) -> T:
     """Run ``fn(session=..., runtime=...)`` in one committed transaction; domain errors exit 1."""
-    from sqlmodel import Session
-
+    from vault.db import transaction
     from vault.errors import VaultError
+    from vault.runtime import cli_runtime
 
-    with _runtime() as runtime, Session(runtime.engine, expire_on_commit=False) as session:
+    with cli_runtime() as runtime:
         try:
-            result = fn(session=session, runtime=runtime)
-            session.commit()
+            with transaction(runtime.engine) as session:
+                return fn(session=session, runtime=runtime)
         except VaultError as exc:
-            session.rollback()
             typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
             raise typer.Exit(1) from None
-        return result
 
 
 def _echo(model: Any) -> None:
@@ -152,12 +138,13 @@ def worker(
     import logging
 
     from vault.events.worker import Worker
+    from vault.runtime import cli_runtime
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # httpx logs every request with its URL at INFO; a URL may carry a receiver's token
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with (
-        _runtime() as runtime,
+        cli_runtime() as runtime,
         Worker(runtime, concurrency=concurrency, batch_size=batch_size) as w,
     ):
         if once:

@@ -32,7 +32,7 @@ from sqlmodel import Session
 from standardwebhooks.webhooks import Webhook as Signer
 
 from vault.consent import expiry
-from vault.db import utcnow
+from vault.db import transaction, utcnow
 from vault.errors import VaultError
 from vault.events import queue
 from vault.events.secrets import decrypt_secret
@@ -160,10 +160,8 @@ class Worker:
     # --- one round ---
 
     def _transaction(self, fn: Callable[[Session], Any]) -> Any:
-        with Session(self.runtime.engine, expire_on_commit=False) as session:
-            result = fn(session)
-            session.commit()
-            return result
+        with transaction(self.runtime.engine) as session:
+            return fn(session)
 
     def run_once(self) -> int:
         """Sweep (when due), dispatch and deliver one batch; returns the work done."""
