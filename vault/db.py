@@ -197,7 +197,6 @@ DOMAIN_MODEL_MODULES = (
     "vault.customers.models",
     "vault.consent.models",
     "vault.audit.models",
-    "vault.access.models",
     "vault.dsr.models",
     "vault.events.models",
     "vault.selfservice.models",

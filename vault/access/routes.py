@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sqlmodel import Session
 
 from vault.access import service
-from vault.access.models import AccessDenied, DataRead, PurposePublic
+from vault.access.schemas import AccessDenied, DataRead, PurposePublic
 from vault.audit import record as audit_record
 from vault.auth.deps import Bearer, DataReadBearer, DataReader, check_token
 from vault.db import SessionDep, utcnow

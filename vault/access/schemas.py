@@ -1,4 +1,4 @@
-"""Response shapes of the access API (no tables of its own: it reads customers and consent)."""
+"""Response shapes of the access API (it has no tables: it reads customers and consent)."""
 
 from __future__ import annotations
 
