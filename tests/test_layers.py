@@ -31,7 +31,7 @@ SHARED = (
 PUBLIC = {
     "auth": {"deps", "scopes", "service", "schemas", "errors"},
     "customers": {"service", "store", "schemas", "errors"},
-    "consent": {"service", "store", "schemas", "errors", "rules", "evidence", "receipts"},
+    "consent": {"service", "store", "schemas", "errors", "rules", "reads", "evidence", "receipts"},
     "access": {"service", "store", "schemas"},
     "audit": {"record", "actions", "query", "verify", "schemas", "errors"},
     "dsr": {"requests", "rights", "erasure", "export", "schemas", "errors"},
