@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from bench.erasure import run
 from vault import PROJECT_ROOT
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -42,6 +43,11 @@ def test_crypto_bench_smoke():
 def test_audit_bench_smoke():
     out = _run("bench.audit", "--events", "2000")
     assert "verified_per_s" in out
+
+
+def test_erasure_bench_runs():
+    result = run(50)
+    assert result["customers"] == 50 and result["erased_per_s"] > 0
 
 
 @pytest.mark.slow

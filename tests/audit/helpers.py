@@ -47,6 +47,13 @@ def verify(runtime: Runtime):
     return audit_verify.verify_engine(engine=runtime.engine, keys=runtime.keys)
 
 
+def stored_hash(conn: Connection, seq: int) -> bytes:
+    """The hash stored for ``seq``."""
+    return bytes(
+        conn.execute(text("SELECT hash FROM audit_event WHERE seq = :s"), {"s": seq}).scalar_one()
+    )
+
+
 @contextmanager
 def tamper(runtime: Runtime) -> Iterator[Connection]:
     """A connection on which the append-only triggers do not fire, as for a DBA who disables

@@ -1,7 +1,6 @@
-"""vault audit seal | verify [--json] | purge, and the background sealer."""
+"""vault audit seal | verify [--json] | purge."""
 
 import json
-import time
 from datetime import timedelta
 
 import pytest
@@ -10,8 +9,7 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from tests.audit.helpers import seal, tamper, verify, write
-from vault.audit import seal as audit_seal
-from vault.audit.models import AuditCheckpoint, AuditEvent
+from vault.audit.models import AuditEvent
 from vault.cli import app
 from vault.db import utcnow
 
@@ -71,54 +69,3 @@ def test_purge_command(env, runtime):
     r = _run(env, "purge", "--retention-days", "30")
     assert r.exit_code == 0 and "nothing to purge" in r.output
     assert verify(runtime).ok
-
-
-def test_background_sealer_chains_and_checkpoints(runtime):
-    s = audit_seal.Sealer(
-        engine=runtime.engine, keys=runtime.keys, interval=0.05, checkpoint_interval=0.1
-    ).start()
-    try:
-        write(runtime, 20)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with Session(runtime.engine) as db:
-                pending = db.execute(
-                    select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None))
-                ).scalar_one()
-                top = db.execute(select(func.max(AuditCheckpoint.seq))).scalar()
-            if pending == 0 and top == 20:
-                break
-            time.sleep(0.05)
-    finally:
-        s.stop()
-    assert (pending, top) == (0, 20)
-    assert verify(runtime).checked == 20
-
-
-def test_start_sealer_honours_the_setting(runtime, settings):
-    from vault.runtime import Runtime
-
-    off = Runtime.build(
-        settings.model_copy(update={"audit_seal_interval": 0}), engine=runtime.engine
-    )
-    assert audit_seal.start_sealer(off) is None
-    on = Runtime.build(
-        settings.model_copy(update={"audit_seal_interval": 0.5}), engine=runtime.engine
-    )
-    s = audit_seal.start_sealer(on)
-    assert s is not None and s.interval == 0.5
-    s.stop()
-
-
-def test_running_sealer_stops_and_leaves_a_checkpoint(runtime, settings):
-    from vault.runtime import Runtime
-
-    on = Runtime.build(
-        settings.model_copy(update={"audit_seal_interval": 0.5}), engine=runtime.engine
-    )
-    with audit_seal.running_sealer(on) as s:
-        assert s is not None and s._thread.is_alive()
-        write(runtime, 3)
-    assert not s._thread.is_alive()
-    with Session(runtime.engine) as db:
-        assert db.execute(select(func.max(AuditCheckpoint.seq))).scalar_one() == 3

@@ -1,6 +1,6 @@
+"""Recording and confirming consent: the ledger, the projection and the database's guard."""
+
 import threading
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,132 +10,12 @@ from sqlmodel import Session
 
 from tests.factories import create_customer, record_consent
 from vault.consent import errors as consent_errors
-from vault.consent import evidence as consent_evidence
 from vault.consent import reads as consent_reads
 from vault.consent import rebuild as consent_rebuild
 from vault.consent import rules as consent_rules
 from vault.consent import service as consent_service
 from vault.consent.models import ConsentEvent, ConsentState
 from vault.policy.errors import UnknownPurpose
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def _purpose(runtime, pid, **changes):
-    return runtime.policy.purposes[pid].model_copy(update=changes)
-
-
-@dataclass
-class S:
-    status: str
-    version: int = 1
-    granted_at: datetime | None = T0
-    decided_at: datetime = T0
-
-
-# --- the pure decision rule -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("state", "changes", "now", "expected"),
-    [
-        (None, {}, T0, "none"),
-        (S("granted"), {}, T0, "granted"),
-        (S("withdrawn", granted_at=None), {}, T0, "withdrawn"),
-        (S("refused", granted_at=None), {}, T0, "refused"),
-        (
-            S("pending_confirmation", granted_at=None),
-            {"double_opt_in": True},
-            T0,
-            "pending_confirmation",
-        ),
-        (S("granted"), {"double_opt_in": True}, T0, "pending_confirmation"),
-        (S("confirmed"), {"double_opt_in": True}, T0, "granted"),
-        # TTL counts from granted_at; the last instant still counts
-        (S("granted"), {"consent_ttl_days": 10}, T0 + timedelta(days=10), "granted"),
-        (S("granted"), {"consent_ttl_days": 10}, T0 + timedelta(days=10, seconds=1), "expired"),
-        (S("granted"), {"consent_ttl_days": None}, T0 + timedelta(days=9999), "granted"),
-        # version rule
-        (S("granted", version=1), {"version": 2, "reconsent": True}, T0, "reconsent_required"),
-        (S("granted", version=1), {"version": 2, "reconsent": False}, T0, "granted"),
-        (S("granted", version=2), {"version": 2, "reconsent": True}, T0, "granted"),
-        (
-            S("withdrawn", version=1, granted_at=None),
-            {"version": 2, "reconsent": True},
-            T0,
-            "withdrawn",
-        ),
-        (S("expired", granted_at=None), {}, T0, "expired"),
-    ],
-)
-def test_effective_status(runtime, state, changes, now, expected):
-    base = {"double_opt_in": False, "consent_ttl_days": None, "version": 1, "reconsent": False}
-    purpose = _purpose(runtime, "personalised_offers", **{**base, **changes})
-    assert consent_rules.effective_status(state, purpose, now) == expected
-
-
-def test_expires_at_only_for_grants(runtime):
-    purpose = _purpose(runtime, "personalised_offers", consent_ttl_days=30)
-    assert consent_rules.expires_at(S("granted"), purpose) == T0 + timedelta(days=30)
-    assert consent_rules.expires_at(S("withdrawn", granted_at=None), purpose) is None
-
-
-@dataclass
-class E:
-    status: str
-    occurred_at: datetime
-    purpose_version: int = 1
-    id: uuid.UUID = None  # type: ignore[assignment]
-
-    def __post_init__(self):
-        self.id = self.id or uuid.uuid4()
-
-
-def test_apply_keeps_newer_decision_against_late_event():
-    grant = E("granted", T0)
-    decision, applied = consent_rules.apply(None, grant)
-    assert applied and decision.granted_at == T0 and decision.event_id == grant.id
-    late = E("withdrawn", T0 - timedelta(hours=1))
-    after, applied = consent_rules.apply(decision, late)
-    assert not applied and after == decision
-    tie = E("withdrawn", T0)
-    after, applied = consent_rules.apply(decision, tie)
-    assert applied and after.status == "withdrawn" and after.granted_at is None
-
-
-# --- evidence -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("ip", "expected"),
-    [
-        ("203.0.113.77", "203.0.113.0/24"),
-        ("2001:db8:abcd:12:1:2:3:4", "2001:db8:abcd::/48"),
-        ("::ffff:198.51.100.9", "198.51.100.0/24"),
-    ],
-)
-def test_ip_addresses_are_truncated(ip, expected):
-    assert consent_evidence.clean_evidence({"ip": ip, "gpc": True}) == {"ip": expected, "gpc": True}
-
-
-@pytest.mark.parametrize(
-    ("evidence", "error"),
-    [
-        ({"email": "x"}, consent_errors.EvidenceContainsContactData),
-        ({"customer_phone": "x"}, consent_errors.EvidenceContainsContactData),
-        ({"first_name": "Erika"}, consent_errors.EvidenceContainsContactData),
-        ({"note": "write to erika@example.de"}, consent_errors.EvidenceContainsContactData),
-        ({"note": "+49 30 1234567"}, consent_errors.EvidenceContainsContactData),
-        ({"nested": {"a": 1}}, consent_errors.InvalidEvidence),
-        ({"ip": "300.1.1.1"}, consent_errors.InvalidEvidence),
-        ({"ua": "x" * 600}, consent_errors.InvalidEvidence),
-        ({f"k{i}": i for i in range(21)}, consent_errors.InvalidEvidence),
-    ],
-)
-def test_evidence_rejects_contact_data_and_structure(evidence, error):
-    with pytest.raises(error):
-        consent_evidence.clean_evidence(evidence)
-
 
 # --- recording ----------------------------------------------------------------------------
 
@@ -264,59 +144,6 @@ def test_confirmation_after_withdrawal_is_superseded(session, runtime):
         )  # fmt: skip
 
 
-# --- as_of: table-driven over a 6-event history -----------------------------------------
-
-H = [T0 + timedelta(days=d) for d in (0, 10, 20, 30, 40, 50)]
-
-# (occurred_at, purpose, status); recorded in this order. Event 5 is a late store sync.
-HISTORY = [
-    (H[0], "personalised_offers", "granted"),
-    (H[1], "third_party_ads", "refused"),
-    (H[2], "personalised_offers", "withdrawn"),
-    (H[3], "personalised_offers", "granted"),
-    (H[4], "third_party_ads", "granted"),
-    (H[2] + timedelta(days=5), "personalised_offers", "withdrawn"),  # late: older than H[3]
-]
-
-
-@pytest.mark.parametrize(
-    ("as_of", "offers", "ads"),
-    [
-        (H[0] - timedelta(seconds=1), "none", "none"),
-        (H[0], "granted", "none"),
-        (H[0] + timedelta(days=5), "granted", "none"),
-        (H[1] + timedelta(hours=1), "granted", "refused"),
-        (H[2] + timedelta(days=1), "withdrawn", "refused"),
-        # the late withdrawal occurred here, so as of then it is the decision
-        (H[2] + timedelta(days=6), "withdrawn", "refused"),
-        (H[3] + timedelta(seconds=1), "granted", "refused"),
-        (H[4], "granted", "granted"),
-        # personalised_offers has a 365-day TTL counted from H[3]
-        (H[3] + timedelta(days=365), "granted", "granted"),
-        (H[3] + timedelta(days=366), "expired", "granted"),
-    ],
-)
-def test_as_of_between_events(session, runtime, as_of, offers, ads):
-    customer = create_customer(session, runtime)
-    recorded = H[5] + timedelta(days=1)
-    for occurred_at, purpose, status in HISTORY:
-        record_consent(
-            session, runtime, customer.id, purpose, status, occurred_at=occurred_at, now=recorded
-        )
-    states = consent_reads.states_as_of(
-        session=session,
-        policy=runtime.policy,
-        customer_id=customer.id,
-        as_of=as_of,
-        now=as_of + timedelta(days=400),
-    )
-    assert states["personalised_offers"].status == offers
-    assert states["third_party_ads"].status == ads
-    session.rollback()
-    # and the live projection equals the replay of the whole ledger
-    assert consent_rebuild.rebuild(session=session, fix=False).differences == []
-
-
 # --- the database refuses to rewrite the ledger -------------------------------------------
 
 
@@ -344,34 +171,6 @@ def test_ledger_cannot_be_truncated_on_postgres(session, runtime, backend):
     with runtime.engine.connect() as conn, pytest.raises(DatabaseError) as info:
         conn.execute(text("TRUNCATE consent_event CASCADE"))
     assert "append-only" in str(info.value)
-
-
-# --- rebuild ------------------------------------------------------------------------------
-
-
-def test_rebuild_detects_and_fixes_a_hand_edited_projection(session, runtime):
-    a = create_customer(session, runtime)
-    b = create_customer(session, runtime)
-    record_consent(session, runtime, a.id, "personalised_offers")
-    record_consent(session, runtime, b.id, "third_party_ads", "refused")
-    assert consent_rebuild.rebuild(session=session, fix=False).differences == []
-    session.rollback()
-    session.execute(text("UPDATE consent_state SET status = 'granted' WHERE status = 'refused'"))
-    session.execute(text("DELETE FROM consent_state WHERE purpose = 'personalised_offers'"))
-    session.commit()
-    report = consent_rebuild.rebuild(session=session, fix=False)
-    session.rollback()
-    assert {(d.customer_id, d.purpose) for d in report.differences} == {
-        (a.id, "personalised_offers"),
-        (b.id, "third_party_ads"),
-    }
-    assert report.events == 2
-    fixed = consent_rebuild.rebuild(session=session, fix=True)
-    session.commit()
-    assert fixed.fixed and len(fixed.differences) == 2
-    assert consent_rebuild.rebuild(session=session, fix=False).differences == []
-    state = session.get(ConsentState, (b.id, "third_party_ads"))
-    assert state.status == "refused"
 
 
 # --- concurrency --------------------------------------------------------------------------

@@ -1,11 +1,10 @@
-"""Service-level rules of the self-service page that the HTTP tests cannot set up easily."""
+"""What the self-service page shows: re-consent with what changed, purposes with their facts."""
 
 from __future__ import annotations
 
 from tests import factories
 from vault.policy.models import I18nText
-from vault.selfservice import actions, i18n, sessions, views
-from vault.selfservice.errors import CsrfRefused
+from vault.selfservice import i18n, views
 
 
 def _bumped(policy, purpose_id: str):
@@ -54,29 +53,3 @@ def test_purpose_view_shows_reduced_attributes_recipients_and_basis(session, run
     assert analytics.recipients == [("Statistik-Dienstleister (Auftragsverarbeiter)", "processor")]
     assert {p.id for p in view.direct_marketing} >= {"newsletter", "third_party_ads"}
     assert not any(p.objectable for p in view.consent)
-
-
-def test_evidence_keeps_no_contact_data_and_checks_the_ip():
-    ev = actions.page_evidence(
-        user_agent="x" * 1000, client_ip="2001:db8:1234:5678::1", language="en", gpc=True
-    )
-    assert len(ev["user_agent"]) == actions.MAX_USER_AGENT
-    assert ev["ip"] == "2001:db8:1234:5678::1"  # truncated by the consent service on write
-    assert ev["gpc"] is True and ev["language"] == "en"
-    odd = actions.page_evidence(
-        user_agent="mail me: someone@example.org", client_ip="testclient", language="de", gpc=False
-    )
-    assert odd["user_agent"] == "(withheld)"
-    assert "ip" not in odd
-
-
-def test_csrf_token_is_bound_to_the_session():
-    a, b = "session-a", "session-b"
-    assert sessions.csrf_token(a) != sessions.csrf_token(b)
-    sessions.check_csrf(a, sessions.csrf_token(a))
-    for bad in (None, "", sessions.csrf_token(b)):
-        try:
-            sessions.check_csrf(a, bad)
-        except CsrfRefused:
-            continue
-        raise AssertionError("accepted a wrong CSRF token")
