@@ -29,9 +29,19 @@ SHARED = (
 )
 # What a domain offers the others. Everything else (tables, row builders, pages) is its own.
 PUBLIC = {
-    "auth": {"deps", "scopes", "service", "schemas", "errors"},
-    "customers": {"service", "store", "schemas", "errors"},
-    "consent": {"service", "store", "schemas", "errors", "rules", "reads", "evidence", "receipts"},
+    "auth": {"deps", "scopes", "service"},
+    "customers": {"service", "store", "schemas"},
+    "consent": {
+        "service",
+        "store",
+        "schemas",
+        "errors",
+        "rules",
+        "reads",
+        "evidence",
+        "receipts",
+        "expiry",
+    },
     "access": {"service", "store", "schemas"},
     "audit": {"record", "actions", "query", "verify", "schemas", "errors"},
     "dsr": {"requests", "rights", "erasure", "export", "schemas", "errors"},
