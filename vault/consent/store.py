@@ -174,6 +174,15 @@ def read_state(session: Session, customer_id: UUID, purpose: str) -> StateRecord
     return None if row is None else StateRecord(**row._mapping)
 
 
+def event_channel(session: Session, event_id: UUID) -> str | None:
+    """The channel of one ledger event (e.g. the decision a state row points at)."""
+    return (
+        session.connection()
+        .execute(select(_EVENT.c.channel).where(_EVENT.c.id == event_id))
+        .scalar_one_or_none()
+    )
+
+
 def write_state(
     session: Session,
     existing: StateRecord | Projection | None,

@@ -161,3 +161,9 @@ def value_dates(session: Session, customer_id: UUID) -> dict[str, datetime]:
         )
         .all()
     )
+
+
+def not_erased_ids():
+    """A subquery of the ids of customers not erased (other domains filter their rows by it,
+    e.g. the consent expiry sweep)."""
+    return select(_CUSTOMER.c.id).where(_CUSTOMER.c.status != CustomerStatus.ERASED)
