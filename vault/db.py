@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from alembic import command
 from alembic.config import Config
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, event
+from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
@@ -136,6 +136,15 @@ def driver_execute(conn: Any, sql: str, params: tuple | list = ()) -> Any:
     cur = conn.connection.driver_connection.cursor()
     cur.execute(sql, params)
     return cur
+
+
+def try_advisory_lock(session: Session, key: int) -> bool:
+    """Take the transaction-scoped advisory lock ``key`` if no one holds it (PostgreSQL; held
+    until commit or rollback). False: another transaction holds it, skip the work. SQLite: always
+    True, its write transaction already serialises."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.execute(select(func.pg_try_advisory_xact_lock(key))).scalar())
 
 
 def reader(engine: Engine) -> Engine:

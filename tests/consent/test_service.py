@@ -10,10 +10,10 @@ from sqlmodel import Session
 
 from tests.factories import create_customer, record_consent
 from vault.consent import errors as consent_errors
-from vault.consent import reads as consent_reads
 from vault.consent import rebuild as consent_rebuild
 from vault.consent import rules as consent_rules
 from vault.consent import service as consent_service
+from vault.consent import store as consent_store
 from vault.consent.models import ConsentEvent, ConsentState
 from vault.policy.errors import UnknownPurpose
 
@@ -81,7 +81,7 @@ def test_withdrawal_of_never_given_consent_is_recorded(session, runtime):
     customer = create_customer(session, runtime)
     result = record_consent(session, runtime, customer.id, "third_party_ads", "withdrawn")
     assert result.applied and result.event.status == "withdrawn"
-    states = consent_reads.effective_states(
+    states = consent_store.effective_states(
         session=session, policy=runtime.policy, customer_id=customer.id, now=datetime.now(UTC)
     )
     assert states["third_party_ads"].status == "withdrawn"

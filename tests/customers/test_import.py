@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from tests.factories import auth_headers, create_customer
 from vault.cli import app
-from vault.consent import reads as consent_reads
 from vault.consent import rebuild as consent_rebuild
+from vault.consent import store as consent_store
 from vault.consent.models import ConsentEvent, ConsentState
 from vault.customers import service
 from vault.customers.models import Customer
@@ -110,7 +110,7 @@ def test_import_keeps_good_lines_and_reports_bad_ones(client, session, runtime, 
         session=session, envelope=runtime.envelope, customer=session.get(Customer, cid)
     )
     assert values["phone"] == "+492211234567" and values["first_name"] == "Ida"
-    states = consent_reads.effective_states(
+    states = consent_store.effective_states(
         session=session, policy=runtime.policy, customer_id=cid, now=utcnow()
     )
     assert states["newsletter"].status == "granted"  # confirmed double opt-in counts

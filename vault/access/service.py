@@ -22,7 +22,7 @@ from vault.audit import record as audit_record
 from vault.auth.service import Principal
 from vault.consent import rules as consent_rules
 from vault.crypto.envelope import Envelope
-from vault.customers.models import CustomerStatus
+from vault.customers.schemas import CustomerStatus
 from vault.db import reader, transaction
 from vault.errors import CustomerErased, InvalidRequest, UnknownAttribute
 from vault.policy import Policy, Purpose

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -150,3 +150,29 @@ def iter_events(
         if len(rows) < batch_size:
             return
         after = rows[-1].id
+
+
+def latest_releases(
+    session: Session, customer_id: UUID, actions: Iterable[str], limit: int
+) -> list[Any]:
+    """The customer's latest allowed releases of data to API clients (``actions``), newest
+    first: rows of ``occurred_at, actor_id, purpose, attributes`` (self-service "who used my
+    data")."""
+    return list(
+        session.execute(
+            select(
+                AuditEvent.occurred_at,
+                AuditEvent.actor_id,
+                AuditEvent.purpose,
+                AuditEvent.attributes,
+            )
+            .where(
+                AuditEvent.customer_id == customer_id,
+                AuditEvent.actor_type == "client",
+                AuditEvent.action.in_(list(actions)),
+                AuditEvent.outcome == "allowed",
+            )
+            .order_by(AuditEvent.id.desc())
+            .limit(limit)
+        ).all()
+    )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
@@ -198,6 +200,14 @@ def principal_from_token(
         scopes=frozenset(token_scopes & set(_split(row[0]))),
         purposes=frozenset(_split(row[1])),
     )
+
+
+def client_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
+    """``{client id: name}`` of the known clients among ``ids``."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    return dict(session.execute(select(Client.id, Client.name).where(Client.id.in_(ids))).all())
 
 
 def to_public(client: Client) -> dict:

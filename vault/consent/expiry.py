@@ -14,16 +14,19 @@ from sqlmodel import Session
 
 from vault.consent.models import ConsentState, ConsentStatus
 from vault.consent.rules import effective_status, expires_at
-from vault.customers.models import Customer, CustomerStatus
-from vault.events.outbox import EventType, emit
-from vault.events.queue import _SWEEP_LOCK, _existing_keys, _try_lock
+from vault.customers import store as customers_store
+from vault.db import try_advisory_lock
+from vault.events.outbox import EventType, emit, emitted_keys
 from vault.policy import Policy
+
+# One sweeper at a time across workers (PostgreSQL advisory lock; the dispatcher's is ...7401).
+_SWEEP_LOCK = 0x7661756C7402
 
 
 def sweep_expired(*, session: Session, policy: Policy, now: datetime, limit: int = 1000) -> int:
     """Emit ``consent.expired`` once per grant that has run past its purpose's
     ``consent_ttl_days`` (the first time a worker observes it). Returns events emitted."""
-    if not _try_lock(session, _SWEEP_LOCK):
+    if not try_advisory_lock(session, _SWEEP_LOCK):
         return 0
     emitted = 0
     for purpose in policy.purposes.values():
@@ -33,20 +36,19 @@ def sweep_expired(*, session: Session, policy: Policy, now: datetime, limit: int
         started = func.coalesce(ConsentState.granted_at, ConsentState.decided_at)
         states = session.execute(
             select(ConsentState)
-            .join(Customer, Customer.id == ConsentState.customer_id)
             .where(
+                ConsentState.customer_id.in_(customers_store.not_erased_ids()),
                 ConsentState.purpose == purpose.id,
                 ConsentState.status.in_(
                     [ConsentStatus.GRANTED.value, ConsentStatus.CONFIRMED.value]
                 ),
                 started < cutoff,
-                Customer.status != CustomerStatus.ERASED,
             )
             .order_by(ConsentState.customer_id)
         ).scalars()
         batch = [s for s in states if effective_status(s, purpose, now) == "expired"]
         keys = {f"consent.expired:{s.event_id}": s for s in batch}
-        seen = _existing_keys(session, list(keys))
+        seen = emitted_keys(session, list(keys))
         for key, state in keys.items():
             if key in seen or emitted >= limit:
                 continue

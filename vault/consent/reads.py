@@ -11,42 +11,15 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from vault.consent.errors import AsOfInFuture
-from vault.consent.models import ConsentEvent, ConsentState
+from vault.consent.models import ConsentEvent
 from vault.consent.rules import CLOCK_SKEW, EffectiveConsent, Projection, apply, effective
+from vault.consent.store import consent_purposes, effective_states, events
 from vault.customers import service as customers_service
-from vault.customers.models import CustomerStatus
+from vault.customers.schemas import CustomerStatus
 from vault.errors import CustomerErased
-from vault.policy import Policy, Purpose
+from vault.policy import Policy
 
 HISTORY_MAX = 10_000  # most events one history request returns
-
-
-def consent_purposes(policy: Policy, purposes: Iterable[str] | None = None) -> list[Purpose]:
-    ids = policy.purposes if purposes is None else purposes
-    out = []
-    for pid in ids:
-        purpose = policy.purposes.get(pid)
-        if purpose is not None and purpose.needs_consent:
-            out.append(purpose)
-    return out
-
-
-def effective_states(
-    *,
-    session: Session,
-    policy: Policy,
-    customer_id: UUID,
-    now: datetime,
-    purposes: Iterable[str] | None = None,
-) -> dict[str, EffectiveConsent]:
-    """The effective consent of one customer for every consent-based purpose (or ``purposes``),
-    read from the projection. Purposes never decided are ``none``."""
-    wanted = consent_purposes(policy, purposes)
-    stmt = select(ConsentState).where(ConsentState.customer_id == customer_id)
-    if purposes is not None:
-        stmt = stmt.where(ConsentState.purpose.in_([p.id for p in wanted]))
-    rows = {s.purpose: s for s in session.execute(stmt).scalars()}
-    return {p.id: effective(rows.get(p.id), p, now) for p in wanted}
 
 
 def states_as_of(
@@ -113,8 +86,4 @@ def history(
 ) -> list[ConsentEvent]:
     """The customer's ledger in decision order. Kept after erasure: it holds no clear PII."""
     customers_service.get_customer(session, customer_id, allow_erased=True)
-    stmt = select(ConsentEvent).where(ConsentEvent.customer_id == customer_id)
-    if purpose is not None:
-        stmt = stmt.where(ConsentEvent.purpose == purpose)
-    stmt = stmt.order_by(ConsentEvent.occurred_at, ConsentEvent.seq).limit(limit)
-    return list(session.execute(stmt).scalars())
+    return events(session, customer_id, purpose=purpose, limit=limit)

@@ -1,4 +1,5 @@
-"""SQL of the consent ledger: prebuilt Core statements, the rows they write, the one row builder.
+"""SQL of the consent ledger: prebuilt Core statements, the rows they write, the one row builder,
+the reads other domains use (effective states, the ledger) and the erasure and retention deletes.
 
 The hot path runs these prebuilt Core statements on the session's connection: no ORM objects,
 no statement construction per request (SQLAlchemy caches their compilation). A
@@ -9,13 +10,13 @@ the bulk import alike, so a new column is added in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, and_, bindparam, delete, insert, select, update
 from sqlmodel import Session
 
 from vault.consent.models import (
@@ -25,7 +26,7 @@ from vault.consent.models import (
     ConsentState,
 )
 from vault.consent.receipts import notice_hash, sign_receipt
-from vault.consent.rules import Projection, replay
+from vault.consent.rules import EffectiveConsent, Projection, effective, replay
 from vault.crypto.signing import Signer
 from vault.policy import Policy, Purpose
 
@@ -78,7 +79,8 @@ _UPDATE_STATE = update(_STATE).where(
     _STATE.c.customer_id == bindparam("key_customer_id"),
     _STATE.c.purpose == bindparam("key_purpose"),
 )
-_INSERT_CONFIRMATION = insert(ConsentConfirmation.__table__)
+_CONFIRMATION = ConsentConfirmation.__table__
+_INSERT_CONFIRMATION = insert(_CONFIRMATION)
 _IDEMPOTENCY = ConsentIdempotency.__table__
 _READ_IDEMPOTENCY = select(
     _IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.response, _IDEMPOTENCY.c.token_ciphertext
@@ -172,6 +174,15 @@ def read_state(session: Session, customer_id: UUID, purpose: str) -> StateRecord
     return None if row is None else StateRecord(**row._mapping)
 
 
+def event_channel(session: Session, event_id: UUID) -> str | None:
+    """The channel of one ledger event (e.g. the decision a state row points at)."""
+    return (
+        session.connection()
+        .execute(select(_EVENT.c.channel).where(_EVENT.c.id == event_id))
+        .scalar_one_or_none()
+    )
+
+
 def write_state(
     session: Session,
     existing: StateRecord | Projection | None,
@@ -227,6 +238,48 @@ def insert_states(session: Session, rows: list[dict[str, Any]]) -> None:
         session.connection().execute(_INSERT_STATE, rows)
 
 
+# --- reads ----------------------------------------------------------------------------------
+
+
+def consent_purposes(policy: Policy, purposes: Iterable[str] | None = None) -> list[Purpose]:
+    ids = policy.purposes if purposes is None else purposes
+    out = []
+    for pid in ids:
+        purpose = policy.purposes.get(pid)
+        if purpose is not None and purpose.needs_consent:
+            out.append(purpose)
+    return out
+
+
+def effective_states(
+    *,
+    session: Session,
+    policy: Policy,
+    customer_id: UUID,
+    now: datetime,
+    purposes: Iterable[str] | None = None,
+) -> dict[str, EffectiveConsent]:
+    """The effective consent of one customer for every consent-based purpose (or ``purposes``),
+    read from the projection. Purposes never decided are ``none``."""
+    wanted = consent_purposes(policy, purposes)
+    stmt = select(ConsentState).where(ConsentState.customer_id == customer_id)
+    if purposes is not None:
+        stmt = stmt.where(ConsentState.purpose.in_([p.id for p in wanted]))
+    rows = {s.purpose: s for s in session.execute(stmt).scalars()}
+    return {p.id: effective(rows.get(p.id), p, now) for p in wanted}
+
+
+def events(
+    session: Session, customer_id: UUID, *, purpose: str | None = None, limit: int = 1000
+) -> list[ConsentEvent]:
+    """The customer's ledger in decision order (of one ``purpose``), at most ``limit`` events."""
+    stmt = select(ConsentEvent).where(ConsentEvent.customer_id == customer_id)
+    if purpose is not None:
+        stmt = stmt.where(ConsentEvent.purpose == purpose)
+    stmt = stmt.order_by(ConsentEvent.occurred_at, ConsentEvent.seq).limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
 # --- double opt-in tokens and idempotency keys ----------------------------------------------
 
 
@@ -241,3 +294,42 @@ def read_idempotency(session: Session, client: str, key: str) -> Row[Any] | None
 
 def insert_idempotency(session: Session, row: dict[str, Any]) -> None:
     session.connection().execute(_INSERT_IDEMPOTENCY, row)
+
+
+# --- erasure and retention (vault.dsr) -----------------------------------------------------
+
+
+def shred(session: Session, ids: Sequence[UUID]) -> None:
+    """Erasure: delete the customers' working copies that hold a secret derived from their
+    data (confirmation tokens, idempotent answers). The ledger and its projection stay."""
+    conn = session.connection()
+    for table in (_CONFIRMATION, _IDEMPOTENCY):
+        conn.execute(delete(table).where(table.c.customer_id.in_(ids)))
+
+
+def purge_confirmations(session: Session, now: datetime, limit: int) -> tuple[int, int]:
+    """One retention batch of working copies: up to ``limit`` double opt-in confirmation rows
+    whose token expired before ``now`` (the ``confirmed`` event in the ledger is the proof).
+    Returns ``(found, deleted)``: fewer found than ``limit`` means the last batch."""
+    conn = session.connection()
+    condition = _CONFIRMATION.c.expires_at < now
+    key = _CONFIRMATION.c.token_hash
+    keys = list(conn.execute(select(key).where(condition).limit(limit)).scalars())
+    if not keys:
+        return 0, 0
+    deleted = conn.execute(delete(_CONFIRMATION).where(and_(key.in_(keys), condition)))
+    return len(keys), deleted.rowcount or 0
+
+
+def purge_idempotency(session: Session, before: datetime, limit: int) -> tuple[int, int]:
+    """One retention batch of working copies: up to ``limit`` ``Idempotency-Key`` answers
+    created before ``before``, pair by pair (composite key ``(client, key)``; ``created_at`` is
+    indexed). Returns ``(found, deleted)`` like :func:`purge_confirmations`."""
+    conn = session.connection()
+    t = _IDEMPOTENCY.c
+    rows = conn.execute(select(t.client, t.key).where(t.created_at < before).limit(limit)).all()
+    deleted = 0
+    for client, key in rows:
+        stmt = delete(_IDEMPOTENCY).where(t.client == client, t.key == key, t.created_at < before)
+        deleted += conn.execute(stmt).rowcount or 0
+    return len(rows), deleted

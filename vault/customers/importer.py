@@ -30,7 +30,7 @@ from vault.audit import record as audit_record
 from vault.config import Settings
 from vault.consent import store as consent_store
 from vault.consent.evidence import clean_evidence
-from vault.consent.models import Channel
+from vault.consent.schemas import Channel
 from vault.crypto.envelope import Envelope
 from vault.crypto.signing import Signer
 from vault.customers.models import BlindIndex, Customer, CustomerValue

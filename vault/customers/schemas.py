@@ -1,4 +1,6 @@
-"""The customer API's shapes (ids and attribute names, never values), and the write answer."""
+"""The customer API's shapes (ids and attribute names, never values), and the write answer.
+
+Other domains name the customer row type and its status from here (``models`` is private)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from uuid import UUID
 from pydantic import BaseModel
 from pydantic import Field as PField
 
-from vault.customers.models import Customer
+from vault.customers.models import Customer as Customer
+from vault.customers.models import CustomerStatus as CustomerStatus
 
 
 class CustomerCreate(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -121,6 +122,14 @@ def lock_customer(session: Session, customer_id: UUID) -> Customer:
     return session.execute(
         select(Customer).where(Customer.id == customer_id).execution_options(populate_existing=True)
     ).scalar_one()
+
+
+def save(session: Session, customer: Customer, now: datetime) -> None:
+    """Write a customer row changed by its rights (status, objections, legal hold: vault.dsr
+    sets them on the row from :func:`lock_customer`), stamped ``updated_at``."""
+    customer.updated_at = now
+    session.add(customer)
+    session.flush()
 
 
 def data_key(envelope: Envelope, customer: Customer) -> DataKey:

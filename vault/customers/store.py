@@ -1,16 +1,22 @@
-"""SQL on the customer tables: the customer row lock every writer takes, the DEK rewrap."""
+"""SQL on the customer tables: the customer row lock every writer takes, the DEK rewrap, the
+crypto-shredding of erasure and the retention deletes (vault.dsr calls these; it names no
+customer table itself)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlmodel import Session
 
-from vault.customers.models import Customer, CustomerStatus
+from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
 from vault.errors import CustomerErased, CustomerNotFound
 
 _CUSTOMER = Customer.__table__
+_VALUE = CustomerValue.__table__
+_INDEX = BlindIndex.__table__
 # prebuilt: the consent hot path takes this lock on every write
 _LOCK_CUSTOMER = (
     select(_CUSTOMER.c.status).where(_CUSTOMER.c.id == bindparam("cid")).with_for_update()
@@ -49,3 +55,115 @@ def rewrap(session: Session, rows: list[tuple[bytes, str, UUID, str]]) -> None:
     sqlite = conn.dialect.name == "sqlite"
     params = [(w, k, cid.hex if sqlite else cid, old) for w, k, cid, old in rows]
     conn.exec_driver_sql(_REWRAP_SQL[sqlite], params)
+
+
+# --- erasure (vault.dsr.erasure) ------------------------------------------------------------
+
+
+def lock_many(session: Session, ids: Sequence[UUID]) -> dict[UUID, tuple[str, bool]]:
+    """``{id: (status, legal_hold)}`` of the known customers among ``ids``, their rows locked
+    until commit (PostgreSQL)."""
+    rows = session.connection().execute(
+        select(_CUSTOMER.c.id, _CUSTOMER.c.status, _CUSTOMER.c.legal_hold)
+        .where(_CUSTOMER.c.id.in_(ids))
+        .with_for_update()
+    )
+    return {cid: (status, hold) for cid, status, hold in rows}
+
+
+def shred(session: Session, ids: Sequence[UUID], actor: str, now: datetime) -> None:
+    """Crypto-shred customers: the wrapped data key goes (NULL), their values and blind-index
+    rows are deleted, the customer row stays as a tombstone (``erased_at``, ``erased_by``).
+    The caller's transaction; the rows must be locked (:func:`lock_customer`, :func:`lock_many`)."""
+    conn = session.connection()
+    conn.execute(
+        update(_CUSTOMER)
+        .where(_CUSTOMER.c.id.in_(ids))
+        .values(
+            dek_wrapped=None,
+            kek_id=None,
+            status=CustomerStatus.ERASED,
+            erased_at=now,
+            erased_by=actor,
+            updated_at=now,
+        )
+    )
+    # Every table whose rows hold a customer's data or a secret derived from it.
+    for table in (_VALUE, _INDEX):
+        conn.execute(delete(table).where(table.c.customer_id.in_(ids)))
+
+
+# --- retention (vault.dsr.retention) ----------------------------------------------------------
+
+
+def _eligible_customers():
+    """Customers whose values retention may delete: active (not restricted, not erased) and not
+    under a legal hold."""
+    return select(_CUSTOMER.c.id).where(
+        _CUSTOMER.c.status == CustomerStatus.ACTIVE, _CUSTOMER.c.legal_hold.is_(False)
+    )
+
+
+def expire_values(
+    session: Session, attribute: str, cutoff: datetime, *, searchable: bool, limit: int
+) -> tuple[int, list[UUID]]:
+    """One batch of retention: delete up to ``limit`` values of ``attribute`` last written
+    before ``cutoff`` (of eligible customers, in id order), with their blind-index rows when the
+    attribute is ``searchable``. Returns ``(found, deleted customer ids)``: fewer found than
+    ``limit`` means the last batch."""
+    v = _VALUE.c
+    conn = session.connection()
+    ids = list(
+        conn.execute(
+            select(v.customer_id)
+            .where(
+                v.attribute == attribute,
+                v.updated_at < cutoff,
+                v.customer_id.in_(_eligible_customers()),
+            )
+            .order_by(v.customer_id)
+            .limit(limit)
+        ).scalars()
+    )
+    if not ids:
+        return 0, []
+    # Re-check in the DELETE: a value rectified since the SELECT is newer and stays.
+    deleted = list(
+        conn.execute(
+            delete(_VALUE)
+            .where(
+                v.attribute == attribute,
+                v.updated_at < cutoff,
+                v.customer_id.in_(ids),
+                v.customer_id.in_(_eligible_customers()),
+            )
+            .returning(v.customer_id)
+        ).scalars()
+    )
+    if searchable and deleted:
+        conn.execute(
+            delete(_INDEX).where(_INDEX.c.attribute == attribute, _INDEX.c.customer_id.in_(deleted))
+        )
+    return len(ids), deleted
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def value_dates(session: Session, customer_id: UUID) -> dict[str, datetime]:
+    """``{attribute: updated_at}`` of the customer's stored values (the export shows them)."""
+    return dict(
+        session.connection()
+        .execute(
+            select(_VALUE.c.attribute, _VALUE.c.updated_at).where(
+                _VALUE.c.customer_id == customer_id
+            )
+        )
+        .all()
+    )
+
+
+def not_erased_ids():
+    """A subquery of the ids of customers not erased (other domains filter their rows by it,
+    e.g. the consent expiry sweep)."""
+    return select(_CUSTOMER.c.id).where(_CUSTOMER.c.status != CustomerStatus.ERASED)

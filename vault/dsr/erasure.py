@@ -16,13 +16,14 @@ from datetime import datetime
 from functools import partial
 from uuid import UUID, uuid4
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
-from vault.consent.models import ConsentConfirmation, ConsentIdempotency
+from vault.consent import store as consent_store
 from vault.customers import service as customers_service
-from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
+from vault.customers import store as customers_store
+from vault.customers.schemas import Customer, CustomerStatus
 from vault.db import utcnow
 from vault.dsr.errors import LegalHold
 from vault.dsr.models import DataSubjectRequest, RequestKind, RequestStatus
@@ -31,15 +32,7 @@ from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
 
 _CHUNK = 500  # ids per IN (...) list
-_CUSTOMER = Customer.__table__
 _REQUEST = DataSubjectRequest.__table__
-# Tables whose rows hold a customer's data or secrets derived from it; deleted on erasure.
-_SHREDDED = (
-    CustomerValue.__table__,
-    BlindIndex.__table__,
-    ConsentConfirmation.__table__,
-    ConsentIdempotency.__table__,
-)
 
 
 @dataclass
@@ -56,22 +49,11 @@ def _chunks(ids: Sequence[UUID], size: int = _CHUNK) -> Iterable[list[UUID]]:
 
 
 def _shred(session: Session, ids: list[UUID], actor: str, now: datetime) -> None:
-    """One transaction (the caller's): destroy the keys, delete the data, leave tombstones."""
+    """One transaction (the caller's): destroy the keys, delete the data, leave tombstones.
+    Each domain deletes what it holds of the customers (its ``store.shred``)."""
+    customers_store.shred(session, ids, actor, now)
+    consent_store.shred(session, ids)
     conn = session.connection()
-    conn.execute(
-        update(_CUSTOMER)
-        .where(_CUSTOMER.c.id.in_(ids))
-        .values(
-            dek_wrapped=None,
-            kek_id=None,
-            status=CustomerStatus.ERASED,
-            erased_at=now,
-            erased_by=actor,
-            updated_at=now,
-        )
-    )
-    for table in _SHREDDED:
-        conn.execute(delete(table).where(table.c.customer_id.in_(ids)))
     # Close every open erasure request of these customers; record one for the others.
     open_for = set(
         conn.execute(
@@ -195,16 +177,8 @@ def erase_many(
     now = now or utcnow()
     result = EraseManyResult()
     wanted = list(dict.fromkeys(customer_ids))
-    conn = session.connection()
     for chunk in _chunks(wanted):
-        rows = {
-            cid: (status, hold)
-            for cid, status, hold in conn.execute(
-                select(_CUSTOMER.c.id, _CUSTOMER.c.status, _CUSTOMER.c.legal_hold)
-                .where(_CUSTOMER.c.id.in_(chunk))
-                .with_for_update()
-            )
-        }
+        rows = customers_store.lock_many(session, chunk)
         ids: list[UUID] = []
         for cid in chunk:
             found = rows.get(cid)

@@ -10,17 +10,17 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
 from sqlmodel import Session
 
 from vault.audit import query as audit_query
 from vault.audit.query import EventFilter
-from vault.consent import reads as consent_reads
 from vault.consent import rules as consent_rules
 from vault.consent import schemas as consent_schemas
+from vault.consent import store as consent_store
 from vault.crypto.envelope import Envelope
 from vault.customers import service as customers_service
-from vault.customers.models import Customer, CustomerValue
+from vault.customers import store as customers_store
+from vault.customers.schemas import Customer
 from vault.db import utcnow
 from vault.dsr.models import RequestKind
 from vault.dsr.requests import complete_request, list_requests, record_audit, request_public
@@ -65,13 +65,7 @@ def _attributes(
 ) -> list[dict[str, Any]]:
     """Every stored attribute decrypted, policy attributes first, with labels and retention."""
     values = customers_service.decrypt_values(session=session, envelope=envelope, customer=customer)
-    updated = dict(
-        session.execute(
-            select(CustomerValue.attribute, CustomerValue.updated_at).where(
-                CustomerValue.customer_id == customer.id
-            )
-        ).all()
-    )
+    updated = customers_store.value_dates(session, customer.id)
     order = [n for n in policy.attributes if n in values] + sorted(
         n for n in values if n not in policy.attributes
     )
@@ -96,7 +90,7 @@ def _consent_history(
     session: Session, customer_id: UUID, include_receipts: bool
 ) -> list[dict[str, Any]]:
     history = []
-    for event in consent_reads.history(session=session, customer_id=customer_id, limit=10**9):
+    for event in consent_store.events(session, customer_id, limit=10**9):
         item = consent_schemas.event_public(event)
         if include_receipts:
             item["receipt"] = event.receipt
@@ -160,7 +154,7 @@ def build_export(
     customer = customers_service.get_customer(session, customer_id)
     retention = effective_retention(policy)
     attributes = _attributes(session, envelope, policy, customer, retention)
-    states = consent_reads.effective_states(
+    states = consent_store.effective_states(
         session=session, policy=policy, customer_id=customer.id, now=now
     )
     history = _consent_history(session, customer.id, include_receipts)

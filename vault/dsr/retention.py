@@ -20,18 +20,19 @@ with one ``retention.run`` summary event. Running it twice deletes nothing the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Engine, and_, delete, select
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
-from vault.consent.models import ConsentConfirmation, ConsentIdempotency
-from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
-from vault.db import utcnow
+from vault.consent import store as consent_store
+from vault.customers import store as customers_store
+from vault.db import transaction, utcnow
 from vault.policy import Policy
 from vault.policy.facts import effective_retention
 
@@ -59,14 +60,6 @@ class RetentionReport:
         }
 
 
-def _eligible_customers():
-    """Customers whose values the job may delete: active (not restricted, not erased) and not
-    under a legal hold."""
-    return select(Customer.id).where(
-        Customer.status == CustomerStatus.ACTIVE, Customer.legal_hold.is_(False)
-    )
-
-
 def _expire_attribute(
     engine: Engine,
     policy: Policy,
@@ -77,42 +70,13 @@ def _expire_attribute(
     batch_size: int,
 ) -> None:
     searchable = policy.attributes[attribute].searchable
-    v = CustomerValue
     while True:
-        with Session(engine) as s:
-            ids = list(
-                s.execute(
-                    select(v.customer_id)
-                    .where(
-                        v.attribute == attribute,
-                        v.updated_at < cutoff,
-                        v.customer_id.in_(_eligible_customers()),
-                    )
-                    .order_by(v.customer_id)
-                    .limit(batch_size)
-                ).scalars()
+        with transaction(engine) as s:
+            found, deleted = customers_store.expire_values(
+                s, attribute, cutoff, searchable=searchable, limit=batch_size
             )
-            if not ids:
+            if not found:
                 return
-            # Re-check in the DELETE: a value rectified since the SELECT is newer and stays.
-            deleted = list(
-                s.execute(
-                    delete(v)
-                    .where(
-                        v.attribute == attribute,
-                        v.updated_at < cutoff,
-                        v.customer_id.in_(ids),
-                        v.customer_id.in_(_eligible_customers()),
-                    )
-                    .returning(v.customer_id)
-                ).scalars()
-            )
-            if searchable and deleted:
-                s.execute(
-                    delete(BlindIndex).where(
-                        BlindIndex.attribute == attribute, BlindIndex.customer_id.in_(deleted)
-                    )
-                )
             audit_record.record_many(
                 session=s,
                 events=[
@@ -126,25 +90,24 @@ def _expire_attribute(
                     for cid in deleted
                 ],
             )
-            s.commit()
         report.values_deleted += len(deleted)
         report.customers.update(deleted)
         report.by_attribute[attribute] = report.by_attribute.get(attribute, 0) + len(deleted)
-        if len(ids) < batch_size:
+        if found < batch_size:
             return
 
 
-def _purge(engine: Engine, table: Any, key: Any, condition: Any, batch_size: int) -> int:
+def _purge(
+    engine: Engine, purge_batch: Callable[[Session], tuple[int, int]], batch_size: int
+) -> int:
+    """Run ``purge_batch`` (a ``consent.store.purge_*`` batch) in its own transaction until a
+    batch finds fewer than ``batch_size`` rows; the number deleted."""
     total = 0
     while True:
-        with Session(engine) as s:
-            keys = list(s.execute(select(key).where(condition).limit(batch_size)).scalars())
-            if not keys:
-                return total
-            n = s.execute(delete(table).where(and_(key.in_(keys), condition))).rowcount
-            s.commit()
-        total += n or 0
-        if len(keys) < batch_size:
+        with transaction(engine) as s:
+            found, deleted = purge_batch(s)
+        total += deleted
+        if found < batch_size:
             return total
 
 
@@ -167,18 +130,13 @@ def run(
         cutoff = now - timedelta(days=days)
         _expire_attribute(engine, policy, attribute, cutoff, report, actor, batch_size)
     report.confirmations_deleted = _purge(
-        engine,
-        ConsentConfirmation,
-        ConsentConfirmation.token_hash,
-        ConsentConfirmation.expires_at < now,
-        batch_size,
+        engine, lambda s: consent_store.purge_confirmations(s, now, batch_size), batch_size
     )
-    # consent_idempotency has a composite key (client, key); created_at is indexed, so batch by
-    # the rows' (client, key) pairs through a tuple-free loop on created_at.
-    report.idempotency_deleted = _purge_idempotency(
-        engine, now - timedelta(days=idempotency_days), batch_size
+    before = now - timedelta(days=idempotency_days)
+    report.idempotency_deleted = _purge(
+        engine, lambda s: consent_store.purge_idempotency(s, before, batch_size), batch_size
     )
-    with Session(engine) as s:
+    with transaction(engine) as s:
         summary = report.public()
         audit_record.record(
             session=s,
@@ -193,27 +151,4 @@ def run(
                 "idempotency_deleted": summary["idempotency_deleted"],
             },
         )
-        s.commit()
     return report
-
-
-def _purge_idempotency(engine: Engine, cutoff: datetime, batch_size: int) -> int:
-    t = ConsentIdempotency
-    total = 0
-    while True:
-        with Session(engine) as s:
-            rows = s.execute(
-                select(t.client, t.key).where(t.created_at < cutoff).limit(batch_size)
-            ).all()
-            if not rows:
-                return total
-            for client, key in rows:
-                total += (
-                    s.execute(
-                        delete(t).where(t.client == client, t.key == key, t.created_at < cutoff)
-                    ).rowcount
-                    or 0
-                )
-            s.commit()
-        if len(rows) < batch_size:
-            return total

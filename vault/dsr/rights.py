@@ -19,7 +19,7 @@ from uuid import UUID
 from sqlmodel import Session
 
 from vault.customers import service as customers_service
-from vault.customers.models import Customer, CustomerStatus
+from vault.customers.schemas import Customer, CustomerStatus
 from vault.db import utcnow
 from vault.dsr.errors import InvalidObjectionScope
 from vault.dsr.models import RequestKind
@@ -60,9 +60,7 @@ def _save(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Write the changed customer row; with ``event``, also its outbox event."""
-    customer.updated_at = now
-    session.add(customer)
-    session.flush()
+    customers_service.save(session, customer, now)
     if event is not None:
         events_outbox.emit(
             session=session, type=event, customer_id=customer.id, data=data or {}, now=now

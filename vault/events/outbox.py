@@ -12,14 +12,14 @@ worker's job: see :mod:`vault.events.worker`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from vault.db import utcnow
@@ -39,7 +39,8 @@ class EventType(StrEnum):
 
 EVENT_TYPES = frozenset(t.value for t in EventType)
 
-_INSERT = insert(OutboxEvent.__table__)
+_OUTBOX = OutboxEvent.__table__
+_INSERT = insert(_OUTBOX)
 
 
 def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,3 +84,17 @@ def emit(
         },
     )
     return event_id
+
+
+def emitted_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """The ``dedupe_key`` values among ``keys`` that an emitted event already holds (to emit
+    an announcement once, e.g. ``consent.expired``)."""
+    seen: set[str] = set()
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        seen.update(
+            session.execute(
+                select(_OUTBOX.c.dedupe_key).where(_OUTBOX.c.dedupe_key.in_(chunk))
+            ).scalars()
+        )
+    return seen

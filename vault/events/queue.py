@@ -26,7 +26,6 @@ The states of a ``webhook_delivery``::
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +35,7 @@ from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlmodel import Session
 
 from vault.config import Settings
+from vault.db import try_advisory_lock
 from vault.events.models import (
     DeliveryStatus,
     OutboxEvent,
@@ -51,17 +51,10 @@ _OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value)
 
 # pg_try_advisory_xact_lock keys ("vault" events: dispatch, expiry sweep)
 _DISPATCH_LOCK = 0x7661756C7401
-_SWEEP_LOCK = 0x7661756C7402
 
 
 def _is_pg(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
-
-
-def _try_lock(session: Session, key: int) -> bool:
-    if not _is_pg(session):
-        return True  # SQLite: the write transaction already serialises
-    return bool(session.execute(select(func.pg_try_advisory_xact_lock(key))).scalar())
 
 
 def split_events(events: str) -> list[str]:
@@ -74,7 +67,7 @@ def split_events(events: str) -> list[str]:
 def dispatch(*, session: Session, now: datetime, limit: int = 1000) -> int:
     """Fan committed outbox rows out to the subscriptions; returns the number of events
     dispatched (0 if another worker is dispatching right now)."""
-    if not _try_lock(session, _DISPATCH_LOCK):
+    if not try_advisory_lock(session, _DISPATCH_LOCK):
         return 0
     rows = session.execute(
         select(_O.c.seq, _O.c.type, _O.c.customer_id, _O.c.occurred_at)
@@ -269,13 +262,3 @@ def counts(session: Session) -> dict[str, int]:
         select(func.count()).select_from(_O).where(_O.c.dispatched_at.is_(None))
     ).scalar_one()
     return out
-
-
-def _existing_keys(session: Session, keys: Sequence[str]) -> set[str]:
-    seen: set[str] = set()
-    for i in range(0, len(keys), 500):
-        chunk = keys[i : i + 500]
-        seen.update(
-            session.execute(select(_O.c.dedupe_key).where(_O.c.dedupe_key.in_(chunk))).scalars()
-        )
-    return seen

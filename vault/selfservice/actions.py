@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
 from sqlmodel import Session
 
 from vault.config import Settings
@@ -21,7 +20,8 @@ from vault.consent import errors as consent_errors
 from vault.consent import evidence as consent_evidence
 from vault.consent import rules as consent_rules
 from vault.consent import service as consent_service
-from vault.consent.models import Channel, ConsentEvent, ConsentState, EffectiveStatus
+from vault.consent import store as consent_store
+from vault.consent.schemas import Channel, EffectiveStatus
 from vault.crypto.envelope import Envelope
 from vault.crypto.signing import Signer
 from vault.db import utcnow
@@ -124,14 +124,12 @@ def apply_gpc(
     for purpose in policy.purposes.values():
         if not purpose.gpc_opt_out or not purpose.needs_consent:
             continue
-        state = session.get(ConsentState, (customer_id, purpose.id))
+        state = consent_store.read_state(session, customer_id, purpose.id)
         status = consent_rules.effective_status(state, purpose, now)
         if status in (EffectiveStatus.REFUSED, EffectiveStatus.WITHDRAWN):
             continue
         if state is not None:
-            deciding = session.execute(
-                select(ConsentEvent.channel).where(ConsentEvent.id == state.event_id)
-            ).scalar_one_or_none()
+            deciding = consent_store.event_channel(session, state.event_id)
             if deciding == Channel.SELFSERVICE.value:
                 continue
         consent_service.record_event(

@@ -28,8 +28,8 @@ from sqlmodel import Session
 from vault.audit import record as audit_record
 from vault.config import Settings
 from vault.customers import service as customers_service
-from vault.customers.models import Customer, CustomerStatus
 from vault.db import utcnow
+from vault.errors import CustomerErased, CustomerNotFound
 from vault.selfservice.errors import (
     CsrfRefused,
     LinkExpired,
@@ -189,9 +189,10 @@ def open_session(
     idle_limit = row.last_seen_at + timedelta(seconds=settings.selfservice_idle_seconds)
     if row.expires_at < now or idle_limit < now:
         raise SessionRequired("Your session has ended. Open a new link from your e-mail.")
-    customer = session.get(Customer, row.customer_id)
-    if customer is None or customer.status == CustomerStatus.ERASED:
-        raise SessionRequired("Your session has ended.")
+    try:
+        customers_service.get_customer(session, row.customer_id)
+    except (CustomerNotFound, CustomerErased):
+        raise SessionRequired("Your session has ended.") from None
     row.last_seen_at = now
     session.add(row)
     session.flush()

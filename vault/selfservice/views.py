@@ -6,21 +6,19 @@ never commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
 from sqlmodel import Session
 
-from vault.access.service import EXPORT_ACTION, READ_ACTION
+from vault.audit import query as audit_query
 from vault.audit import record as audit_record
-from vault.audit.models import AuditEvent
-from vault.auth.models import Client
-from vault.consent import reads as consent_reads
-from vault.consent.models import EffectiveStatus
+from vault.audit.actions import AuditAction
+from vault.auth import service as auth_service
+from vault.consent import store as consent_store
+from vault.consent.schemas import EffectiveStatus
 from vault.crypto.envelope import Envelope
 from vault.customers import service as customers_service
 from vault.db import utcnow
@@ -30,7 +28,7 @@ from vault.policy.models import LegalBasis
 from vault.selfservice.sessions import customer_actor
 
 # Only these actions appear on "who used my data": releases of data to apps.
-USE_ACTIONS = (READ_ACTION, EXPORT_ACTION)
+USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT)
 ACTIVITY_LIMIT = 200
 
 
@@ -112,7 +110,7 @@ def consents_view(
     now = now or utcnow()
     customer = customers_service.get_customer(session, customer_id)
     objections = customer.objection_set
-    states = consent_reads.effective_states(
+    states = consent_store.effective_states(
         session=session, policy=policy, customer_id=customer_id, now=now
     )
     consent, other = [], []
@@ -195,23 +193,8 @@ def activity(
 ) -> list[Use]:
     """ "Who used my data": the latest releases of the customer's data to apps, from the audit
     log, in plain words (app name, purpose title, attribute labels, time). Newest first."""
-    rows = session.execute(
-        select(
-            AuditEvent.occurred_at,
-            AuditEvent.actor_id,
-            AuditEvent.purpose,
-            AuditEvent.attributes,
-        )
-        .where(
-            AuditEvent.customer_id == customer_id,
-            AuditEvent.actor_type == "client",
-            AuditEvent.action.in_(USE_ACTIONS),
-            AuditEvent.outcome == "allowed",
-        )
-        .order_by(AuditEvent.id.desc())
-        .limit(limit)
-    ).all()
-    names = _client_names(session, {r.actor_id for r in rows if r.actor_id})
+    rows = audit_query.latest_releases(session, customer_id, USE_ACTIONS, limit)
+    names = auth_service.client_names(session, {r.actor_id for r in rows if r.actor_id})
     out = []
     for r in rows:
         purpose = policy.purposes.get(r.purpose or "")
@@ -227,10 +210,3 @@ def activity(
             )
         )
     return out
-
-
-def _client_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
-    ids = list(ids)
-    if not ids:
-        return {}
-    return dict(session.execute(select(Client.id, Client.name).where(Client.id.in_(ids))).all())
