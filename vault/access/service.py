@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from vault.access import store
 from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.auth.service import Principal
 from vault.consent import rules as consent_rules
 from vault.crypto.envelope import Envelope
@@ -31,8 +32,8 @@ from vault.policy.errors import UnknownPurpose
 from vault.policy.models import LegalBasis
 from vault.policy.values import reduce
 
-READ_ACTION = "data.read"
-EXPORT_ACTION = "data.export"
+READ_ACTION = AuditAction.DATA_READ
+EXPORT_ACTION = AuditAction.DATA_EXPORT
 
 
 @dataclass(frozen=True)

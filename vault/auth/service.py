@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.auth.models import Client
 from vault.auth.scopes import Scope
 from vault.config import Settings
@@ -91,7 +92,7 @@ def create_client(
     audit_record.record(
         session=session,
         actor=actor,
-        action="client.created",
+        action=AuditAction.CLIENT_CREATED,
         purpose=None,
         request_id=request_id,
         details={"client_id": client.id, "scopes": client.scopes, "purposes": client.purposes},

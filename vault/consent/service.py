@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.config import Settings
 from vault.consent import store as consent_store
 from vault.consent.errors import (
@@ -53,6 +54,7 @@ from vault.customers import store as customers_store
 from vault.db import utcnow
 from vault.errors import InvalidRequest
 from vault.events import outbox as events_outbox
+from vault.events.outbox import EventType
 from vault.policy import Policy, Purpose
 from vault.policy.errors import UnknownPurpose
 
@@ -146,7 +148,7 @@ def _append(
     audit_record.record(
         session=session,
         actor=recorded_by,
-        action="consent.recorded",
+        action=AuditAction.CONSENT_RECORDED,
         customer_id=customer_id,
         purpose=purpose.id,
         reason=None if applied else "late_event",
@@ -169,10 +171,10 @@ def _append(
 # time; no PII). A refusal is a withdrawal to a recipient; pending_confirmation tells nothing
 # yet; consent.expired is emitted by the worker when it first observes the expiry.
 _OUTBOX_TYPES = {
-    ConsentStatus.GRANTED: "consent.granted",
-    ConsentStatus.CONFIRMED: "consent.granted",
-    ConsentStatus.WITHDRAWN: "consent.withdrawn",
-    ConsentStatus.REFUSED: "consent.withdrawn",
+    ConsentStatus.GRANTED: EventType.CONSENT_GRANTED,
+    ConsentStatus.CONFIRMED: EventType.CONSENT_GRANTED,
+    ConsentStatus.WITHDRAWN: EventType.CONSENT_WITHDRAWN,
+    ConsentStatus.REFUSED: EventType.CONSENT_WITHDRAWN,
 }
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.config import Settings
 from vault.consent import store as consent_store
 from vault.consent.evidence import clean_evidence
@@ -301,7 +302,7 @@ def import_chunk(
         audit.append(
             {
                 "actor": actor,
-                "action": "customer.imported",
+                "action": AuditAction.CUSTOMER_IMPORTED,
                 "customer_id": r.customer_id,
                 "attributes": sorted(r.values),
                 "request_id": request_id,

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.crypto.envelope import DataKey, Envelope
 from vault.customers import store as customers_store
 from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
@@ -25,6 +26,7 @@ from vault.errors import (
     UnknownAttribute,
 )
 from vault.events import outbox as events_outbox
+from vault.events.outbox import EventType
 from vault.policy import Policy
 from vault.policy.values import Value, index_form, normalise
 
@@ -174,7 +176,7 @@ def create_customer(
     audit_record.record(
         session=session,
         actor=actor,
-        action="customer.created",
+        action=AuditAction.CUSTOMER_CREATED,
         customer_id=customer.id,
         attributes=sorted(values),
         request_id=request_id,
@@ -232,7 +234,7 @@ def rectify(
     audit_record.record(
         session=session,
         actor=actor,
-        action="customer.rectified",
+        action=AuditAction.CUSTOMER_RECTIFIED,
         customer_id=customer.id,
         attributes=sorted(values),
         details={"removed": removed_names} if removed_names else None,
@@ -243,7 +245,7 @@ def rectify(
         # vault.events: downstream tools re-read through the access API (names, never values)
         events_outbox.emit(
             session=session,
-            type="customer.updated",
+            type=EventType.CUSTOMER_UPDATED,
             customer_id=customer.id,
             data={"attributes": sorted(values), "updated_at": now},
             now=now,
@@ -295,7 +297,7 @@ def lookup(
     audit_record.record(
         session=session,
         actor=actor,
-        action="customer.lookup",
+        action=AuditAction.CUSTOMER_LOOKUP,
         customer_id=row.customer_id,
         attributes=[attribute],
         request_id=request_id,

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.consent import store as consent_store
 from vault.customers import service as customers_service
 from vault.customers import store as customers_store
@@ -136,7 +137,9 @@ def erase(
     names = customers_service.stored_attribute_names(session, customer.id)
     _shred(session, [customer.id], actor, now)
     _emit_erased(session, [customer.id], now)
-    record_audit(session, actor, "dsr.erasure", customer.id, request_id, now, attributes=names)
+    record_audit(
+        session, actor, AuditAction.DSR_ERASURE, customer.id, request_id, now, attributes=names
+    )
     session.expire(customer)
     session.refresh(customer)
     return customer
@@ -154,7 +157,7 @@ def _record_refused_erasure(
     audit_record.record(
         session=session,
         actor=actor,
-        action="dsr.erasure",
+        action=AuditAction.DSR_ERASURE,
         outcome="denied",
         customer_id=customer_id,
         reason="legal_hold",
@@ -199,7 +202,7 @@ def erase_many(
             events=[
                 {
                     "actor": actor,
-                    "action": "dsr.erasure",
+                    "action": AuditAction.DSR_ERASURE,
                     "customer_id": cid,
                     "request_id": request_id,
                     "now": now,

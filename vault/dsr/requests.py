@@ -16,6 +16,7 @@ from sqlalchemy import and_, select
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.audit.errors import AuditPiiRefused, InvalidAuditEvent
 from vault.customers import service as customers_service
 from vault.db import utcnow
@@ -138,7 +139,9 @@ def create_request(
     )
     session.add(row)
     session.flush()
-    record_audit(session, actor, "dsr.request_received", customer_id, request_id, now, kind=kind)
+    record_audit(
+        session, actor, AuditAction.DSR_REQUEST_RECEIVED, customer_id, request_id, now, kind=kind
+    )
     return row
 
 
@@ -185,7 +188,7 @@ def extend_request(
     record_audit(
         session,
         actor,
-        "dsr.request_extended",
+        AuditAction.DSR_REQUEST_EXTENDED,
         row.customer_id,
         request_id,
         now,
@@ -223,7 +226,9 @@ def close_request(
     details: dict[str, Any] = {"kind": row.kind, "status": status}
     if clean:
         details["reason"] = clean
-    record_audit(session, actor, "dsr.request_closed", row.customer_id, request_id, now, **details)
+    record_audit(
+        session, actor, AuditAction.DSR_REQUEST_CLOSED, row.customer_id, request_id, now, **details
+    )
     return row
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.consent import store as consent_store
 from vault.customers import store as customers_store
 from vault.db import transaction, utcnow
@@ -82,7 +83,7 @@ def _expire_attribute(
                 events=[
                     {
                         "actor": actor,
-                        "action": "retention.deleted",
+                        "action": AuditAction.RETENTION_DELETED,
                         "customer_id": cid,
                         "attributes": [attribute],
                         "reason": "retention_expired",
@@ -141,7 +142,7 @@ def run(
         audit_record.record(
             session=s,
             actor=actor,
-            action="retention.run",
+            action=AuditAction.RETENTION_RUN,
             details={
                 "as_of": summary["now"],
                 "values_deleted": summary["values_deleted"],

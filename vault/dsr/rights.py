@@ -18,6 +18,7 @@ from uuid import UUID
 
 from sqlmodel import Session
 
+from vault.audit.actions import AuditAction
 from vault.customers import service as customers_service
 from vault.customers.schemas import Customer, CustomerStatus
 from vault.db import utcnow
@@ -95,7 +96,9 @@ def restrict(
     req = complete_request(
         session=session, customer_id=customer.id, kind=RequestKind.RESTRICTION, actor=actor, now=now
     )
-    record_audit(session, actor, "dsr.restriction", customer.id, request_id, now, changed=changed)
+    record_audit(
+        session, actor, AuditAction.DSR_RESTRICTION, customer.id, request_id, now, changed=changed
+    )
     return RightsResult(customer, req, changed)
 
 
@@ -121,7 +124,13 @@ def lift_restriction(
             {"status": CustomerStatus.ACTIVE, "restriction": "lifted"},
         )
     record_audit(
-        session, actor, "dsr.restriction_lifted", customer.id, request_id, now, changed=changed
+        session,
+        actor,
+        AuditAction.DSR_RESTRICTION_LIFTED,
+        customer.id,
+        request_id,
+        now,
+        changed=changed,
     )
     return RightsResult(customer, None, changed)
 
@@ -177,7 +186,7 @@ def object_to(
     record_audit(
         session,
         actor,
-        "dsr.objection",
+        AuditAction.DSR_OBJECTION,
         customer.id,
         request_id,
         now,
@@ -215,7 +224,7 @@ def withdraw_objection(
     record_audit(
         session,
         actor,
-        "dsr.objection_withdrawn",
+        AuditAction.DSR_OBJECTION_WITHDRAWN,
         customer.id,
         request_id,
         now,
@@ -243,7 +252,9 @@ def set_legal_hold(
     customer = customers_service.lock_customer(session, customer_id)
     customer.legal_hold, customer.legal_hold_reason = True, reason
     _save(session, customer, now)
-    record_audit(session, actor, "dsr.legal_hold_set", customer.id, request_id, now, reason=reason)
+    record_audit(
+        session, actor, AuditAction.DSR_LEGAL_HOLD_SET, customer.id, request_id, now, reason=reason
+    )
     return RightsResult(customer)
 
 
@@ -265,7 +276,7 @@ def clear_legal_hold(
     record_audit(
         session,
         actor,
-        "dsr.legal_hold_cleared",
+        AuditAction.DSR_LEGAL_HOLD_CLEARED,
         customer.id,
         request_id,
         now,

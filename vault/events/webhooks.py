@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.config import Settings
 from vault.crypto.keys import KeyMaterial
 from vault.db import utcnow
@@ -105,7 +106,7 @@ def create_webhook(
     _audit(
         session=session,
         actor=actor,
-        action="webhook.created",
+        action=AuditAction.WEBHOOK_CREATED,
         webhook=webhook,
         request_id=request_id,
         now=now,
@@ -161,7 +162,7 @@ def disable_webhook(
     _audit(
         session=session,
         actor=actor,
-        action="webhook.disabled",
+        action=AuditAction.WEBHOOK_DISABLED,
         webhook=webhook,
         request_id=request_id,
         now=now,
@@ -194,7 +195,7 @@ def rotate_secret(
     _audit(
         session=session,
         actor=actor,
-        action="webhook.secret_rotated",
+        action=AuditAction.WEBHOOK_SECRET_ROTATED,
         webhook=webhook,
         request_id=request_id,
         now=now,
@@ -243,7 +244,7 @@ def redeliver(
     _audit(
         session=session,
         actor=actor,
-        action="webhook.redelivered",
+        action=AuditAction.WEBHOOK_REDELIVERED,
         webhook=webhook,
         request_id=request_id,
         now=now,

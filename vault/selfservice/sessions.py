@@ -26,6 +26,7 @@ from sqlalchemy import delete, or_
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.config import Settings
 from vault.customers import service as customers_service
 from vault.db import utcnow
@@ -85,7 +86,7 @@ def issue_link(
     audit_record.record(
         session=session,
         actor=issued_by,
-        action="selfservice.link_issued",
+        action=AuditAction.SELFSERVICE_LINK_ISSUED,
         customer_id=customer_id,
         request_id=request_id,
         now=now,
@@ -100,7 +101,7 @@ def record_link_throttled(
     audit_record.record(
         session=session,
         actor=issued_by,
-        action="selfservice.link_throttled",
+        action=AuditAction.SELFSERVICE_LINK_THROTTLED,
         outcome="denied",
         reason="rate_limited",
         customer_id=customer_id,
@@ -167,7 +168,7 @@ def consume_link(
     audit_record.record(
         session=session,
         actor=customer_actor(customer.id),
-        action="selfservice.login",
+        action=AuditAction.SELFSERVICE_LOGIN,
         customer_id=customer.id,
         request_id=request_id,
         now=now,
@@ -207,7 +208,7 @@ def end_session(
     audit_record.record(
         session=session,
         actor=customer_actor(customer_id),
-        action="selfservice.logout",
+        action=AuditAction.SELFSERVICE_LOGOUT,
         customer_id=customer_id,
         request_id=request_id,
     )

@@ -172,7 +172,7 @@ def my_data(
     audit_record.record(
         session=session,
         actor=customer_actor(customer_id),
-        action="selfservice.data_viewed",
+        action=AuditAction.SELFSERVICE_DATA_VIEWED,
         customer_id=customer_id,
         attributes=sorted(values),
         request_id=request_id,
