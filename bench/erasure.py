@@ -20,6 +20,7 @@ from bench.common import machine, throwaway_runtime
 from bench.seed import seed
 from vault.customers.models import Customer, CustomerValue
 from vault.dsr import erasure
+from vault.provenance import Caller
 
 
 def run(customers: int, database_url: str | None = None) -> dict[str, float]:
@@ -34,7 +35,7 @@ def run(customers: int, database_url: str | None = None) -> dict[str, float]:
         )
         t0 = time.perf_counter()
         with Session(rt.engine) as s:
-            result = erasure.erase_many(session=s, customer_ids=ids, actor="cli")
+            result = erasure.erase_many(session=s, customer_ids=ids, by=Caller("cli"))
             s.commit()
         elapsed = time.perf_counter() - t0
         with Session(rt.engine) as s:

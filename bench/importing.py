@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from bench.common import machine, scratch_database, throwaway_runtime
 from vault.customers import importer
+from vault.provenance import Caller
 
 
 def line(i: int) -> bytes:
@@ -53,7 +54,7 @@ def run(customers: int, chunk: int, database_url: str | None = None) -> dict[str
                     settings=rt.settings,
                     chunk=part,
                     report=report,
-                    actor="bench",
+                    by=Caller("bench"),
                 )
                 s.commit()
         elapsed = time.perf_counter() - t0

@@ -23,6 +23,7 @@ from bench.common import machine, throwaway_runtime
 from vault.events import outbox as events_outbox
 from vault.events import webhooks as events_webhooks
 from vault.events.worker import Worker
+from vault.provenance import Caller
 
 
 class _Receiver:
@@ -79,7 +80,7 @@ def run(
                     settings=settings,
                     url=receiver.url,
                     events=["customer.updated"],
-                    actor="bench",
+                    by=Caller("bench"),
                 )
                 s.commit()
             ids = [uuid.uuid4() for _ in range(customers)]

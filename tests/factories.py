@@ -12,6 +12,7 @@ from vault.auth import service as auth_service
 from vault.auth.models import Client
 from vault.customers import service as customers_service
 from vault.customers.models import Customer
+from vault.provenance import Caller
 from vault.runtime import Runtime
 
 
@@ -82,7 +83,7 @@ def record_consent(
     from vault.consent import service as consent_service
 
     kwargs.setdefault("channel", "web")
-    kwargs.setdefault("recorded_by", "client:test")
+    kwargs.setdefault("by", Caller("client:test"))
     result = consent_service.record_event(
         session=session,
         policy=runtime.policy,

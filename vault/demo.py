@@ -18,6 +18,7 @@ from vault.consent import service as consent_service
 from vault.customers import service as customers_service
 from vault.customers.models import BlindIndex
 from vault.db import transaction, utcnow
+from vault.provenance import Caller
 from vault.runtime import Runtime
 from vault.selfservice import sessions as selfservice_sessions
 
@@ -130,6 +131,8 @@ class DemoResult:
 
 
 DEMO_BATCH = 200
+# who the demo's consents, customers and link are recorded as
+DEMO = Caller("cli:demo")
 
 
 def _profile(i: int, rng: random.Random) -> dict:
@@ -163,7 +166,7 @@ def _consents(rt: Runtime, session: Session, cid: UUID, rng: random.Random, i: i
         signer=rt.signer,
         settings=rt.settings,
         customer_id=cid,
-        recorded_by="cli:demo",
+        by=DEMO,
     )
     # i % 4: 0 granted, 1 withdrawn after a grant, 2 refused, 3 nothing
     if i % 4 in (0, 1):
@@ -209,7 +212,7 @@ def _consents(rt: Runtime, session: Session, cid: UUID, rng: random.Random, i: i
                 signer=rt.signer,
                 settings=rt.settings,
                 token=result.confirmation_token,
-                recorded_by="cli:demo",
+                by=DEMO,
             )
     if i % 5 == 0:
         consent_service.record_event(
@@ -255,7 +258,7 @@ def run(rt: Runtime, *, customers: int = 1000, seed: int = 1) -> DemoResult:
         )
         # a magic link to the self-service page of customer 0 (single use, 15 minutes)
         link = selfservice_sessions.issue_link(
-            session=session, settings=rt.settings, customer_id=ids[0], issued_by="cli:demo"
+            session=session, settings=rt.settings, customer_id=ids[0], by=DEMO
         )
     # customer 0 granted personalised offers; customer 3 never did
     return DemoResult(created, client.id, secret, ids[0], ids[3 if len(ids) > 3 else 0], link.url)

@@ -17,6 +17,7 @@ from vault.audit.models import AuditEvent
 from vault.auth.service import Principal
 from vault.dsr import erasure as dsr_erasure
 from vault.dsr import rights as dsr_rights
+from vault.provenance import Caller
 
 PURPOSE = "personalised_offers"
 
@@ -50,11 +51,11 @@ def between_statements(backend, runtime, monkeypatch):
 
 
 def _erase(session, customer_id):
-    dsr_erasure.erase(session=session, customer_id=customer_id, actor="cli")
+    dsr_erasure.erase(session=session, customer_id=customer_id, by=Caller("cli"))
 
 
 def _restrict(session, customer_id):
-    dsr_rights.restrict(session=session, customer_id=customer_id, actor="cli")
+    dsr_rights.restrict(session=session, customer_id=customer_id, by=Caller("cli"))
 
 
 @pytest.mark.parametrize(

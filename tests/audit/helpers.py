@@ -12,6 +12,7 @@ from sqlmodel import Session
 from vault.audit import record as audit_record
 from vault.audit import seal as audit_seal
 from vault.audit import verify as audit_verify
+from vault.provenance import Caller
 from vault.runtime import Runtime
 
 SQLITE_TRIGGERS = [
@@ -27,12 +28,11 @@ def write(runtime: Runtime, n: int, *, now: datetime | None = None, **overrides)
         for i in range(n):
             audit_record.record(
                 session=s,
-                actor=overrides.get("actor", "client:cv_test"),
+                by=Caller(overrides.get("actor", "client:cv_test"), f"req{i}"),
                 action=overrides.get("action", "data.read"),
                 outcome="allowed",
                 purpose="newsletter",
                 attributes=["email", "first_name"],
-                request_id=f"req{i}",
                 details={"i": i},
                 now=now,
             )

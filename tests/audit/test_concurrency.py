@@ -13,6 +13,7 @@ from vault.audit import verify as audit_verify
 from vault.audit.models import AuditCheckpoint, AuditEvent
 from vault.audit.seal import seal_pending, start_sealer
 from vault.config import Settings
+from vault.provenance import Caller
 from vault.runtime import Runtime
 
 WRITERS = 4
@@ -50,7 +51,9 @@ def _writer(url: str, data_dir: str, seconds: float, index: int, results) -> Non
         ]
         with Session(rt.engine) as session:
             if k == 1:
-                audit_record.record(session=session, **events[0])
+                one = dict(events[0])
+                by = Caller(one.pop("actor"), one.pop("request_id"))
+                audit_record.record(session=session, by=by, **one)
             else:
                 audit_record.record_many(session=session, events=events)
             if i % 7 == 0:

@@ -11,6 +11,7 @@ from vault.audit import errors as audit_errors
 from vault.audit import record as audit_record
 from vault.audit.models import AuditEvent
 from vault.db import utcnow
+from vault.provenance import Caller
 
 
 def _count(runtime) -> int:
@@ -23,13 +24,12 @@ def test_record_writes_in_the_callers_transaction(runtime):
     with Session(runtime.engine) as s:
         audit_record.record(
             session=s,
-            actor="client:cv_abc",
+            by=Caller("client:cv_abc", "r1"),
             action="data.read",
             outcome="allowed",
             customer_id=cid,
             purpose="newsletter",
             attributes=["email", "first_name"],
-            request_id="r1",
             details={"count": 2},
         )
         s.rollback()
@@ -37,13 +37,12 @@ def test_record_writes_in_the_callers_transaction(runtime):
     with Session(runtime.engine) as s:
         audit_record.record(
             session=s,
-            actor="client:cv_abc",
+            by=Caller("client:cv_abc", "r1"),
             action="data.read",
             outcome="allowed",
             customer_id=cid,
             purpose="newsletter",
             attributes=["email", "first_name"],
-            request_id="r1",
             details={"count": 2},
         )
         s.commit()
@@ -95,8 +94,9 @@ def test_record_many_inserts_all(runtime):
 )
 def test_record_refuses_malformed_events(runtime, overrides):
     args = {"actor": "client:x", "action": "data.read", **overrides}
+    by = Caller(args.pop("actor"))
     with Session(runtime.engine) as s, pytest.raises(audit_errors.InvalidAuditEvent):
-        audit_record.record(session=s, **args)
+        audit_record.record(session=s, by=by, **args)
 
 
 @pytest.mark.parametrize(
@@ -113,14 +113,14 @@ def test_record_refuses_malformed_events(runtime, overrides):
 )
 def test_record_refuses_pii_looking_details(runtime, details):
     with Session(runtime.engine) as s, pytest.raises(audit_errors.AuditPiiRefused):
-        audit_record.record(session=s, actor="cli", action="customer.lookup", details=details)
+        audit_record.record(session=s, by=Caller("cli"), action="customer.lookup", details=details)
 
 
 def test_uuid_and_small_numbers_are_not_pii(runtime):
     with Session(runtime.engine) as s:
         audit_record.record(
             session=s,
-            actor="system",
+            by=Caller("system"),
             action="consent.recorded",
             details={"event_id": str(uuid.UUID(int=12345678901234567890)), "count": 100000},
         )
@@ -130,7 +130,7 @@ def test_uuid_and_small_numbers_are_not_pii(runtime):
 
 def test_database_refuses_update_and_delete(runtime):
     with Session(runtime.engine) as s:
-        audit_record.record(session=s, actor="cli", action="client.created")
+        audit_record.record(session=s, by=Caller("cli"), action="client.created")
         s.commit()
     for stmt in (
         update(AuditEvent).values(action="data.read"),
@@ -172,7 +172,7 @@ def test_record_many_keeps_every_field_and_chains_with_record(runtime):
         },
     ]
     with Session(runtime.engine) as s:
-        audit_record.record(session=s, actor="cli", action="client.created")
+        audit_record.record(session=s, by=Caller("cli"), action="client.created")
         audit_record.record_many(session=s, events=events)
         s.commit()
     with Session(runtime.engine) as s:

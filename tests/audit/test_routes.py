@@ -17,6 +17,7 @@ from vault.audit import chain
 from vault.audit import record as audit_record
 from vault.audit.models import AuditCheckpoint, AuditEvent
 from vault.db import utcnow
+from vault.provenance import Caller
 
 
 @pytest.fixture
@@ -53,14 +54,13 @@ def _seed(runtime):
         for i in range(7):
             audit_record.record(
                 session=s,
-                actor="client:cv_news" if i % 2 else "staff:42",
+                by=Caller("client:cv_news" if i % 2 else "staff:42", f"r{i}"),
                 action="data.read" if i < 5 else "consent.recorded",
                 outcome="denied" if i == 3 else "allowed",
                 customer_id=cid if i < 4 else None,
                 purpose="newsletter" if i < 6 else "analytics",
                 attributes=["email"],
                 reason="no_consent" if i == 3 else None,
-                request_id=f"r{i}",
                 details={"i": i},
             )
         s.commit()

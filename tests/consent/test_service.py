@@ -16,6 +16,7 @@ from vault.consent import service as consent_service
 from vault.consent import store as consent_store
 from vault.consent.models import ConsentEvent, ConsentState
 from vault.policy.errors import UnknownPurpose
+from vault.provenance import Caller
 
 # --- recording ----------------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ def test_double_opt_in_token_is_single_use_and_expires(session, runtime):
     assert pending.event.status == "pending_confirmation" and pending.confirmation_token
     kw = dict(
         session=session, policy=runtime.policy, signer=runtime.signer,
-        settings=runtime.settings, recorded_by="client:test",
+        settings=runtime.settings, by=Caller("client:test"),
     )  # fmt: skip
     with pytest.raises(consent_errors.ConfirmationTokenExpired):
         consent_service.confirm(
@@ -139,8 +140,7 @@ def test_confirmation_after_withdrawal_is_superseded(session, runtime):
     with pytest.raises(consent_errors.ConfirmationSuperseded):
         consent_service.confirm(
             session=session, policy=runtime.policy, signer=runtime.signer,
-            settings=runtime.settings, recorded_by="client:test",
-            token=pending.confirmation_token,
+            settings=runtime.settings, by=Caller("client:test"), token=pending.confirmation_token,
         )  # fmt: skip
 
 
@@ -195,8 +195,7 @@ def test_concurrent_grant_and_withdraw_leave_state_equal_to_replay(session, runt
                     purpose="personalised_offers",
                     status="granted" if i % 2 else "withdrawn",
                     channel="app",
-                    recorded_by=f"client:t{i}",
-                    # spread occurred_at so some writers arrive late
+                    by=Caller(f"client:t{i}"),
                     occurred_at=base - timedelta(milliseconds=(i * 7919) % 1000),
                 )
                 s.commit()

@@ -9,6 +9,7 @@ from vault.crypto.keys import KEY_FILE_NAME, LocalKeyFile
 from vault.customers import service
 from vault.customers.models import Customer, CustomerValue
 from vault.errors import Conflict, CustomerErased, CustomerNotFound, DecryptionError
+from vault.provenance import Caller
 from vault.runtime import Runtime
 
 
@@ -149,7 +150,7 @@ def test_rectify_waiting_on_an_erasure_answers_410_and_writes_nothing(runtime, s
                 outcome.append(exc)
 
     with Session(runtime.engine) as eraser:
-        dsr_erasure.erase(session=eraser, customer_id=c.id, actor="cli")
+        dsr_erasure.erase(session=eraser, customer_id=c.id, by=Caller("cli"))
         t = threading.Thread(target=rectify)
         t.start()
         t.join(0.5)  # rectify runs as far as it can while the erasure holds its locks

@@ -15,6 +15,7 @@ from vault.customers.models import BlindIndex, Customer, CustomerValue
 from vault.db import make_engine
 from vault.dsr import erasure, rights
 from vault.dsr.models import DataSubjectRequest
+from vault.provenance import Caller
 
 
 def _secrets(runtime, customer_id) -> list[bytes]:
@@ -191,11 +192,11 @@ def test_erasure_closes_an_open_tracked_request(client, session, runtime):
 def test_erase_many_skips_what_it_must_not_erase(session, runtime):
     ids = [create_customer(session, runtime).id for _ in range(5)]
     held, gone = ids[0], ids[1]
-    rights.set_legal_hold(session=session, customer_id=held, reason="Tax audit", actor="cli")
-    erasure.erase(session=session, customer_id=gone, actor="cli")
+    rights.set_legal_hold(session=session, customer_id=held, reason="Tax audit", by=Caller("cli"))
+    erasure.erase(session=session, customer_id=gone, by=Caller("cli"))
     session.commit()
     unknown = Customer().id
-    result = erasure.erase_many(session=session, customer_ids=[*ids, unknown], actor="cli")
+    result = erasure.erase_many(session=session, customer_ids=[*ids, unknown], by=Caller("cli"))
     session.commit()
     assert result.erased == ids[2:]
     assert result.legal_hold == [held] and result.already_erased == [gone]

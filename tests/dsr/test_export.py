@@ -12,6 +12,7 @@ from vault.audit.models import AuditEvent
 from vault.customers import service as customers_service
 from vault.dsr import export as dsr_export
 from vault.policy.facts import recipients_public
+from vault.provenance import Caller
 
 
 def test_export_holds_everything_about_the_customer(client, session, runtime):
@@ -123,7 +124,7 @@ def test_export_service_is_reusable_without_http(session, runtime):
         envelope=runtime.envelope,
         policy=runtime.policy,
         customer_id=customer.id,
-        actor=f"customer:{customer.id}",
+        by=Caller(f"customer:{customer.id}"),
     )
     session.commit()
     assert {a["name"] for a in doc["attributes"]} >= {"email", "first_name", "street"}
@@ -151,7 +152,7 @@ def test_export_waits_for_a_rectification_in_progress(session, runtime):
                     envelope=runtime.envelope,
                     policy=runtime.policy,
                     customer_id=customer.id,
-                    actor="cli",
+                    by=Caller("cli"),
                 )
                 s.commit()
                 exported.append(doc)

@@ -10,6 +10,7 @@ from sqlmodel import Session
 from vault.events import outbox as events_outbox
 from vault.events import webhooks as events_webhooks
 from vault.events.models import WebhookDelivery
+from vault.provenance import Caller
 from vault.runtime import Runtime
 
 
@@ -23,7 +24,7 @@ def subscribe(
             settings=runtime.settings,
             url=url,
             events=list(events),
-            actor="cli",
+            by=Caller("cli"),
         )
         s.commit()
     return webhook, secret

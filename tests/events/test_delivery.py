@@ -11,6 +11,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from tests.events.helpers import deliveries, drain, emit_many, in_state, subscribe, tried
 from tests.events.receiver import Receiver
 from vault.events.worker import Worker
+from vault.provenance import Caller
 
 
 @pytest.fixture
@@ -146,7 +147,7 @@ def test_disabled_subscriptions_get_nothing(runtime, receiver, worker):
     worker.run_once()  # dispatched and tried once
     assert [d.status for d in deliveries(runtime)] == ["failed"]
     with Session(runtime.engine) as s:
-        webhooks.disable_webhook(session=s, webhook_id=webhook.id, actor="cli")
+        webhooks.disable_webhook(session=s, webhook_id=webhook.id, by=Caller("cli"))
         s.commit()
     (row,) = deliveries(runtime)
     assert row.status == "dead" and row.last_error == "webhook_disabled"
@@ -181,7 +182,7 @@ def test_after_rotation_both_secrets_verify_for_a_while(runtime, receiver, worke
     webhook, old = subscribe(runtime, receiver.url)
     with Session(runtime.engine) as s:
         _, new = webhooks.rotate_secret(
-            session=s, keys=runtime.keys, webhook_id=webhook.id, actor="cli"
+            session=s, keys=runtime.keys, webhook_id=webhook.id, by=Caller("cli")
         )
         s.commit()
     assert new != old
@@ -246,7 +247,7 @@ def test_a_hostname_is_pinned_to_the_checked_address(runtime, receiver):
             settings=strict,
             url=f"http://hooks.test:{receiver.port}/hook",
             events=["customer.updated"],
-            actor="cli",
+            by=Caller("cli"),
             resolve=resolve,
         )
         s.commit()

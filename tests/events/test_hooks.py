@@ -7,6 +7,7 @@ from sqlmodel import Session
 
 from tests.factories import auth_headers, create_customer
 from vault.events.models import OutboxEvent
+from vault.provenance import Caller
 
 
 def _events(runtime, customer_id) -> list[OutboxEvent]:
@@ -95,7 +96,7 @@ def test_double_opt_in_tells_only_the_confirmation(session, runtime):
         signer=runtime.signer,
         settings=runtime.settings,
         token=pending.confirmation_token,
-        recorded_by="client:test",
+        by=Caller("client:test"),
     )
     session.commit()
     (event,) = _events(runtime, customer.id)

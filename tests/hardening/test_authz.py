@@ -32,6 +32,7 @@ from vault.auth.scopes import Scope
 from vault.auth.service import ACCESS_TOKEN_TYP
 from vault.config import Settings
 from vault.db import reader
+from vault.provenance import Caller
 from vault.runtime import Runtime
 from vault.selfservice import sessions as selfservice_sessions
 from vault.selfservice.pages import SESSION_COOKIE
@@ -152,7 +153,7 @@ def _link(world: World, customer_id: uuid.UUID) -> str:
     rt = world.runtime
     with Session(reader(rt.engine), expire_on_commit=False) as session:
         link = selfservice_sessions.issue_link(
-            session=session, settings=rt.settings, customer_id=customer_id, issued_by="test"
+            session=session, settings=rt.settings, customer_id=customer_id, by=Caller("test")
         )
         session.commit()
     return link.url[len(rt.settings.public_url) :]

@@ -55,7 +55,6 @@ async def read_customer_data(
         customer_id=customer_id,
         purpose=purpose,
         attributes=attributes,
-        request_id=request.state.request_id,
     )
 
 
@@ -67,10 +66,13 @@ def _read(
     customer_id: UUID,
     purpose: str | None,
     attributes: str | None,
-    request_id: str,
 ) -> JSONResponse:
     principal = check_token(
-        session=session, runtime=runtime, token=bearer.token, scopes=bearer.scopes
+        session=session,
+        runtime=runtime,
+        token=bearer.token,
+        scopes=bearer.scopes,
+        request_id=bearer.request_id,
     )
     now = utcnow()
     try:
@@ -79,12 +81,11 @@ def _read(
     except VaultError as exc:
         audit_record.record(
             session=session,
-            actor=principal.actor,
+            by=principal.caller,
             action=service.READ_ACTION,
             outcome="denied",
             customer_id=None,
             reason=exc.code,
-            request_id=request_id,
             details={"requested_customer_id": str(customer_id)},
             now=now,
         )
@@ -98,7 +99,6 @@ def _read(
         purpose=pur,
         requested=requested,
         now=now,
-        request_id=request_id,
     )
     d = result.decision
     if not d.allowed:
@@ -141,13 +141,12 @@ def export_audience(
     if not check.allowed:
         audit_record.record(
             session=session,
-            actor=principal.actor,
+            by=principal.caller,
             action=service.EXPORT_ACTION,
             outcome="denied",
             purpose=pur.id,
             attributes=list(check.attributes),
             reason=check.reason,
-            request_id=request.state.request_id,
             now=now,
         )
         body: dict = {"error": check.reason, "detail": check.detail}
@@ -162,7 +161,6 @@ def export_audience(
         purpose=pur,
         requested=requested,
         now=now,
-        request_id=request.state.request_id,
     )
     return StreamingResponse(stream, media_type="application/x-ndjson", headers=NO_STORE)
 

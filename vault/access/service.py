@@ -85,7 +85,6 @@ def read(
     purpose: Purpose,
     requested: Sequence[str] | None,
     now: datetime,
-    request_id: str | None = None,
 ) -> ReadResult:
     """Decide, decrypt only what may be released, reduce, and audit — allowed or not."""
     conn = session.connection()
@@ -119,14 +118,13 @@ def read(
             released = _released_values(purpose, decision.attributes, plain)
     audit_record.record(
         session=session,
-        actor=principal.actor,
+        by=principal.caller,
         action=READ_ACTION,
         outcome="allowed" if decision.allowed else "denied",
         customer_id=customer_id if customer is not None else None,
         purpose=purpose.id,
         attributes=sorted(released) if decision.allowed else list(decision.attributes),
         reason=decision.reason,
-        request_id=request_id,
         details=None if customer is not None else {"unknown_customer_id": str(customer_id)},
         now=now,
     )
@@ -175,7 +173,6 @@ def audience(
     purpose: Purpose,
     requested: Sequence[str] | None,
     now: datetime,
-    request_id: str | None = None,
     batch_size: int = 2000,
 ) -> Iterator[bytes]:
     """NDJSON lines ``{"customer_id","attributes"}`` for every customer the purpose may use now.
@@ -230,7 +227,7 @@ def audience(
                         "customer_id": cid,
                         "purpose": purpose.id,
                         "attributes": sorted(released),
-                        "request_id": request_id,
+                        "request_id": principal.request_id,
                         "now": now,
                     }
                 )

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from vault.provenance import Caller
+
 app = typer.Typer(help="Tamper-evident audit log.", no_args_is_help=True)
 
 
@@ -44,7 +46,7 @@ def verify_cmd(
             with transaction(rt.engine) as session:
                 record(
                     session=session,
-                    actor="cli",
+                    by=Caller("cli"),
                     action=AuditAction.AUDIT_READ,
                     details={"format": "verify"},
                 )

@@ -20,6 +20,7 @@ from vault.audit.actions import AuditAction
 from vault.audit.models import AuditCheckpoint, AuditEvent, AuditPurge
 from vault.audit.record import record
 from vault.db import utcnow
+from vault.provenance import CLI, Caller
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,7 @@ class PurgeResult:
 
 
 def purge(
-    *,
-    session: Session,
-    now: datetime | None = None,
-    retention_days: int,
-    actor: str = "cli",
+    *, session: Session, now: datetime | None = None, retention_days: int, by: Caller = CLI
 ) -> PurgeResult:
     """Delete chained events older than ``retention_days``, up to the newest signed checkpoint
     that precedes every younger event; that checkpoint anchors what remains. Seal with a
@@ -65,7 +62,7 @@ def purge(
     session.execute(text("DELETE FROM audit_checkpoint WHERE seq < :a"), {"a": anchor})
     record(
         session=session,
-        actor=actor,
+        by=by,
         action=AuditAction.AUDIT_PURGED,
         details={"up_to_seq": anchor, "deleted": count, "retention_days": retention_days},
         now=now,

@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from vault.audit.errors import AuditPiiRefused, InvalidAuditEvent
 from vault.db import driver_execute, utcnow
+from vault.provenance import Caller
 
 OUTCOMES = frozenset({"success", "allowed", "denied", "error"})
 MAX_DETAILS_BYTES = 2048
@@ -240,14 +241,13 @@ def _db_values(row: dict[str, Any], sqlite: bool) -> tuple:
 def record(
     *,
     session: Session,
-    actor: str,
     action: str,
+    by: Caller,
     outcome: str = "success",
     customer_id: UUID | None = None,
     purpose: str | None = None,
     attributes: Sequence[str] = (),
     reason: str | None = None,
-    request_id: str | None = None,
     details: dict | None = None,
     now: datetime | None = None,
 ) -> None:
@@ -256,14 +256,14 @@ def record(
     Raises :class:`InvalidAuditEvent` (or :class:`AuditPiiRefused`) for malformed input: the
     caller's transaction must then fail, since an unaudited release is not allowed."""
     row = _row(
-        actor=actor,
+        actor=by.actor,
         action=action,
         outcome=outcome,
         customer_id=customer_id,
         purpose=purpose,
         attributes=attributes,
         reason=reason,
-        request_id=request_id,
+        request_id=by.request_id,
         details=details,
         now=now,
     )

@@ -132,11 +132,10 @@ def list_audit_events(
         page = list_events(session=session, filters=filters, cursor=cursor, limit=limit)
     record(
         session=session,
-        actor=principal.actor,
+        by=principal.caller,
         action=AuditAction.AUDIT_READ,
         customer_id=customer_id,
         purpose=purpose,
-        request_id=request.state.request_id,
         details={"format": (media or "json").split("/")[-1], "filters": filters.used()},
     )
     if page is not None:
@@ -167,13 +166,16 @@ def verify_audit_log(
     # sealing and verifying run in theirs, and on SQLite no write lock may be held meanwhile.
     with transaction(runtime.engine) as session:
         principal = check_token(
-            session=session, runtime=runtime, token=bearer.token, scopes=bearer.scopes
+            session=session,
+            runtime=runtime,
+            token=bearer.token,
+            scopes=bearer.scopes,
+            request_id=bearer.request_id,
         )
         record(
             session=session,
-            actor=principal.actor,
+            by=principal.caller,
             action=AuditAction.AUDIT_READ,
-            request_id=request.state.request_id,
             details={"format": "verify"},
         )
     seal_pending(engine=runtime.engine, keys=runtime.keys, checkpoint=True)

@@ -7,10 +7,10 @@ The scopes a route needs appear in its signature and so in the OpenAPI document.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
-from fastapi import Depends, Security
+from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2, SecurityScopes
 from sqlmodel import Session
@@ -43,44 +43,60 @@ async def bearer_token(authorization: Annotated[str | None, Depends(oauth2_schem
 
 
 def check_token(
-    *, session: Session, runtime: Runtime, token: str, scopes: Sequence[str]
+    *,
+    session: Session,
+    runtime: Runtime,
+    token: str,
+    scopes: Sequence[str],
+    request_id: str | None = None,
 ) -> Principal:
-    """The caller behind ``token``, if it holds every scope in ``scopes``."""
+    """The caller behind ``token`` in request ``request_id``, if it holds every scope in
+    ``scopes``."""
     principal = service.principal_from_token(
         session=session, token=token, signer=runtime.signer, settings=runtime.settings
     )
     missing = [s for s in scopes if s not in principal.scopes]
     if missing:
         raise Forbidden(f"This operation needs the scope {' and '.join(missing)}.")
-    return principal
+    return replace(principal, request_id=request_id)
 
 
 def authenticate(
+    request: Request,
     security_scopes: SecurityScopes,
     token: Annotated[str, Depends(bearer_token)],
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> Principal:
-    return check_token(session=session, runtime=runtime, token=token, scopes=security_scopes.scopes)
+    return check_token(
+        session=session,
+        runtime=runtime,
+        token=token,
+        scopes=security_scopes.scopes,
+        request_id=request.state.request_id,
+    )
 
 
 @dataclass(frozen=True)
 class Bearer:
-    """A bearer token and the scopes the route needs, not yet checked: for routes that run
-    their whole transaction in one worker thread (the hot read) and call :func:`check_token`
-    inside it."""
+    """A bearer token and the scopes the route needs, not yet checked, and the request it came
+    in: for routes that run their whole transaction in one worker thread (the hot read) and call
+    :func:`check_token` inside it."""
 
     token: str
     scopes: tuple[str, ...]
+    request_id: str | None = None
 
     def __repr__(self) -> str:
         return f"Bearer(***, scopes={self.scopes})"
 
 
 async def bearer_for(
-    security_scopes: SecurityScopes, token: Annotated[str, Depends(bearer_token)]
+    request: Request,
+    security_scopes: SecurityScopes,
+    token: Annotated[str, Depends(bearer_token)],
 ) -> Bearer:
-    return Bearer(token, tuple(security_scopes.scopes))
+    return Bearer(token, tuple(security_scopes.scopes), request.state.request_id)
 
 
 def _needs(scope: Scope) -> Any:

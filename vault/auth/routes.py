@@ -103,7 +103,6 @@ def create_client(
         name=body.name,
         scopes=body.scopes,
         purposes=body.purposes,
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return {**service.to_public(client), "client_secret": secret}

@@ -22,6 +22,7 @@ from vault.crypto.signing import Signer, TokenInvalid
 from vault.db import driver_execute
 from vault.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
 from vault.policy import Policy
+from vault.provenance import CLI, Caller
 
 # The ``typ`` of access tokens (RFC 9068), so no other token the vault signs passes as one.
 ACCESS_TOKEN_TYP = "at+jwt"
@@ -33,15 +34,22 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(32))
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: an app client with its current scopes and registered purposes."""
+    """Who is calling: an app client with its current scopes and registered purposes, and the
+    request it called in (set by the auth dependencies)."""
 
     client_id: str
     scopes: frozenset[str]
     purposes: frozenset[str]
+    request_id: str | None = None
 
     @property
     def actor(self) -> str:
         return f"client:{self.client_id}"
+
+    @property
+    def caller(self) -> Caller:
+        """Who did it, as every service that writes evidence takes it."""
+        return Caller(self.actor, self.request_id)
 
 
 def _split(text: str) -> list[str]:
@@ -62,8 +70,7 @@ def create_client(
     name: str,
     scopes: list[str],
     purposes: list[str],
-    actor: str = "cli",
-    request_id: str | None = None,
+    by: Caller = CLI,
 ) -> tuple[Client, str]:
     name = name.strip()
     if not name or len(name) > 200:
@@ -91,10 +98,9 @@ def create_client(
     session.flush()
     audit_record.record(
         session=session,
-        actor=actor,
+        by=by,
         action=AuditAction.CLIENT_CREATED,
         purpose=None,
-        request_id=request_id,
         details={"client_id": client.id, "scopes": client.scopes, "purposes": client.purposes},
     )
     return client, secret

@@ -27,6 +27,7 @@ from vault.customers import service as customers_service
 from vault.customers import store as customers_store
 from vault.db import utcnow
 from vault.policy import Policy
+from vault.provenance import Caller
 
 
 def _request_hash(customer_id: UUID, write: ConsentWrite) -> str:
@@ -46,7 +47,7 @@ def submit(
     envelope: Envelope,
     customer_id: UUID,
     write: ConsentWrite,
-    recorded_by: str,
+    by: Caller,
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def submit(
         clean_evidence(write.evidence)  # refuse what cannot be hashed before hashing it
         customers_store.lock_customer(session, customer_id)
         request_hash = _request_hash(customer_id, write)
-        seen = consent_store.read_idempotency(session, recorded_by, idempotency_key)
+        seen = consent_store.read_idempotency(session, by.actor, idempotency_key)
         if seen is not None:
             if seen.request_hash != request_hash:
                 raise IdempotencyKeyReused()
@@ -81,7 +82,7 @@ def submit(
         channel=write.channel,
         method=write.method,
         actor=write.actor,
-        recorded_by=recorded_by,
+        by=by,
         language=write.language,
         occurred_at=write.occurred_at,
         evidence=write.evidence,
@@ -99,7 +100,7 @@ def submit(
             consent_store.insert_idempotency(
                 session,
                 {
-                    "client": recorded_by,
+                    "client": by.actor,
                     "key": idempotency_key,
                     "request_hash": request_hash,
                     "customer_id": customer_id,

@@ -105,7 +105,11 @@ def _record(
     idempotency_key: str | None,
 ) -> dict:
     principal = check_token(
-        session=session, runtime=runtime, token=bearer.token, scopes=bearer.scopes
+        session=session,
+        runtime=runtime,
+        token=bearer.token,
+        scopes=bearer.scopes,
+        request_id=bearer.request_id,
     )
     return idempotency.submit(
         session=session,
@@ -115,7 +119,7 @@ def _record(
         envelope=runtime.envelope,
         customer_id=customer_id,
         write=write,
-        recorded_by=principal.actor,
+        by=principal.caller,
         idempotency_key=idempotency_key,
     )
 
@@ -146,7 +150,7 @@ def confirm_consent(
         signer=runtime.signer,
         settings=runtime.settings,
         token=body.token,
-        recorded_by=principal.actor,
+        by=principal.caller,
         now=now,
     )
     return _json(schemas.write_result(result, runtime.policy.purposes[result.event.purpose], now))

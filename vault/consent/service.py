@@ -57,6 +57,7 @@ from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
 from vault.policy import Policy, Purpose
 from vault.policy.errors import UnknownPurpose
+from vault.provenance import Caller
 
 CONFIRMATION_TTL = timedelta(days=7)
 WRITABLE_STATUSES = frozenset(
@@ -115,12 +116,12 @@ def _append(
     channel: str,
     method: str,
     actor: str,
-    recorded_by: str,
     language: str,
     occurred_at: datetime,
     evidence: dict[str, Any],
     now: datetime,
     current: StateRecord | None,
+    by: Caller,
 ) -> tuple[LedgerEvent, StateRecord, bool]:
     """Insert one event (Core, no ORM objects: this is the hot path) and apply it."""
     event = consent_store.insert_event(
@@ -136,7 +137,7 @@ def _append(
             channel=channel,
             method=method,
             actor=actor,
-            recorded_by=recorded_by,
+            recorded_by=by.actor,
             language=language,
             occurred_at=occurred_at,
             evidence=evidence,
@@ -147,7 +148,7 @@ def _append(
     # Every consent change is also an audit event (who recorded what, never evidence values).
     audit_record.record(
         session=session,
-        actor=recorded_by,
+        by=by,
         action=AuditAction.CONSENT_RECORDED,
         customer_id=customer_id,
         purpose=purpose.id,
@@ -207,7 +208,7 @@ def record_event(
     purpose: str,
     status: str,
     channel: str,
-    recorded_by: str,
+    by: Caller,
     method: str = "unspecified",
     actor: str = "customer",
     language: str = "de",
@@ -254,7 +255,7 @@ def record_event(
         channel=channel,
         method=method,
         actor=actor,
-        recorded_by=recorded_by,
+        by=by,
         language=language,
         occurred_at=occurred_at,
         evidence=clean,
@@ -285,7 +286,7 @@ def confirm(
     signer: Signer,
     settings: Settings,
     token: str,
-    recorded_by: str,
+    by: Caller,
     now: datetime | None = None,
 ) -> RecordResult:
     """Confirm a double opt-in grant with its token: records a ``confirmed`` event.
@@ -327,7 +328,7 @@ def confirm(
         channel=Channel.EMAIL,
         method="double_opt_in_confirmation",
         actor="customer",
-        recorded_by=recorded_by,
+        by=by,
         language=pending.language,
         # never before the grant it confirms, even if that one was dated slightly ahead
         occurred_at=max(now, row.decided_at),

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from vault.provenance import Caller
+
 
 def import_file(
     path: Annotated[Path, typer.Argument(help="NDJSON file, one customer per line", exists=True)],
@@ -39,7 +41,7 @@ def import_file(
                     settings=rt.settings,
                     chunk=chunk,
                     report=report,
-                    actor="cli",
+                    by=Caller("cli"),
                 )
             bar.update(chunk[-1][0] - bar.pos)  # lines read so far, blank ones included
     result = report.as_dict()

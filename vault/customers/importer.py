@@ -40,6 +40,7 @@ from vault.db import utcnow
 from vault.errors import VaultError
 from vault.policy import Policy
 from vault.policy.values import index_form, normalise
+from vault.provenance import Caller
 
 MAX_LINE_BYTES = 65_536
 MAX_ERRORS_REPORTED = 1000
@@ -207,8 +208,7 @@ def import_chunk(
     settings: Settings,
     chunk: list[tuple[int, bytes]],
     report: ImportReport,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     may_write_consent: bool = True,
 ) -> None:
     """Validate, encrypt and insert one chunk of lines (the caller commits)."""
@@ -289,7 +289,7 @@ def import_chunk(
                 channel=c["channel"],
                 method=c["method"],
                 actor="customer",
-                recorded_by=actor,
+                recorded_by=by.actor,
                 language=c["language"],
                 occurred_at=c["occurred_at"],
                 evidence=c["evidence"],
@@ -301,11 +301,11 @@ def import_chunk(
         states.extend(consent_store.state_rows(row_events, now))
         audit.append(
             {
-                "actor": actor,
+                "actor": by.actor,
                 "action": AuditAction.CUSTOMER_IMPORTED,
                 "customer_id": r.customer_id,
                 "attributes": sorted(r.values),
-                "request_id": request_id,
+                "request_id": by.request_id,
                 "now": now,
             }
         )

@@ -54,8 +54,7 @@ def create_customer(
         policy=runtime.policy,
         attributes=body.attributes,
         external_id=body.external_id,
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return schemas.to_public(customer, names)
 
@@ -83,8 +82,7 @@ def rectify_customer(
         policy=runtime.policy,
         customer_id=customer_id,
         attributes=body.attributes,
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return schemas.to_public(customer, names)
 
@@ -122,15 +120,16 @@ async def import_customers(
         runtime=runtime,
         bearer=bearer,
         lines=lines,
-        request_id=request.state.request_id,
     )
 
 
-def _import(
-    *, session: Session, runtime: RuntimeDep, bearer: Bearer, lines: list[bytes], request_id: str
-) -> dict:
+def _import(*, session: Session, runtime: RuntimeDep, bearer: Bearer, lines: list[bytes]) -> dict:
     principal = check_token(
-        session=session, runtime=runtime, token=bearer.token, scopes=bearer.scopes
+        session=session,
+        runtime=runtime,
+        token=bearer.token,
+        scopes=bearer.scopes,
+        request_id=bearer.request_id,
     )
     report = importer.ImportReport()
     for chunk in importer.chunks(lines):
@@ -142,8 +141,7 @@ def _import(
             settings=runtime.settings,
             chunk=chunk,
             report=report,
-            actor=principal.actor,
-            request_id=request_id,
+            by=principal.caller,
             may_write_consent=Scope.CONSENT_WRITE.value in principal.scopes,
         )
     return report.as_dict()
@@ -169,7 +167,6 @@ def lookup_customer(
         policy=runtime.policy,
         attribute=body.attribute,
         value=body.value,
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return LookupResult(id=cid)

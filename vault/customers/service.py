@@ -29,6 +29,7 @@ from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
 from vault.policy import Policy
 from vault.policy.values import Value, index_form, normalise
+from vault.provenance import SYSTEM, Caller
 
 EXTERNAL_ID = "external_id"
 MAX_ATTRIBUTES_PER_REQUEST = 200
@@ -147,8 +148,7 @@ def create_customer(
     policy: Policy,
     attributes: Mapping[str, Any],
     external_id: str | None = None,
-    actor: str = "system",
-    request_id: str | None = None,
+    by: Caller = SYSTEM,
 ) -> tuple[Customer, list[str]]:
     values: dict[str, Value | None] = _normalise_all(policy, attributes, allow_null=False)
     customer = Customer()
@@ -175,11 +175,10 @@ def create_customer(
     _insert(session, rows, index_rows)
     audit_record.record(
         session=session,
-        actor=actor,
+        by=by,
         action=AuditAction.CUSTOMER_CREATED,
         customer_id=customer.id,
         attributes=sorted(values),
-        request_id=request_id,
         now=now,
     )
     return customer, sorted(values)
@@ -192,8 +191,7 @@ def rectify(
     policy: Policy,
     customer_id: UUID,
     attributes: Mapping[str, Any],
-    actor: str = "system",
-    request_id: str | None = None,
+    by: Caller = SYSTEM,
 ) -> tuple[Customer, list[str]]:
     """Set the given attributes; ``None`` removes one (Art. 16). Returns the stored names."""
     customer = lock_customer(session, customer_id)
@@ -233,12 +231,11 @@ def rectify(
     removed_names = sorted(n for n, v in values.items() if v is None)
     audit_record.record(
         session=session,
-        actor=actor,
+        by=by,
         action=AuditAction.CUSTOMER_RECTIFIED,
         customer_id=customer.id,
         attributes=sorted(values),
         details={"removed": removed_names} if removed_names else None,
-        request_id=request_id,
         now=now,
     )
     if values:
@@ -268,8 +265,7 @@ def lookup(
     policy: Policy,
     attribute: str,
     value: str,
-    actor: str = "system",
-    request_id: str | None = None,
+    by: Caller = SYSTEM,
 ) -> UUID:
     """Find a customer by a searchable attribute or the external id, through the blind index."""
     if attribute == EXTERNAL_ID:
@@ -296,11 +292,10 @@ def lookup(
     get_customer(session, row.customer_id)
     audit_record.record(
         session=session,
-        actor=actor,
+        by=by,
         action=AuditAction.CUSTOMER_LOOKUP,
         customer_id=row.customer_id,
         attributes=[attribute],
-        request_id=request_id,
     )
     return row.customer_id
 

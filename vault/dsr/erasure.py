@@ -31,6 +31,7 @@ from vault.dsr.models import DataSubjectRequest, RequestKind, RequestStatus
 from vault.dsr.requests import due_at, record_audit
 from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
+from vault.provenance import Caller
 
 _CHUNK = 500  # ids per IN (...) list
 _REQUEST = DataSubjectRequest.__table__
@@ -112,8 +113,7 @@ def erase(
     *,
     session: Session,
     customer_id: UUID,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> Customer:
     """Erase one customer (crypto-shredding). 404 unknown, 410 already erased, 409 under a
@@ -129,16 +129,20 @@ def erase(
             partial(
                 _record_refused_erasure,
                 customer_id=customer.id,
-                actor=actor,
-                request_id=request_id,
+                by=by,
                 now=now,
             )
         )
     names = customers_service.stored_attribute_names(session, customer.id)
-    _shred(session, [customer.id], actor, now)
+    _shred(session, [customer.id], by.actor, now)
     _emit_erased(session, [customer.id], now)
     record_audit(
-        session, actor, AuditAction.DSR_ERASURE, customer.id, request_id, now, attributes=names
+        session,
+        by,
+        AuditAction.DSR_ERASURE,
+        customer.id,
+        now,
+        attributes=names,
     )
     session.expire(customer)
     session.refresh(customer)
@@ -146,22 +150,16 @@ def erase(
 
 
 def _record_refused_erasure(
-    session: Session,
-    *,
-    customer_id: UUID,
-    actor: str,
-    request_id: str | None,
-    now: datetime,
+    session: Session, *, customer_id: UUID, now: datetime, by: Caller
 ) -> None:
     """The audit row of an erasure refused because of a legal hold."""
     audit_record.record(
         session=session,
-        actor=actor,
+        by=by,
         action=AuditAction.DSR_ERASURE,
         outcome="denied",
         customer_id=customer_id,
         reason="legal_hold",
-        request_id=request_id,
         now=now,
     )
 
@@ -170,8 +168,7 @@ def erase_many(
     *,
     session: Session,
     customer_ids: Sequence[UUID],
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> EraseManyResult:
     """Erase many customers in the caller's one transaction (batch erasure, e.g. accounts
@@ -195,16 +192,16 @@ def erase_many(
                 ids.append(cid)
         if not ids:
             continue
-        _shred(session, ids, actor, now)
+        _shred(session, ids, by.actor, now)
         _emit_erased(session, ids, now)
         audit_record.record_many(
             session=session,
             events=[
                 {
-                    "actor": actor,
+                    "actor": by.actor,
                     "action": AuditAction.DSR_ERASURE,
                     "customer_id": cid,
-                    "request_id": request_id,
+                    "request_id": by.request_id,
                     "now": now,
                 }
                 for cid in ids

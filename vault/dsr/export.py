@@ -28,6 +28,7 @@ from vault.errors import InvalidRequest
 from vault.policy import LegalBasis, Policy
 from vault.policy.decision import DIRECT_MARKETING
 from vault.policy.facts import effective_retention, recipients_public
+from vault.provenance import Caller
 
 EXPORT_FORMAT = "consent-vault/export/v1"
 
@@ -193,10 +194,9 @@ def export(
     envelope: Envelope,
     policy: Policy,
     customer_id: UUID,
-    actor: str,
+    by: Caller,
     kind: str = RequestKind.ACCESS,
     include_receipts: bool = False,
-    request_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Answer an access (Art. 15) or portability (Art. 20) request: the export document,
@@ -220,13 +220,12 @@ def export(
         now=now,
         include_receipts=include_receipts,
     )
-    complete_request(session=session, customer_id=customer_id, kind=kind, actor=actor, now=now)
+    complete_request(session=session, customer_id=customer_id, kind=kind, by=by, now=now)
     record_audit(
         session,
-        actor,
+        by,
         f"dsr.{kind}",
         customer_id,
-        request_id,
         now,
         attributes=[a["name"] for a in document["attributes"]],
         consent_events=len(document["consent_history"]),

@@ -30,6 +30,7 @@ from vault.dsr.errors import (
 )
 from vault.dsr.models import DataSubjectRequest, RequestKind, RequestStatus
 from vault.errors import InvalidRequest
+from vault.provenance import Caller
 
 MAX_EXTENSION_MONTHS = 2
 PAGE_MAX = 1000  # largest page of GET /v1/dsr/requests
@@ -40,10 +41,9 @@ PAGE_MAX = 1000  # largest page of GET /v1/dsr/requests
 
 def record_audit(
     session: Session,
-    actor: str,
+    by: Caller,
     action: str,
     customer_id: UUID | None,
-    request_id: str | None,
     now: datetime,
     attributes: Sequence[str] = (),
     **details: Any,
@@ -51,11 +51,10 @@ def record_audit(
     """The audit row of a DSR function; ``details`` that are None are left out."""
     audit_record.record(
         session=session,
-        actor=actor,
+        by=by,
         action=action,
         customer_id=customer_id,
         attributes=attributes,
-        request_id=request_id,
         details={k: v for k, v in details.items() if v is not None} or None,
         now=now,
     )
@@ -117,9 +116,8 @@ def create_request(
     session: Session,
     customer_id: UUID,
     kind: str,
-    actor: str,
+    by: Caller,
     received_at: datetime | None = None,
-    request_id: str | None = None,
     now: datetime | None = None,
 ) -> DataSubjectRequest:
     """Record a request as received (status ``open``, due one calendar month later)."""
@@ -134,13 +132,18 @@ def create_request(
         kind=kind,
         received_at=received_at,
         due_at=due_at(received_at),
-        created_by=actor,
+        created_by=by.actor,
         created_at=now,
     )
     session.add(row)
     session.flush()
     record_audit(
-        session, actor, AuditAction.DSR_REQUEST_RECEIVED, customer_id, request_id, now, kind=kind
+        session,
+        by,
+        AuditAction.DSR_REQUEST_RECEIVED,
+        customer_id,
+        now,
+        kind=kind,
     )
     return row
 
@@ -161,8 +164,7 @@ def extend_request(
     request_uuid: UUID,
     months: int,
     reason: str | None,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> DataSubjectRequest:
     """Extend the deadline by ``months`` (Art. 12(3): at most two further months in total,
@@ -187,10 +189,9 @@ def extend_request(
     session.flush()
     record_audit(
         session,
-        actor,
+        by,
         AuditAction.DSR_REQUEST_EXTENDED,
         row.customer_id,
-        request_id,
         now,
         kind=row.kind,
         months=total,
@@ -204,9 +205,8 @@ def close_request(
     session: Session,
     request_uuid: UUID,
     status: str,
-    actor: str,
+    by: Caller,
     reason: str | None = None,
-    request_id: str | None = None,
     now: datetime | None = None,
 ) -> DataSubjectRequest:
     """Close a request as ``completed`` or ``rejected`` (a rejection needs a reason)."""
@@ -220,14 +220,19 @@ def close_request(
     row = get_request(session, request_uuid, lock=True)
     if row.status != RequestStatus.OPEN:
         raise RequestClosed()
-    row.status, row.handled_by, row.closed_at, row.close_reason = status, actor, now, clean
+    row.status, row.handled_by, row.closed_at, row.close_reason = status, by.actor, now, clean
     session.add(row)
     session.flush()
     details: dict[str, Any] = {"kind": row.kind, "status": status}
     if clean:
         details["reason"] = clean
     record_audit(
-        session, actor, AuditAction.DSR_REQUEST_CLOSED, row.customer_id, request_id, now, **details
+        session,
+        by,
+        AuditAction.DSR_REQUEST_CLOSED,
+        row.customer_id,
+        now,
+        **details,
     )
     return row
 
@@ -267,12 +272,7 @@ def list_requests(
 
 
 def complete_request(
-    *,
-    session: Session,
-    customer_id: UUID,
-    kind: str,
-    actor: str,
-    now: datetime,
+    *, session: Session, customer_id: UUID, kind: str, now: datetime, by: Caller
 ) -> UUID:
     """Close the oldest open request of ``kind`` for the customer as handled by ``actor`` — or,
     if none was tracked (the request came straight to the API), record one already completed.
@@ -291,10 +291,10 @@ def complete_request(
             kind=kind,
             received_at=now,
             due_at=due_at(now),
-            created_by=actor,
+            created_by=by.actor,
             created_at=now,
         )
-    row.status, row.handled_by, row.closed_at = RequestStatus.COMPLETED, actor, now
+    row.status, row.handled_by, row.closed_at = RequestStatus.COMPLETED, by.actor, now
     session.add(row)
     session.flush()
     return row.id

@@ -36,6 +36,7 @@ from vault.customers import store as customers_store
 from vault.db import transaction, utcnow
 from vault.policy import Policy
 from vault.policy.facts import effective_retention
+from vault.provenance import CLI, Caller
 
 IDEMPOTENCY_DAYS = 30
 BATCH = 1000
@@ -67,7 +68,7 @@ def _expire_attribute(
     attribute: str,
     cutoff: datetime,
     report: RetentionReport,
-    actor: str,
+    by: Caller,
     batch_size: int,
 ) -> None:
     searchable = policy.attributes[attribute].searchable
@@ -82,7 +83,7 @@ def _expire_attribute(
                 session=s,
                 events=[
                     {
-                        "actor": actor,
+                        "actor": by.actor,
                         "action": AuditAction.RETENTION_DELETED,
                         "customer_id": cid,
                         "attributes": [attribute],
@@ -117,7 +118,7 @@ def run(
     engine: Engine,
     policy: Policy,
     now: datetime | None = None,
-    actor: str = "cli",
+    by: Caller = CLI,
     batch_size: int = BATCH,
     idempotency_days: int = IDEMPOTENCY_DAYS,
 ) -> RetentionReport:
@@ -129,7 +130,7 @@ def run(
         if days is None:
             continue
         cutoff = now - timedelta(days=days)
-        _expire_attribute(engine, policy, attribute, cutoff, report, actor, batch_size)
+        _expire_attribute(engine, policy, attribute, cutoff, report, by, batch_size)
     report.confirmations_deleted = _purge(
         engine, lambda s: consent_store.purge_confirmations(s, now, batch_size), batch_size
     )
@@ -141,7 +142,7 @@ def run(
         summary = report.public()
         audit_record.record(
             session=s,
-            actor=actor,
+            by=by,
             action=AuditAction.RETENTION_RUN,
             details={
                 "as_of": summary["now"],

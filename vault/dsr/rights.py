@@ -29,6 +29,7 @@ from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
 from vault.policy import LegalBasis, Policy
 from vault.policy.decision import DIRECT_MARKETING
+from vault.provenance import Caller
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -75,8 +76,7 @@ def restrict(
     *,
     session: Session,
     customer_id: UUID,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> RightsResult:
     """Restrict processing: from now on nothing is released to any purpose (the customer's
@@ -94,10 +94,15 @@ def restrict(
             {"status": CustomerStatus.RESTRICTED},
         )
     req = complete_request(
-        session=session, customer_id=customer.id, kind=RequestKind.RESTRICTION, actor=actor, now=now
+        session=session, customer_id=customer.id, kind=RequestKind.RESTRICTION, by=by, now=now
     )
     record_audit(
-        session, actor, AuditAction.DSR_RESTRICTION, customer.id, request_id, now, changed=changed
+        session,
+        by,
+        AuditAction.DSR_RESTRICTION,
+        customer.id,
+        now,
+        changed=changed,
     )
     return RightsResult(customer, req, changed)
 
@@ -106,8 +111,7 @@ def lift_restriction(
     *,
     session: Session,
     customer_id: UUID,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> RightsResult:
     """End a restriction (Art. 18(3): the data subject must be told before). Idempotent."""
@@ -125,10 +129,9 @@ def lift_restriction(
         )
     record_audit(
         session,
-        actor,
+        by,
         AuditAction.DSR_RESTRICTION_LIFTED,
         customer.id,
-        request_id,
         now,
         changed=changed,
     )
@@ -159,8 +162,7 @@ def object_to(
     policy: Policy,
     customer_id: UUID,
     scope: str,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> RightsResult:
     """Record an objection. ``direct_marketing`` (Art. 21(2)/(3)) blocks every
@@ -181,14 +183,13 @@ def object_to(
             {"scope": scope, "objections": sorted(customer.objection_set)},
         )
     req = complete_request(
-        session=session, customer_id=customer.id, kind=RequestKind.OBJECTION, actor=actor, now=now
+        session=session, customer_id=customer.id, kind=RequestKind.OBJECTION, by=by, now=now
     )
     record_audit(
         session,
-        actor,
+        by,
         AuditAction.DSR_OBJECTION,
         customer.id,
-        request_id,
         now,
         scope=scope,
         changed=changed,
@@ -202,8 +203,7 @@ def withdraw_objection(
     policy: Policy,
     customer_id: UUID,
     scope: str,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> RightsResult:
     """The data subject withdraws an objection. Idempotent."""
@@ -223,10 +223,9 @@ def withdraw_objection(
         )
     record_audit(
         session,
-        actor,
+        by,
         AuditAction.DSR_OBJECTION_WITHDRAWN,
         customer.id,
-        request_id,
         now,
         scope=scope,
         changed=changed,
@@ -242,8 +241,7 @@ def set_legal_hold(
     session: Session,
     customer_id: UUID,
     reason: str,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> RightsResult:
     """Refuse erasure until cleared (e.g. data needed for legal claims, Art. 17(3)(e))."""
@@ -253,7 +251,12 @@ def set_legal_hold(
     customer.legal_hold, customer.legal_hold_reason = True, reason
     _save(session, customer, now)
     record_audit(
-        session, actor, AuditAction.DSR_LEGAL_HOLD_SET, customer.id, request_id, now, reason=reason
+        session,
+        by,
+        AuditAction.DSR_LEGAL_HOLD_SET,
+        customer.id,
+        now,
+        reason=reason,
     )
     return RightsResult(customer)
 
@@ -263,8 +266,7 @@ def clear_legal_hold(
     session: Session,
     customer_id: UUID,
     reason: str,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> RightsResult:
     now = now or utcnow()
@@ -275,10 +277,9 @@ def clear_legal_hold(
     _save(session, customer, now)
     record_audit(
         session,
-        actor,
+        by,
         AuditAction.DSR_LEGAL_HOLD_CLEARED,
         customer.id,
-        request_id,
         now,
         reason=reason,
         changed=changed,

@@ -69,10 +69,9 @@ def export_customer(
         envelope=runtime.envelope,
         policy=runtime.policy,
         customer_id=customer_id,
-        actor=principal.actor,
+        by=principal.caller,
         kind=kind,
         include_receipts=receipts,
-        request_id=request.state.request_id,
     )
     return Response(
         orjson.dumps(document),
@@ -94,8 +93,7 @@ def erase_customer(
     erasure.erase(
         session=session,
         customer_id=customer_id,
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -119,8 +117,7 @@ def set_legal_hold(
             session=session,
             customer_id=customer_id,
             reason=body.reason,
-            actor=principal.actor,
-            request_id=request.state.request_id,
+            by=principal.caller,
         )
     )
 
@@ -144,8 +141,7 @@ def clear_legal_hold(
             session=session,
             customer_id=customer_id,
             reason=body.reason,
-            actor=principal.actor,
-            request_id=request.state.request_id,
+            by=principal.caller,
         )
     )
 
@@ -167,8 +163,7 @@ def restrict_customer(
         rights.restrict(
             session=session,
             customer_id=customer_id,
-            actor=principal.actor,
-            request_id=request.state.request_id,
+            by=principal.caller,
         )
     )
 
@@ -187,8 +182,7 @@ def lift_restriction(
         rights.lift_restriction(
             session=session,
             customer_id=customer_id,
-            actor=principal.actor,
-            request_id=request.state.request_id,
+            by=principal.caller,
         )
     )
 
@@ -214,8 +208,7 @@ def object_to_processing(
             policy=runtime.policy,
             customer_id=customer_id,
             scope=body.scope,
-            actor=principal.actor,
-            request_id=request.state.request_id,
+            by=principal.caller,
         )
     )
 
@@ -241,8 +234,7 @@ def withdraw_objection(
             policy=runtime.policy,
             customer_id=customer_id,
             scope=body.scope,
-            actor=principal.actor,
-            request_id=request.state.request_id,
+            by=principal.caller,
         )
     )
 
@@ -302,8 +294,7 @@ def create_dsr_request(
         customer_id=body.customer_id,
         kind=body.kind,
         received_at=body.received_at,
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return requests.request_public(row)
 
@@ -346,8 +337,7 @@ def extend_dsr_request(
         request_uuid=request_uuid,
         months=body.months,
         reason=body.reason,
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return requests.request_public(row)
 
@@ -376,8 +366,7 @@ def close_dsr_request(
         request_uuid=request_uuid,
         status=body.status,
         reason=body.reason,
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return requests.request_public(row)
 

@@ -10,6 +10,8 @@ from uuid import UUID
 
 import typer
 
+from vault.provenance import Caller
+
 app = typer.Typer(help="Webhook subscriptions.", no_args_is_help=True)
 
 T = TypeVar("T")
@@ -76,7 +78,7 @@ def create(
             settings=runtime.settings,
             url=url,
             events=events.replace(",", " ").split(),
-            actor=CLI_ACTOR,
+            by=Caller(CLI_ACTOR),
         )
         return webhooks.with_secret(webhook, secret)
 
@@ -89,7 +91,9 @@ def disable(webhook_id: UUID) -> None:
     from vault.events import webhooks
 
     def run(*, session: Any, runtime: Any) -> Any:
-        webhook = webhooks.disable_webhook(session=session, webhook_id=webhook_id, actor=CLI_ACTOR)
+        webhook = webhooks.disable_webhook(
+            session=session, webhook_id=webhook_id, by=Caller(CLI_ACTOR)
+        )
         return webhooks.public(webhook)
 
     _echo(_in_transaction(run))
@@ -102,7 +106,7 @@ def rotate_secret(webhook_id: UUID) -> None:
 
     def run(*, session: Any, runtime: Any) -> Any:
         webhook, secret = webhooks.rotate_secret(
-            session=session, keys=runtime.keys, webhook_id=webhook_id, actor=CLI_ACTOR
+            session=session, keys=runtime.keys, webhook_id=webhook_id, by=Caller(CLI_ACTOR)
         )
         return webhooks.with_secret(webhook, secret)
 
@@ -121,7 +125,7 @@ def redeliver(
 
     def run(*, session: Any, runtime: Any) -> int:
         return webhooks.redeliver(
-            session=session, webhook_id=webhook_id, event_id=event_id, actor=CLI_ACTOR
+            session=session, webhook_id=webhook_id, event_id=event_id, by=Caller(CLI_ACTOR)
         )
 
     typer.echo(json.dumps({"webhook_id": str(webhook_id), "requeued": _in_transaction(run)}))

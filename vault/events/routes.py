@@ -52,8 +52,7 @@ def create_webhook(
         settings=runtime.settings,
         url=body.url,
         events=[e.value for e in body.events],
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return webhooks.with_secret(webhook, secret)
 
@@ -95,12 +94,7 @@ def disable_webhook(
     request: Request, webhook_id: UUID, session: SessionDep, principal: WebhookManager
 ) -> WebhookPublic:
     """Stop a subscription; its open deliveries are dead-lettered."""
-    webhook = webhooks.disable_webhook(
-        session=session,
-        webhook_id=webhook_id,
-        actor=principal.actor,
-        request_id=request.state.request_id,
-    )
+    webhook = webhooks.disable_webhook(session=session, webhook_id=webhook_id, by=principal.caller)
     return webhooks.public(webhook)
 
 
@@ -122,8 +116,7 @@ def rotate_webhook_secret(
         session=session,
         keys=runtime.keys,
         webhook_id=webhook_id,
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return webhooks.with_secret(webhook, secret)
 
@@ -146,8 +139,7 @@ def redeliver_webhook(
         session=session,
         webhook_id=webhook_id,
         event_id=body.event_id if body else None,
-        actor=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     return RedeliverResult(webhook_id=webhook_id, requeued=requeued)
 

@@ -33,6 +33,7 @@ from vault.events.outbox import EVENT_TYPES
 from vault.events.schemas import DeliveryPublic, WebhookPublic, WebhookWithSecret
 from vault.events.secrets import encrypt_secret, generate_secret
 from vault.events.urls import Resolver, check_url, parse_allowed_hosts
+from vault.provenance import Caller
 
 SECRET_GRACE = timedelta(hours=24)
 PAGE_MAX = 1000  # largest page of webhooks or deliveries
@@ -45,19 +46,17 @@ def _allowed_hosts(settings: Settings) -> frozenset[str]:
 def _audit(
     *,
     session: Session,
-    actor: str,
     action: str,
     webhook: Webhook,
-    request_id: str | None,
     now: datetime,
+    by: Caller,
     **details: Any,
 ) -> None:
     # the URL stays out of the audit log: its path or query may carry a receiver's token
     audit_record.record(
         session=session,
-        actor=actor,
+        by=by,
         action=action,
-        request_id=request_id,
         details={"webhook_id": str(webhook.id), **details},
         now=now,
     )
@@ -70,8 +69,7 @@ def create_webhook(
     settings: Settings,
     url: str,
     events: Sequence[str],
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
     resolve: Resolver = socket.getaddrinfo,
 ) -> tuple[Webhook, str]:
@@ -98,17 +96,16 @@ def create_webhook(
         status=WebhookStatus.ACTIVE,
         secret_ciphertext=encrypt_secret(keys, webhook_id, secret),
         created_at=now,
-        created_by=actor,
+        created_by=by.actor,
         updated_at=now,
     )
     session.add(webhook)
     session.flush()
     _audit(
         session=session,
-        actor=actor,
+        by=by,
         action=AuditAction.WEBHOOK_CREATED,
         webhook=webhook,
-        request_id=request_id,
         now=now,
         events=types,
     )
@@ -134,8 +131,7 @@ def disable_webhook(
     *,
     session: Session,
     webhook_id: UUID,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> Webhook:
     """Stop a subscription: no new deliveries are made for it, and its open (pending or
@@ -161,10 +157,9 @@ def disable_webhook(
     )
     _audit(
         session=session,
-        actor=actor,
+        by=by,
         action=AuditAction.WEBHOOK_DISABLED,
         webhook=webhook,
-        request_id=request_id,
         now=now,
     )
     return webhook
@@ -175,8 +170,7 @@ def rotate_secret(
     session: Session,
     keys: KeyMaterial,
     webhook_id: UUID,
-    actor: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> tuple[Webhook, str]:
     """A new signing secret. For 24 hours deliveries carry signatures under both the new and
@@ -194,10 +188,9 @@ def rotate_secret(
     session.flush()
     _audit(
         session=session,
-        actor=actor,
+        by=by,
         action=AuditAction.WEBHOOK_SECRET_ROTATED,
         webhook=webhook,
-        request_id=request_id,
         now=now,
     )
     return webhook, secret
@@ -207,9 +200,8 @@ def redeliver(
     *,
     session: Session,
     webhook_id: UUID,
-    actor: str,
+    by: Caller,
     event_id: UUID | None = None,
-    request_id: str | None = None,
     now: datetime | None = None,
 ) -> int:
     """Queue deliveries again: one event's (whatever its state), or else every dead-lettered
@@ -243,10 +235,9 @@ def redeliver(
         raise DeliveryNotFound()
     _audit(
         session=session,
-        actor=actor,
+        by=by,
         action=AuditAction.WEBHOOK_REDELIVERED,
         webhook=webhook,
-        request_id=request_id,
         now=now,
         requeued=requeued,
         **({"event_id": str(event_id)} if event_id is not None else {}),

@@ -30,9 +30,10 @@ from vault.dsr import export as dsr_export
 from vault.dsr import rights as dsr_rights
 from vault.errors import VaultError
 from vault.policy import Policy
+from vault.provenance import Caller
 from vault.selfservice.errors import ErasureNotConfirmed
 from vault.selfservice.models import SelfserviceSession
-from vault.selfservice.sessions import customer_actor, end_customer_sessions
+from vault.selfservice.sessions import end_customer_sessions
 
 MAX_USER_AGENT = 256
 
@@ -76,7 +77,7 @@ def change_consent(
     status: str,
     language: str,
     evidence: dict[str, Any],
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> consent_service.RecordResult:
     """The customer switched a consent on (``granted``) or off (``withdrawn``) on the page."""
@@ -93,7 +94,7 @@ def change_consent(
         channel=Channel.SELFSERVICE.value,
         method="selfservice_switch",
         actor="customer",
-        recorded_by=customer_actor(customer_id),
+        by=by,
         language=language,
         evidence=evidence,
         now=now,
@@ -110,7 +111,7 @@ def apply_gpc(
     started: SelfserviceSession,
     language: str,
     evidence: dict[str, Any],
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> list[str]:
     """``Sec-GPC: 1`` on the first request of a session: record a refusal (method ``gpc``) for
@@ -143,7 +144,7 @@ def apply_gpc(
             channel=Channel.SELFSERVICE.value,
             method="gpc",
             actor="customer",
-            recorded_by=customer_actor(customer_id),
+            by=by,
             language=language,
             evidence={**evidence, "gpc": True},
             now=now,
@@ -166,7 +167,7 @@ def objection(
     customer_id: UUID,
     scope: str,
     withdraw: bool,
-    request_id: str | None = None,
+    by: Caller,
 ) -> None:
     """Object (Art. 21) to direct marketing or a legitimate-interest purpose, or withdraw the
     objection, through :mod:`vault.dsr.service` (which audits it and emits the event)."""
@@ -176,8 +177,7 @@ def objection(
         policy=policy,
         customer_id=customer_id,
         scope=scope,
-        actor=customer_actor(customer_id),
-        request_id=request_id,
+        by=by,
     )
 
 
@@ -187,7 +187,7 @@ def export(
     envelope: Envelope,
     policy: Policy,
     customer_id: UUID,
-    request_id: str | None = None,
+    by: Caller,
 ) -> dict[str, Any]:
     """The full Art. 15/20 export document (audited and recorded by the DSR service)."""
     return dsr_export.export(
@@ -195,9 +195,8 @@ def export(
         envelope=envelope,
         policy=policy,
         customer_id=customer_id,
-        actor=customer_actor(customer_id),
+        by=by,
         kind="portability",
-        request_id=request_id,
     )
 
 
@@ -206,16 +205,11 @@ def erase(
     session: Session,
     customer_id: UUID,
     confirmed: bool,
-    request_id: str | None = None,
+    by: Caller,
 ) -> None:
     """Erase the customer (crypto-shredding by the DSR service) after the explicit
     confirmation, and end every session and link of theirs in the same transaction."""
     if not confirmed:
         raise ErasureNotConfirmed()
-    dsr_erasure.erase(
-        session=session,
-        customer_id=customer_id,
-        actor=customer_actor(customer_id),
-        request_id=request_id,
-    )
+    dsr_erasure.erase(session=session, customer_id=customer_id, by=by)
     end_customer_sessions(session=session, customer_id=customer_id)

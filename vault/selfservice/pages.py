@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 from vault.db import SessionDep
 from vault.errors import VaultError
 from vault.http import NO_STORE
+from vault.provenance import Caller
 from vault.runtime import RuntimeDep
 from vault.selfservice import i18n, sessions
 from vault.selfservice.errors import SessionRequired
@@ -185,15 +186,27 @@ class Visit:
     customer_id: UUID
     csrf: str
     gpc_refused: tuple[str, ...]
+    request_id: str | None = None
 
     def __repr__(self) -> str:
         return f"Visit(customer_id={self.customer_id}, ***)"
+
+    @property
+    def caller(self) -> Caller:
+        """The customer, in this request: who did what the page does."""
+        return Caller(sessions.customer_actor(self.customer_id), self.request_id)
 
 
 def current_visit(request: Request, session: SessionDep, runtime: RuntimeDep) -> Visit:
     token = request.cookies.get(SESSION_COOKIE) or ""
     row = sessions.open_session(session=session, settings=runtime.settings, token=token)
-    return Visit(token, row.customer_id, sessions.csrf_token(token), tuple(row.gpc_refused.split()))
+    return Visit(
+        token,
+        row.customer_id,
+        sessions.csrf_token(token),
+        tuple(row.gpc_refused.split()),
+        request.state.request_id,
+    )
 
 
 VisitDep = Annotated[Visit, Depends(current_visit)]

@@ -19,6 +19,7 @@ from vault.auth.deps import LinkIssuer
 from vault.db import SessionDep
 from vault.errors import CustomerErased, CustomerNotFound
 from vault.errors import responses as error_responses
+from vault.provenance import Caller
 from vault.ratelimit import RateLimited, client_address
 from vault.runtime import RuntimeDep
 from vault.selfservice import actions, sessions, views
@@ -68,8 +69,7 @@ def issue_selfservice_link(
                 partial(
                     sessions.record_link_throttled,
                     customer_id=customer_id,
-                    issued_by=principal.actor,
-                    request_id=request.state.request_id,
+                    by=principal.caller,
                 )
             )
         raise
@@ -77,8 +77,7 @@ def issue_selfservice_link(
         session=session,
         settings=runtime.settings,
         customer_id=customer_id,
-        issued_by=principal.actor,
-        request_id=request.state.request_id,
+        by=principal.caller,
     )
     response.headers.update(NO_STORE)
     return {"url": link.url, "expires_at": link.expires_at}
@@ -128,7 +127,7 @@ def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep
             started=started.row,
             language=lang,
             evidence=_evidence(request, lang),
-            request_id=request.state.request_id,
+            by=Caller(sessions.customer_actor(started.row.customer_id), request.state.request_id),
         )
     response = RedirectResponse("/me", status_code=303, headers=NO_STORE)
     response.set_cookie(
@@ -219,7 +218,7 @@ def change_consent(
         status=status,
         language=lang,
         evidence=_evidence(request, lang),
-        request_id=request.state.request_id,
+        by=visit.caller,
     )
     return RedirectResponse(
         f"/me/consents?saved={purpose}#p-{purpose}", status_code=303, headers=NO_STORE
@@ -242,7 +241,7 @@ def objection(
         customer_id=visit.customer_id,
         scope=purpose,
         withdraw=action == "withdraw",
-        request_id=request.state.request_id,
+        by=visit.caller,
     )
     anchor = "direct-marketing" if purpose == "direct_marketing" else f"p-{purpose}"
     return RedirectResponse(
@@ -260,7 +259,7 @@ def my_data(
         policy=runtime.policy,
         customer_id=visit.customer_id,
         lang=lang,
-        request_id=request.state.request_id,
+        by=visit.caller,
     )
     return page(
         request,
@@ -297,7 +296,7 @@ def export(request: Request, session: SessionDep, runtime: RuntimeDep, visit: Vi
         envelope=runtime.envelope,
         policy=runtime.policy,
         customer_id=visit.customer_id,
-        request_id=request.state.request_id,
+        by=visit.caller,
     )
     return Response(
         orjson.dumps(document, option=orjson.OPT_INDENT_2),
@@ -333,7 +332,7 @@ def erase(
         session=session,
         customer_id=visit.customer_id,
         confirmed=confirm == "yes",
-        request_id=request.state.request_id,
+        by=visit.caller,
     )
     _ = translator(lang)
     return farewell(
@@ -351,7 +350,7 @@ def logout(request: Request, session: SessionDep, visit: PostedVisitDep, lang: L
         session=session,
         token=visit.token,
         customer_id=visit.customer_id,
-        request_id=request.state.request_id,
+        by=visit.caller,
     )
     _ = translator(lang)
     return farewell(

@@ -31,6 +31,7 @@ from vault.config import Settings
 from vault.customers import service as customers_service
 from vault.db import utcnow
 from vault.errors import CustomerErased, CustomerNotFound
+from vault.provenance import Caller
 from vault.selfservice.errors import (
     CsrfRefused,
     LinkExpired,
@@ -64,8 +65,7 @@ def issue_link(
     session: Session,
     settings: Settings,
     customer_id: UUID,
-    issued_by: str,
-    request_id: str | None = None,
+    by: Caller,
     now: datetime | None = None,
 ) -> IssuedLink:
     """A single-use magic link to /me for the customer (404 unknown, 410 erased)."""
@@ -77,7 +77,7 @@ def issue_link(
         SelfserviceLink(
             token_hash=_hash(token),
             customer_id=customer_id,
-            issued_by=issued_by[:80],
+            issued_by=by.actor[:80],
             created_at=now,
             expires_at=expires_at,
         )
@@ -85,27 +85,23 @@ def issue_link(
     session.flush()
     audit_record.record(
         session=session,
-        actor=issued_by,
+        by=by,
         action=AuditAction.SELFSERVICE_LINK_ISSUED,
         customer_id=customer_id,
-        request_id=request_id,
         now=now,
     )
     return IssuedLink(f"{settings.public_url.rstrip('/')}{LINK_PATH}{token}", expires_at)
 
 
-def record_link_throttled(
-    session: Session, *, customer_id: UUID, issued_by: str, request_id: str | None = None
-) -> None:
+def record_link_throttled(session: Session, *, customer_id: UUID, by: Caller) -> None:
     """Audit the first refused link request of a rate-limit window (no link is made)."""
     audit_record.record(
         session=session,
-        actor=issued_by,
+        by=by,
         action=AuditAction.SELFSERVICE_LINK_THROTTLED,
         outcome="denied",
         reason="rate_limited",
         customer_id=customer_id,
-        request_id=request_id,
     )
 
 
@@ -167,10 +163,9 @@ def consume_link(
     session.flush()
     audit_record.record(
         session=session,
-        actor=customer_actor(customer.id),
+        by=Caller(customer_actor(customer.id), request_id),
         action=AuditAction.SELFSERVICE_LOGIN,
         customer_id=customer.id,
-        request_id=request_id,
         now=now,
     )
     return Started(cookie, row)
@@ -200,17 +195,14 @@ def open_session(
     return row
 
 
-def end_session(
-    *, session: Session, token: str, customer_id: UUID, request_id: str | None = None
-) -> None:
+def end_session(*, session: Session, token: str, customer_id: UUID, by: Caller) -> None:
     """Logout: the session row goes, so the cookie value is worthless from now on."""
     session.execute(delete(SelfserviceSession).where(SelfserviceSession.id_hash == _hash(token)))
     audit_record.record(
         session=session,
-        actor=customer_actor(customer_id),
+        by=by,
         action=AuditAction.SELFSERVICE_LOGOUT,
         customer_id=customer_id,
-        request_id=request_id,
     )
 
 

@@ -25,7 +25,7 @@ from vault.db import utcnow
 from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING
 from vault.policy.models import LegalBasis
-from vault.selfservice.sessions import customer_actor
+from vault.provenance import Caller
 
 # Only these actions appear on "who used my data": releases of data to apps.
 USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT)
@@ -153,7 +153,7 @@ def my_data(
     policy: Policy,
     customer_id: UUID,
     lang: str,
-    request_id: str | None = None,
+    by: Caller,
 ) -> list[DataItem]:
     """The customer's decrypted values with their labels, in the policy's order. The view is
     audited (the customer as actor), so the log shows every decryption."""
@@ -171,11 +171,10 @@ def my_data(
     items.sort(key=lambda item: order.get(item.name, len(order)))
     audit_record.record(
         session=session,
-        actor=customer_actor(customer_id),
+        by=by,
         action=AuditAction.SELFSERVICE_DATA_VIEWED,
         customer_id=customer_id,
         attributes=sorted(values),
-        request_id=request_id,
     )
     return items
 
