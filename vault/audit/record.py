@@ -26,6 +26,7 @@ from uuid import UUID
 import orjson
 from sqlmodel import Session
 
+from vault.audit.chain import BODY_COLUMNS
 from vault.audit.errors import AuditPiiRefused, InvalidAuditEvent
 from vault.db import driver_execute, utcnow
 from vault.provenance import Caller
@@ -45,19 +46,8 @@ _UUID = re.compile(
 
 # Inserts bypass the ORM and SQLAlchemy's bind processing (hot path: one row per release,
 # 100k+ rows per bulk export); _db_values converts exactly as UTCDateTime and Uuid would.
-_INSERT_COLUMNS = (
-    "occurred_at",
-    "actor_type",
-    "actor_id",
-    "action",
-    "outcome",
-    "customer_id",
-    "purpose",
-    "attributes",
-    "reason",
-    "request_id",
-    "details",
-)
+# The inserted columns are the event body the chain hashes, in the same order.
+_INSERT_COLUMNS = BODY_COLUMNS
 _INSERT_SQLITE = (
     f"INSERT INTO audit_event ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' * len(_INSERT_COLUMNS))})"

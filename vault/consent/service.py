@@ -48,7 +48,7 @@ from vault.consent.models import (
     ConsentStatus,
 )
 from vault.consent.rules import CLOCK_SKEW, apply, as_projection
-from vault.consent.store import LedgerEvent, StateRecord
+from vault.consent.store import LedgerEvent, Statement, StateRecord
 from vault.crypto.signing import Signer
 from vault.customers import store as customers_store
 from vault.db import utcnow
@@ -109,16 +109,7 @@ def _append(
     policy: Policy,
     signer: Signer,
     settings: Settings,
-    purpose: Purpose,
-    customer_id: UUID,
-    status: str,
-    version: int,
-    channel: str,
-    method: str,
-    actor: str,
-    language: str,
-    occurred_at: datetime,
-    evidence: dict[str, Any],
+    statement: Statement,
     now: datetime,
     current: StateRecord | None,
     by: Caller,
@@ -130,20 +121,12 @@ def _append(
             signer=signer,
             issuer=settings.issuer,
             policy=policy,
-            purpose=purpose,
-            customer_id=customer_id,
-            status=status,
-            version=version,
-            channel=channel,
-            method=method,
-            actor=actor,
+            statement=statement,
             recorded_by=by.actor,
-            language=language,
-            occurred_at=occurred_at,
-            evidence=evidence,
             now=now,
         ),
     )
+    purpose, customer_id = statement.purpose, statement.customer_id
     projection, applied = apply(as_projection(current), event)
     # Every consent change is also an audit event (who recorded what, never evidence values).
     audit_record.record(
@@ -153,7 +136,11 @@ def _append(
         customer_id=customer_id,
         purpose=purpose.id,
         reason=None if applied else "late_event",
-        details={"status": status, "channel": channel, "version": version},
+        details={
+            "status": statement.status,
+            "channel": statement.channel,
+            "version": statement.version,
+        },
         now=now,
     )
     if applied:
@@ -248,17 +235,19 @@ def record_event(
         policy=policy,
         signer=signer,
         settings=settings,
-        purpose=the_purpose,
-        customer_id=customer_id,
-        status=status,
-        version=the_purpose.version,
-        channel=channel,
-        method=method,
-        actor=actor,
+        statement=Statement(
+            customer_id=customer_id,
+            purpose=the_purpose,
+            version=the_purpose.version,
+            status=status,
+            channel=channel,
+            method=method,
+            actor=actor,
+            language=language,
+            occurred_at=occurred_at,
+            evidence=clean,
+        ),
         by=by,
-        language=language,
-        occurred_at=occurred_at,
-        evidence=clean,
         now=now,
         current=current,
     )
@@ -321,18 +310,20 @@ def confirm(
         policy=policy,
         signer=signer,
         settings=settings,
-        purpose=purpose,
-        customer_id=conf.customer_id,
-        status=ConsentStatus.CONFIRMED,
-        version=pending.purpose_version,
-        channel=Channel.EMAIL,
-        method="double_opt_in_confirmation",
-        actor="customer",
+        statement=Statement(
+            customer_id=conf.customer_id,
+            purpose=purpose,
+            version=pending.purpose_version,
+            status=ConsentStatus.CONFIRMED,
+            channel=Channel.EMAIL,
+            method="double_opt_in_confirmation",
+            actor="customer",
+            language=pending.language,
+            # never before the grant it confirms, even if that one was dated slightly ahead
+            occurred_at=max(now, row.decided_at),
+            evidence={},
+        ),
         by=by,
-        language=pending.language,
-        # never before the grant it confirms, even if that one was dated slightly ahead
-        occurred_at=max(now, row.decided_at),
-        evidence={},
         now=now,
         current=row,
     )

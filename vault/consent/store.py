@@ -91,43 +91,52 @@ _INSERT_IDEMPOTENCY = insert(_IDEMPOTENCY)
 # --- consent_event ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """What one consent statement says, as a door (API, page, import, confirmation) hands it
+    over: every column of its ledger event that the vault does not add itself."""
+
+    customer_id: UUID
+    purpose: Purpose
+    version: int
+    status: str
+    channel: str
+    method: str
+    actor: str  # who spoke: "customer", "staff:<id>" (the caller is ``recorded_by``)
+    language: str
+    occurred_at: datetime
+    evidence: dict[str, Any]
+
+
 def event_row(
     *,
     signer: Signer,
     issuer: str,
     policy: Policy,
-    purpose: Purpose,
-    customer_id: UUID,
-    status: str,
-    version: int,
-    channel: str,
-    method: str,
-    actor: str,
+    statement: Statement,
     recorded_by: str,
-    language: str,
-    occurred_at: datetime,
-    evidence: dict[str, Any],
     now: datetime,
 ) -> dict[str, Any]:
     """The column values of a new ``consent_event`` (all but ``seq``), receipt signed."""
+    st = statement
     values = {
         "id": uuid4(),
-        "customer_id": customer_id,
-        "purpose": purpose.id,
-        "purpose_version": version,
-        "status": status,
-        "occurred_at": occurred_at,
+        "customer_id": st.customer_id,
+        "purpose": st.purpose.id,
+        "purpose_version": st.version,
+        "status": st.status,
+        "occurred_at": st.occurred_at,
         "recorded_at": now,
-        "channel": channel,
-        "method": method,
-        "actor": actor,
+        "channel": st.channel,
+        "method": st.method,
+        "actor": st.actor,
         "recorded_by": recorded_by,
-        "language": language,
-        "notice_hash": notice_hash(purpose, language),
-        "evidence": evidence,
+        "language": st.language,
+        "notice_hash": notice_hash(st.purpose, st.language),
+        "evidence": st.evidence,
     }
     values["receipt"] = sign_receipt(
-        signer=signer, event=values, policy=policy, purpose=purpose, issuer=issuer
+        signer=signer, event=values, policy=policy, purpose=st.purpose, issuer=issuer
     )
     return values
 
