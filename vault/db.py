@@ -10,7 +10,7 @@ commit; nothing else in ``vault/`` calls ``commit()``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,15 +164,34 @@ def transaction(engine: Engine) -> Iterator[Session]:
         try:
             yield session
             session.commit()
+            _run_after_commit(session)
         except VaultError as exc:
+            session.info.pop(_AFTER_COMMIT, None)
             session.rollback()
             if exc.audit is not None:
                 exc.audit(session)
                 session.commit()
             raise
         except BaseException:
+            session.info.pop(_AFTER_COMMIT, None)
             session.rollback()
             raise
+
+
+def after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run ``fn()`` once ``session``'s transaction has committed (in :func:`transaction`, before
+    the answer is sent); not at all if it rolls back. For work that must follow the durable
+    change, such as removing an erased customer's bytes from the SQLite WAL. An error raised by
+    ``fn`` reaches the caller: the change is committed, but the request reports the failure."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(fn)
+
+
+_AFTER_COMMIT = "vault_after_commit"
+
+
+def _run_after_commit(session: Session) -> None:
+    for fn in session.info.pop(_AFTER_COMMIT, ()):
+        fn()
 
 
 def get_session(request: Request) -> Iterator[Session]:
