@@ -116,7 +116,10 @@ class TokenKeks:
         if session is None:
             p11 = _lib()
             try:
-                session = self._token.open(user_pin=self._pin, rw=True)
+                try:
+                    session = self._token.open(user_pin=self._pin, rw=True)
+                except p11.UserAlreadyLoggedIn:  # login is per process, not per session
+                    session = self._token.open(rw=True)
             except p11.PKCS11Error as exc:
                 raise TokenError("cannot log in to the PKCS#11 token (PIN?)") from exc
             self._local.session = session
