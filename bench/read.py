@@ -1,17 +1,23 @@
 """Consent-gated single read vs a bare FastAPI endpoint, and the audience export.
 
     python -m bench.read [--customers 10000] [--audience 200000] [--seconds 10]
+                         [--key-provider file|pkcs11]
 
 Both servers run as one uvicorn worker on loopback and are loaded by the same tool (wrk,
 16 connections, 1 thread) in the same run; the vault endpoint is
 ``GET /v1/customers/{random id}/data?purpose=personalised_offers`` for customers with a current
 grant, so every request verifies the token, loads the client, the customer and the consent
 state, decides, decrypts, reduces and commits an audit event.
+
+``--key-provider pkcs11`` keeps the KEKs in a SoftHSM2 token made in the temp dir (Debian's
+``softhsm2``): every read and every exported customer has its DEK unwrapped by the token.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,23 +53,63 @@ def _token(rt: Runtime) -> str:
     return tok
 
 
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def softhsm_token(tmp: Path) -> dict[str, str]:
+    """A fresh SoftHSM2 token under ``tmp``; the VAULT_* variables that select it."""
+    (tmp / "tokens").mkdir(parents=True)
+    conf = tmp / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tmp / 'tokens'}\nobjectstore.backend = file\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)  # this process and the server it starts
+    pin = "bench-pin"
+    init = ["--init-token", "--free", "--label", "bench", "--pin", pin, "--so-pin", pin]
+    subprocess.run(
+        ["softhsm2-util", *init],
+        check=True,
+        capture_output=True,
+    )
+    return {
+        "VAULT_KEY_PROVIDER": "pkcs11",
+        "VAULT_PKCS11_MODULE": SOFTHSM_MODULE,
+        "VAULT_PKCS11_TOKEN_LABEL": "bench",
+        "VAULT_PKCS11_PIN": pin,
+    }
+
+
 def run(
-    customers: int, audience: int, seconds: int, database_url: str | None = None
+    customers: int,
+    audience: int,
+    seconds: int,
+    database_url: str | None = None,
+    key_provider: str = "file",
 ) -> dict[str, float]:
     with scratch_database(database_url) as url:
-        return _run(customers, audience, seconds, url)
+        return _run(customers, audience, seconds, url, key_provider)
 
 
-def _run(customers: int, audience: int, seconds: int, database_url: str | None) -> dict[str, float]:
+def _run(
+    customers: int, audience: int, seconds: int, database_url: str | None, key_provider: str
+) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="vault-bench-") as tmp:
-        settings = Settings(data_dir=Path(tmp), database_url=database_url, _env_file=None)
+        keys_env = softhsm_token(Path(tmp) / "hsm") if key_provider == "pkcs11" else {}
+        settings = Settings(
+            data_dir=Path(tmp) / "data",
+            database_url=database_url,
+            key_provider=key_provider,
+            pkcs11_module=keys_env.get("VAULT_PKCS11_MODULE"),
+            pkcs11_token_label=keys_env.get("VAULT_PKCS11_TOKEN_LABEL"),
+            pkcs11_pin=keys_env.get("VAULT_PKCS11_PIN"),
+            _env_file=None,
+        )
         url = settings.resolved_database_url
+        settings.data_dir.mkdir()
         upgrade(url)
         rt = Runtime.build(settings)
         ids = seed(rt, customers, states=_granted)
         token = _token(rt)
-        env = {"VAULT_DATA_DIR": tmp, "VAULT_DATABASE_URL": url}
+        env = {"VAULT_DATA_DIR": str(settings.data_dir), "VAULT_DATABASE_URL": url, **keys_env}
 
         bare_port, vault_port = free_port(), free_port()
         bare_cmd = [
@@ -146,10 +192,19 @@ def main() -> None:
     p.add_argument(
         "--database-url", default=None, help="PostgreSQL URL (a scratch database is made)"
     )
+    p.add_argument(
+        "--key-provider",
+        choices=["file", "pkcs11"],
+        default="file",
+        help="where the KEKs live: the key file, or a SoftHSM2 token (PKCS#11)",
+    )
     a = p.parse_args()
-    r = run(a.customers, a.audience, a.seconds, a.database_url)
+    r = run(a.customers, a.audience, a.seconds, a.database_url, a.key_provider)
     db = "PostgreSQL" if a.database_url else "SQLite"
-    print(f"machine: {machine()}; {db}; one uvicorn worker; wrk -t1 -c16 -d{a.seconds}s")
+    print(
+        f"machine: {machine()}; {db}; keys: {a.key_provider}; one uvicorn worker; "
+        f"wrk -t1 -c16 -d{a.seconds}s"
+    )
     print(
         f"bare FastAPI constant JSON : {r['bare_rps']:,.0f} req/s (p99 {r['bare_p99_ms']:.1f} ms)"
     )

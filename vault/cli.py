@@ -13,7 +13,7 @@ from vault.audit.cli import app as audit_app
 from vault.auth.cli import app as clients_app
 from vault.consent.cli import app as consent_app
 from vault.crypto.cli import app as keys_app
-from vault.customers.cli import import_file, keys_rewrap
+from vault.customers.cli import import_file, keys_retire, keys_rewrap
 from vault.dsr.cli import app as dsr_app
 from vault.dsr.cli import retention_app
 from vault.events.cli import app as webhooks_app
@@ -31,6 +31,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
 keys_app.command("rewrap")(keys_rewrap)
+keys_app.command("retire")(keys_retire)
 app.add_typer(policies_app, name="policies")
 app.add_typer(consent_app, name="consent")
 app.add_typer(audit_app, name="audit")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,18 @@ class Settings(BaseSettings):
         None, description="'id:base64key,id2:base64key' (first is primary) instead of the key file"
     )
     index_key: SecretStr | None = Field(None, description="base64 HMAC key for blind indexes")
+    # --- key custody (vault.crypto.pkcs11) and key epochs ---
+    key_provider: Literal["file", "pkcs11"] = Field(
+        "file", description="file (key file or VAULT_MASTER_KEYS) | pkcs11 (KEKs in an HSM token)"
+    )
+    pkcs11_module: Path | None = Field(
+        None, description="the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so"
+    )
+    pkcs11_token_label: str | None = Field(None, description="label of the token holding KEKs")
+    pkcs11_pin: SecretStr | None = Field(None, description="user PIN of that token")
+    key_epoch_days: int | None = Field(
+        None, ge=1, description="the worker rotates, rewraps and retires KEKs older than this"
+    )
     signing_seed: SecretStr | None = Field(None, description="base64 seed for signing keys")
     public_url: str = Field("http://127.0.0.1:8000", description="base of links and token issuer")
     token_audience: str = "consent-vault"
@@ -111,8 +124,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_embedded_keys_in_production(self) -> Settings:
-        if self.environment == "production" and self.master_keys is None:
-            raise ValueError("VAULT_MASTER_KEYS is required when VAULT_ENVIRONMENT=production")
+        if (
+            self.environment == "production"
+            and self.master_keys is None
+            and self.key_provider == "file"
+        ):
+            raise ValueError(
+                "VAULT_MASTER_KEYS (or VAULT_KEY_PROVIDER=pkcs11) is required when "
+                "VAULT_ENVIRONMENT=production"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pkcs11_is_configured(self) -> Settings:
+        if self.key_provider == "pkcs11" and not (
+            self.pkcs11_module and self.pkcs11_token_label and self.pkcs11_pin
+        ):
+            raise ValueError(
+                "VAULT_KEY_PROVIDER=pkcs11 needs VAULT_PKCS11_MODULE, VAULT_PKCS11_TOKEN_LABEL "
+                "and VAULT_PKCS11_PIN"
+            )
         return self
 
     @model_validator(mode="after")

@@ -57,3 +57,33 @@ def test_production_requires_external_keys(tmp_path, monkeypatch):
     monkeypatch.setenv("VAULT_ENVIRONMENT", "production")
     with pytest.raises(ValueError, match="VAULT_MASTER_KEYS"):
         Settings(data_dir=tmp_path, _env_file=None)
+
+
+def test_pkcs11_provider_needs_module_label_and_pin(tmp_path):
+    with pytest.raises(ValueError, match="VAULT_PKCS11_MODULE"):
+        Settings(data_dir=tmp_path, key_provider="pkcs11", _env_file=None)
+    s = Settings(
+        data_dir=tmp_path,
+        environment="production",
+        key_provider="pkcs11",
+        pkcs11_module=tmp_path / "lib.so",
+        pkcs11_token_label="t",
+        pkcs11_pin="p",
+        _env_file=None,
+    )
+    assert s.key_provider == "pkcs11" and "p" not in repr(s.pkcs11_pin)
+
+
+def test_key_file_records_creation_times_and_retire_deletes_a_kek(tmp_path):
+    settings = Settings(data_dir=tmp_path, _env_file=None)
+    first = load_key_material(settings)
+    keyfile = LocalKeyFile(tmp_path / KEY_FILE_NAME)
+    new_id = keyfile.rotate()
+    keys = load_key_material(settings)
+    assert set(keys.created) == {first.primary_kek_id, new_id}
+    with pytest.raises(KeyConfigError):
+        keyfile.retire(new_id)  # the primary
+    keyfile.retire(first.primary_kek_id)
+    after = load_key_material(settings)
+    assert after.kek_ids == [new_id] and first.keks["k1"] not in after.keks.values()
+    assert base64.b64encode(first.keks["k1"]) not in (tmp_path / KEY_FILE_NAME).read_bytes()

@@ -13,7 +13,7 @@ from uuid import UUID
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vault.crypto.keys import KeyMaterial
+from vault.crypto.keys import KekProvider, KeyMaterial
 from vault.errors import DecryptionError
 
 _VERSION = b"\x01"
@@ -62,9 +62,13 @@ class DataKey:
 
 
 class Envelope:
-    """Wraps and unwraps DEKs. With ``reload`` (the local key file), a key rotated by the CLI
-    while the server runs is picked up: at most every few seconds for the primary, and at once
-    (rate-limited) when a row names a KEK this process has not seen yet."""
+    """Wraps and unwraps DEKs through the key provider (KEK bytes in memory, or the PKCS#11
+    token), always in one format: ``0x01 | nonce (12) | AES-256-GCM(DEK) + tag`` with associated
+    data ``(customer id, KEK id)``. No unwrapped DEK is cached, so erasure has nothing to evict.
+
+    With ``reload`` (the local key file, the token), a key rotated by the CLI while the server
+    runs is picked up: at most every few seconds for the primary, and at once (rate-limited)
+    when a row names a KEK this process has not seen yet."""
 
     _RELOAD_EVERY = 5.0
     _MISS_RELOAD_EVERY = 1.0
@@ -78,7 +82,7 @@ class Envelope:
 
     def _install(self, keys: KeyMaterial) -> None:
         self.keys = keys
-        self._keks = {kid: AESGCM(raw) for kid, raw in keys.keks.items()}
+        self._provider = keys.provider
         self._primary = keys.primary_kek_id
 
     def _refresh(self, *, miss: bool) -> None:
@@ -95,39 +99,61 @@ class Envelope:
             self._loaded_at = now
             self._install(self._reload())
 
-    def _kek(self, kek_id: str) -> AESGCM:
-        kek = self._keks.get(kek_id)
-        if kek is None:
-            self._refresh(miss=True)
-            kek = self._keks.get(kek_id)
-            if kek is None:
-                raise DecryptionError()
-        return kek
-
     def __repr__(self) -> str:
-        return f"Envelope(primary={self._primary}, ***)"
+        return f"Envelope(primary={self._primary}, provider={self._provider.name}, ***)"
 
     @property
     def primary_kek_id(self) -> str:
         return self._primary
 
+    @property
+    def provider(self) -> KekProvider:
+        return self._provider
+
+    def reload_now(self) -> None:
+        """Read the keys again at once (after this process rotated or retired a KEK)."""
+        if self._reload is not None:
+            with self._lock:
+                self._loaded_at = time.monotonic()
+                self._install(self._reload())
+
+    def _wrap(self, customer_id: UUID, raw: bytes) -> tuple[bytes, str]:
+        kek_id = self._primary
+        nonce = os.urandom(_NONCE)
+        sealed = self._provider.seal(kek_id, nonce, raw, _dek_aad(customer_id, kek_id))
+        return _VERSION + nonce + sealed, kek_id
+
+    def _unwrap_raw(self, customer_id: UUID, wrapped: bytes, kek_id: str) -> bytes:
+        if len(wrapped) < 1 + _NONCE + 16 or wrapped[:1] != _VERSION:
+            raise DecryptionError()
+        nonce, sealed, aad = (
+            wrapped[1 : 1 + _NONCE],
+            wrapped[1 + _NONCE :],
+            _dek_aad(customer_id, kek_id),
+        )
+        try:
+            return self._provider.open(kek_id, nonce, sealed, aad)
+        except KeyError:  # a KEK rotated in by another process: look once more
+            self._refresh(miss=True)
+            try:
+                return self._provider.open(kek_id, nonce, sealed, aad)
+            except KeyError:
+                raise DecryptionError() from None
+
     def new_data_key(self, customer_id: UUID) -> tuple[DataKey, bytes, str]:
         """A fresh DEK for a new customer: (key, wrapped bytes to store, KEK id to store)."""
         self._refresh(miss=False)
         raw = AESGCM.generate_key(bit_length=256)
-        wrapped = _seal(self._keks[self._primary], raw, _dek_aad(customer_id, self._primary))
-        return DataKey(customer_id, raw), wrapped, self._primary
+        wrapped, kek_id = self._wrap(customer_id, raw)
+        return DataKey(customer_id, raw), wrapped, kek_id
 
     def unwrap(self, customer_id: UUID, wrapped: bytes, kek_id: str) -> DataKey:
-        kek = self._kek(kek_id)
-        return DataKey(customer_id, _open(kek, wrapped, _dek_aad(customer_id, kek_id)))
+        return DataKey(customer_id, self._unwrap_raw(customer_id, wrapped, kek_id))
 
     def rewrap(self, customer_id: UUID, wrapped: bytes, kek_id: str) -> tuple[bytes, str]:
         """The same DEK wrapped under the primary KEK. Values need no re-encryption."""
         self._refresh(miss=False)
-        raw = _open(self._kek(kek_id), wrapped, _dek_aad(customer_id, kek_id))
-        primary = self._primary
-        return _seal(self._keks[primary], raw, _dek_aad(customer_id, primary)), primary
+        return self._wrap(customer_id, self._unwrap_raw(customer_id, wrapped, kek_id))
 
     def blind_index(self, attribute: str, normalised: str) -> bytes:
         """Keyed HMAC-SHA256 over (attribute, normalised value): equality lookup only."""

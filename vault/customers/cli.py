@@ -83,3 +83,34 @@ def keys_rewrap(
             if in_pass == 0:
                 break
         typer.echo(f"re-wrapped {total} data keys under {rt.envelope.primary_kek_id}")
+
+
+def keys_retire(
+    kek_id: Annotated[str, typer.Argument(metavar="KID", help="the KEK to retire, e.g. k1")],
+) -> None:
+    """Delete a KEK from the key file (or destroy it on the token) once no data key is wrapped
+    under it: copies of the database from before its epoch can then never be unwrapped."""
+    from vault.crypto.keys import KeyConfigError, retire_kek
+    from vault.crypto.pkcs11 import TokenError
+    from vault.customers import service
+    from vault.db import transaction
+    from vault.runtime import cli_runtime
+
+    with cli_runtime() as rt:
+        if kek_id == rt.envelope.primary_kek_id:
+            typer.echo(f"{kek_id} is the primary KEK: rotate first, then rewrap", err=True)
+            raise typer.Exit(1)
+        with transaction(rt.engine) as session:
+            left = service.deks_under(session=session, kek_id=kek_id)
+        if left:
+            typer.echo(
+                f"{left} data keys are still wrapped under {kek_id}: run 'vault keys rewrap' first",
+                err=True,
+            )
+            raise typer.Exit(1)
+        try:
+            retire_kek(rt.settings, kek_id)
+        except (KeyConfigError, TokenError) as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"retired KEK {kek_id}: data keys wrapped under it can no longer be unwrapped")

@@ -346,3 +346,9 @@ def rewrap_batch(
     customers_store.rewrap(session, params)
     last = rows[-1][0] if len(rows) == batch_size else None
     return len(params), last
+
+
+def deks_under(*, session: Session, kek_id: str) -> int:
+    """How many customers' DEKs are still wrapped under ``kek_id`` (``vault keys retire``
+    refuses while any is)."""
+    return customers_store.count_wrapped_under(session, kek_id)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlmodel import Session
 
 from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
@@ -55,6 +55,15 @@ def rewrap(session: Session, rows: list[tuple[bytes, str, UUID, str]]) -> None:
     sqlite = conn.dialect.name == "sqlite"
     params = [(w, k, cid.hex if sqlite else cid, old) for w, k, cid, old in rows]
     conn.exec_driver_sql(_REWRAP_SQL[sqlite], params)
+
+
+def count_wrapped_under(session: Session, kek_id: str) -> int:
+    """How many DEKs are still wrapped under KEK ``kek_id``."""
+    return (
+        session.connection()
+        .execute(select(func.count()).select_from(_CUSTOMER).where(_CUSTOMER.c.kek_id == kek_id))
+        .scalar_one()
+    )
 
 
 # --- erasure (vault.dsr.erasure) ------------------------------------------------------------

@@ -1,9 +1,10 @@
 """``vault worker``: sends the outbox to the webhooks, signed per Standard Webhooks.
 
 One round: (every ``worker_expiry_sweep_interval``) emit ``consent.expired`` for grants that ran
-out; dispatch new outbox rows; claim a batch of due deliveries (see :mod:`vault.events.queue`);
-send them concurrently, each recording its own outcome in its own short transaction. A round
-that found nothing sleeps ``worker_poll_interval``.
+out; (with ``VAULT_KEY_EPOCH_DAYS``, every minute) the key epoch job, see
+:meth:`Worker.run_key_epoch`; dispatch new outbox rows; claim a batch of due deliveries (see
+:mod:`vault.events.queue`); send them concurrently, each recording its own outcome in its own
+short transaction. A round that found nothing sleeps ``worker_poll_interval``.
 
 Each request is a ``POST`` of the JSON payload ``{"type", "timestamp", "data"}`` with the
 headers ``webhook-id`` (the event id: the same for every retry, so receivers can de-duplicate),
@@ -32,7 +33,10 @@ from sqlmodel import Session
 from standardwebhooks.webhooks import Webhook as Signer
 
 from vault.consent import expiry
-from vault.db import transaction, utcnow
+from vault.crypto.keys import KeyConfigError, retire_kek, rotate_kek, stamp_primary_created
+from vault.crypto.pkcs11 import TokenError
+from vault.customers import service as customers_service
+from vault.db import transaction, try_advisory_lock, utcnow
 from vault.errors import VaultError
 from vault.events import queue
 from vault.events.secrets import decrypt_secret
@@ -42,6 +46,12 @@ from vault.runtime import Runtime
 log = logging.getLogger("vault.events.worker")
 
 USER_AGENT = "consent-vault-webhooks/1"
+# the key epoch job: one worker at a time (PostgreSQL advisory lock; SQLite has one writer)
+EPOCH_LOCK = 0x6B657973
+# servers pick up a rotated KEK within 5 s (vault.crypto.envelope): the rewrap and retire wait
+# well past that, so no server still wraps a new customer's key under the KEK being retired
+EPOCH_GRACE = timedelta(minutes=1)
+EPOCH_CHECK_EVERY = 60.0
 
 
 def payload(job: queue.Job) -> bytes:
@@ -105,6 +115,7 @@ class Worker:
         self._stats_lock = threading.Lock()
         self.stats = {"delivered": 0, "failed": 0, "dead": 0}
         self._next_sweep = 0.0
+        self._next_epoch = 0.0
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook")
         # One client (connection pool) per host name: connections go to checked IP addresses,
         # and a TLS connection verified for one name must never carry a request for another
@@ -173,6 +184,9 @@ class Worker:
                     session=s, policy=self.runtime.policy, now=self.clock()
                 )
             )
+        if self.settings.key_epoch_days and time.monotonic() >= self._next_epoch:
+            self._next_epoch = time.monotonic() + EPOCH_CHECK_EVERY
+            done += self.run_key_epoch()
         done += self._transaction(lambda s: queue.dispatch(session=s, now=self.clock()))
         jobs = self._transaction(
             lambda s: queue.claim(
@@ -186,6 +200,75 @@ class Worker:
         if jobs:
             list(self._pool.map(self.deliver, jobs))
         return done + len(jobs)
+
+    # --- key epochs ---
+
+    def run_key_epoch(self) -> int:
+        """One step of the scheduled key epoch (``VAULT_KEY_EPOCH_DAYS``): when the primary KEK
+        is that many days old, rotate; once the new primary is older than :data:`EPOCH_GRACE`,
+        rewrap every DEK under it and retire every older KEK that no DEK names any more. Returns
+        the work done (rotations + rewrapped DEKs + retired KEKs)."""
+        engine = self.runtime.engine
+        if engine.dialect.name != "postgresql":
+            return self._key_epoch(self.clock())
+        with Session(engine) as lock:
+            if not try_advisory_lock(lock, EPOCH_LOCK):
+                return 0  # another worker runs it
+            try:
+                return self._key_epoch(self.clock())
+            finally:
+                lock.rollback()
+
+    def _key_epoch(self, now: datetime) -> int:
+        settings, envelope = self.settings, self.runtime.envelope
+        assert settings.key_epoch_days is not None
+        try:
+            envelope.reload_now()
+            keys = envelope.keys
+            primary_at = stamp_primary_created(settings, keys, now)
+            if now - primary_at >= timedelta(days=settings.key_epoch_days):
+                new_id = rotate_kek(settings, now)
+                envelope.reload_now()
+                log.info("key epoch: new primary KEK %s", new_id)
+                return 1
+            old = [kid for kid in keys.kek_ids if kid != keys.primary_kek_id]
+            if not old or now - primary_at < EPOCH_GRACE:
+                return 0
+            done = self._rewrap_all()
+            for kid in old:
+                left = self._transaction(
+                    lambda s, kid=kid: customers_service.deks_under(session=s, kek_id=kid)
+                )
+                if left == 0:
+                    retire_kek(settings, kid)
+                    log.info("key epoch: retired KEK %s", kid)
+                    done += 1
+            envelope.reload_now()
+            return done
+        except (KeyConfigError, TokenError) as exc:  # e.g. keys from VAULT_MASTER_KEYS
+            log.error("key epoch job cannot run: %s", exc)
+            return 0
+
+    def _rewrap_all(self, batch_size: int = 1000) -> int:
+        """``vault keys rewrap``: passes over the customers until one finds nothing to do."""
+        total = 0
+        while True:
+            in_pass, after = 0, None
+            while True:
+                n, after = self._transaction(
+                    lambda s, after=after: customers_service.rewrap_batch(
+                        session=s,
+                        envelope=self.runtime.envelope,
+                        after=after,
+                        batch_size=batch_size,
+                    )
+                )
+                in_pass += n
+                if after is None:
+                    break
+            total += in_pass
+            if in_pass == 0:
+                return total
 
     # --- one delivery ---
 
