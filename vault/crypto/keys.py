@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from vault import datadir
 from vault.config import Settings
 
 KEY_FILE_NAME = "keys.json"
@@ -101,7 +102,7 @@ class LocalKeyFile:
         return self.path.exists()
 
     def create(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        datadir.ensure_dir(self.path.parent)
         doc = {
             "primary": "k1",
             "keks": {"k1": _b64(secrets.token_bytes(_KEY_BYTES))},
