@@ -252,7 +252,7 @@ def _run_after_commit(session: Session) -> None:
 
 
 def scrub_deleted(
-    engine: Engine, *, vacuum: Sequence[str] = (), patience: float = CHECKPOINT_PATIENCE
+    engine: Engine, *, vacuum: Sequence[str] = (), patience: float | None = None
 ) -> bool:
     """After a committed erasure: make the bytes it deleted leave the database's files.
 
@@ -261,16 +261,19 @@ def scrub_deleted(
     DELETE): after ``wal_checkpoint(PASSIVE)``, ``FULL`` and ``RESTART`` the deleted bytes are
     still in ``-wal`` (those modes copy the frames into the database and at most make the next
     writer start over, but leave the old frames in the file); only ``TRUNCATE`` leaves a WAL of
-    zero bytes. TRUNCATE needs every reader to have left the WAL, so it is retried for up to
-    ``patience`` seconds; False if a reader still held it (the deleted bytes stay in ``-wal``
-    until the next commit of this engine finishes the checkpoint, :func:`transaction`).
+    zero bytes. TRUNCATE needs every reader to have left the WAL (measured: any open read
+    transaction on another connection makes it busy), so it is retried for up to ``patience``
+    seconds (default :data:`CHECKPOINT_PATIENCE`); False if a reader still held it: the deleted
+    bytes stay in ``-wal`` until the next commit of this engine finishes the checkpoint
+    (:func:`transaction`).
 
     PostgreSQL: ``VACUUM`` the ``vacuum`` tables (outside a transaction, so on an autocommit
     connection), so dead tuples of the erased rows are removed now rather than whenever
     autovacuum comes; best-effort, a failure is logged. Returns True."""
     state = _sqlite_file(engine)
     if state is not None:
-        return _checkpoint(engine, state, patience=patience)
+        wait = CHECKPOINT_PATIENCE if patience is None else patience
+        return _checkpoint(engine, state, patience=wait)
     if vacuum and engine.dialect.name == "postgresql":
         _vacuum(engine, vacuum)
     return True
