@@ -6,6 +6,7 @@ the WAL makes the erasure answer 503 ``erasure_incomplete`` until the next check
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -317,3 +318,31 @@ def test_a_paused_audience_export_does_not_hold_the_wal(disk):
     r = disk.client.delete(f"/v1/customers/{ids[2]}", headers=_headers(disk, "dsr:execute"))
     assert r.status_code == 204, r.text
     stream.close()
+
+
+# --- PostgreSQL: VACUUM after erasure batches --------------------------------------------------
+
+
+def test_postgres_vacuums_the_erased_tables_after_a_batch(backend, runtime, session, caplog):
+    if backend != "postgres":
+        pytest.skip("PostgreSQL only")
+    from vault.dsr import erasure
+    from vault.provenance import CLI
+
+    ids = [create_customer(session, runtime).id for _ in range(3)]
+    session.rollback()
+    with db.transaction(runtime.engine) as s:
+        assert erasure.erase_many(session=s, customer_ids=ids, by=CLI).erased == ids
+    with runtime.engine.connect() as conn:
+        vacuumed = dict(
+            conn.exec_driver_sql(
+                "SELECT relname, last_vacuum FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+                (list(erasure.ERASED_TABLES),),
+            ).all()
+        )
+    assert set(vacuumed) == set(erasure.ERASED_TABLES)
+    assert all(v is not None for v in vacuumed.values()), vacuumed
+    # best-effort: a VACUUM that fails is a warning, the erasure stands
+    with caplog.at_level(logging.WARNING, logger="vault.db"):
+        assert db.scrub_deleted(runtime.engine, vacuum=["no_such_table"])
+    assert "VACUUM after an erasure failed" in caplog.text
