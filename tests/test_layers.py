@@ -18,6 +18,7 @@ DOMAINS = ("auth", "customers", "consent", "access", "audit", "dsr", "events", "
 # Shared modules and packages: every domain may use them, they use no domain.
 SHARED = (
     "config",
+    "datadir",
     "errors",
     "db",
     "http",

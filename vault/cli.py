@@ -60,6 +60,7 @@ def serve(
     """Run the HTTP API (applies pending migrations on the embedded default first)."""
     import uvicorn
 
+    from vault.datadir import UnsafePermissions
     from vault.db import upgrade
     from vault.runtime import cli_runtime
 
@@ -67,8 +68,12 @@ def serve(
     url = settings.resolved_database_url
     if migrate and (url.startswith("sqlite") or settings.database_url is None):
         upgrade(url)
-    with cli_runtime(settings):
-        pass  # building it creates the key file and validates keys and policies before forking
+    try:
+        with cli_runtime(settings):
+            pass  # building it creates the key file, validates keys, policies and permissions
+    except UnsafePermissions as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
     uvicorn.run(
         "vault.app:create_app",
         factory=True,

@@ -17,10 +17,12 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
+from vault import datadir
 from vault.config import Settings
 from vault.crypto import Envelope, KeyMaterial, load_key_material
+from vault.crypto.keys import KEY_FILE_NAME
 from vault.crypto.signing import Signer
-from vault.db import make_engine, transaction
+from vault.db import make_engine, sqlite_files, transaction
 from vault.policy import Policy, load_policy
 from vault.ratelimit import RateLimiter
 
@@ -71,6 +73,11 @@ class Runtime:
                 return load_key_material(settings, create=False)
 
         engine = engine or make_engine(settings.resolved_database_url)
+        # A key file or database others may read: a warning, a refusal in production.
+        datadir.check(
+            [settings.data_dir / KEY_FILE_NAME, *sqlite_files(settings.resolved_database_url)],
+            environment=settings.environment,
+        )
         return cls(
             settings=settings,
             keys=keys,

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from vault import datadir
 from vault.config import Settings
 from vault.crypto import pkcs11
 from vault.errors import DecryptionError
@@ -179,7 +180,7 @@ class LocalKeyFile:
         return self.path.exists()
 
     def create(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        datadir.ensure_dir(self.path.parent)
         doc = {
             "primary": "k1",
             "keks": {"k1": _b64(secrets.token_bytes(_KEY_BYTES))},

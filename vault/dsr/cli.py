@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
+from uuid import UUID
 
 import typer
 
@@ -44,6 +47,50 @@ def list_cmd(
     if not as_json:
         typer.echo(f"{len(rows)} request(s){' overdue' if overdue else ''}", err=True)
     if overdue and rows:
+        raise typer.Exit(1)
+
+
+@app.command("erase-many")
+def erase_many_cmd(
+    ids: Annotated[Path, typer.Argument(help="File of customer ids, one per line ('-': stdin)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+) -> None:
+    """Erase many customers in one transaction (e.g. accounts closed long ago). Unknown, already
+    erased and legally held customers are skipped and counted; exit 1 if the deleted bytes could
+    not yet be removed from the database files (the erasure itself is committed)."""
+    from vault.db import transaction
+    from vault.dsr import erasure
+    from vault.dsr.errors import ErasureIncomplete
+    from vault.provenance import CLI
+    from vault.runtime import cli_runtime
+
+    text = sys.stdin.read() if str(ids) == "-" else ids.read_text()
+    wanted: list[UUID] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                wanted.append(UUID(line.strip()))
+            except ValueError:
+                raise typer.BadParameter(f"line {n} is not a customer id") from None
+    incomplete = None
+    with cli_runtime() as rt:
+        try:
+            with transaction(rt.engine) as session:
+                result = erasure.erase_many(session=session, customer_ids=wanted, by=CLI)
+        except ErasureIncomplete as exc:
+            incomplete = exc
+    counts = {
+        "erased": len(result.erased),
+        "not_found": len(result.not_found),
+        "already_erased": len(result.already_erased),
+        "legal_hold": len(result.legal_hold),
+    }
+    if as_json:
+        typer.echo(json.dumps({**counts, "legal_hold_ids": [str(i) for i in result.legal_hold]}))
+    else:
+        typer.echo(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+    if incomplete is not None:
+        typer.echo(f"{incomplete.code}: {incomplete.detail}", err=True)
         raise typer.Exit(1)
 
 

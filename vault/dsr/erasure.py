@@ -6,6 +6,11 @@ the customer row stays as a tombstone (``erased_at``, ``erased_by``); the consen
 projection and the audit log stay (ids only, no clear PII). A legal hold (Art. 17(3)) refuses
 with 409 (:func:`record_refused_erasure` audits the refusal). Each erasure is audited as
 ``dsr.erasure``, emits ``customer.erased`` and closes (or records) the erasure request.
+
+Once the erasure has committed, :func:`finish_on_disk` removes the deleted bytes from the
+database's files (:func:`vault.db.scrub_deleted`: SQLite truncates its WAL; PostgreSQL vacuums
+the tables after a batch) before the erasure answers; if a reader keeps SQLite from finishing,
+the erasure answers :class:`~vault.dsr.errors.ErasureIncomplete` (503) instead of success.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import datetime
 from functools import partial
 from uuid import UUID, uuid4
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
@@ -25,8 +30,8 @@ from vault.consent import store as consent_store
 from vault.customers import service as customers_service
 from vault.customers import store as customers_store
 from vault.customers.schemas import Customer, CustomerStatus
-from vault.db import utcnow
-from vault.dsr.errors import LegalHold
+from vault.db import after_commit, scrub_deleted, utcnow
+from vault.dsr.errors import ErasureIncomplete, LegalHold
 from vault.dsr.models import DataSubjectRequest, RequestKind, RequestStatus
 from vault.dsr.requests import due_at, record_audit
 from vault.events import outbox as events_outbox
@@ -35,6 +40,15 @@ from vault.provenance import Caller
 
 _CHUNK = 500  # ids per IN (...) list
 _REQUEST = DataSubjectRequest.__table__
+# The tables an erasure deletes rows from (or nulls the wrapped key in): PostgreSQL vacuums them
+# after a batch (erase_many), so the erased rows' dead tuples do not wait for autovacuum.
+ERASED_TABLES = (
+    "customer",
+    "customer_value",
+    "blind_index",
+    "consent_confirmation",
+    "consent_idempotency",
+)
 
 
 @dataclass
@@ -98,6 +112,18 @@ def _shred(session: Session, ids: list[UUID], actor: str, now: datetime) -> None
         conn.execute(insert(_REQUEST), new)
 
 
+def finish_on_disk(engine: Engine, vacuum: Sequence[str] = ()) -> None:
+    """After a committed erasure: remove what it deleted from the database's files
+    (:func:`vault.db.scrub_deleted`), or raise :class:`ErasureIncomplete` (the erasure stays
+    committed; the next checkpoint finishes the cleanup)."""
+    if not scrub_deleted(engine, vacuum=vacuum):
+        raise ErasureIncomplete()
+
+
+def _finish_after_commit(session: Session, vacuum: Sequence[str] = ()) -> None:
+    after_commit(session, partial(finish_on_disk, session.get_bind(), vacuum))
+
+
 def _emit_erased(session: Session, ids: Sequence[UUID], now: datetime) -> None:
     for cid in ids:
         events_outbox.emit(
@@ -144,6 +170,7 @@ def erase(
         now,
         attributes=names,
     )
+    _finish_after_commit(session)
     session.expire(customer)
     session.refresh(customer)
     return customer
@@ -208,4 +235,6 @@ def erase_many(
             ],
         )
         result.erased.extend(ids)
+    if result.erased:
+        _finish_after_commit(session, ERASED_TABLES)
     return result

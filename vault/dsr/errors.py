@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from vault.errors import Conflict, InvalidRequest, NotFound
+from vault.errors import Conflict, InvalidRequest, NotFound, VaultError
 
 
 class LegalHold(Conflict):
     code = "legal_hold"
     default_detail = "The customer's data is under a legal hold (GDPR Art. 17(3))."
+
+
+class ErasureIncomplete(VaultError):
+    """The erasure is committed, but removing its deleted bytes from the database files
+    (SQLite: truncating the WAL) could not finish because a reader held the WAL. The vault
+    finishes it with its next checkpoint; repeating the erasure answers 410."""
+
+    code = "erasure_incomplete"
+    status = 503
+    default_detail = (
+        "The customer is erased, but removing the deleted data from the database files has not "
+        "finished yet; the vault completes it shortly on its own."
+    )
+    retry_after = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class InvalidObjectionScope(InvalidRequest):

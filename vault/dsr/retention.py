@@ -16,6 +16,12 @@ Safe while the server runs: keyset batches of ``batch_size`` rows, each its own 
 transaction that re-checks the condition in its DELETE (a value rectified in between is newer
 and stays) and writes one ``retention.deleted`` audit event per customer and attribute. Ends
 with one ``retention.run`` summary event. Running it twice deletes nothing the second time.
+
+Once the summary has committed, the deleted bytes leave the database's files
+(:func:`vault.dsr.erasure.finish_on_disk`: SQLite truncates its WAL, on every run, so a second
+run also finishes what a first one could not; PostgreSQL vacuums the tables it deleted from).
+If SQLite cannot finish, :func:`run` raises :class:`~vault.dsr.errors.ErasureIncomplete` after
+everything is committed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -33,13 +40,16 @@ from vault.audit import record as audit_record
 from vault.audit.actions import AuditAction
 from vault.consent import store as consent_store
 from vault.customers import store as customers_store
-from vault.db import transaction, utcnow
+from vault.db import after_commit, transaction, utcnow
+from vault.dsr.erasure import finish_on_disk
 from vault.policy import Policy
 from vault.policy.facts import effective_retention
 from vault.provenance import CLI, Caller
 
 IDEMPOTENCY_DAYS = 30
 BATCH = 1000
+_VALUE_TABLES = ("customer_value", "blind_index")
+_CONSENT_TABLES = ("consent_confirmation", "consent_idempotency")
 
 
 @dataclass
@@ -138,7 +148,11 @@ def run(
     report.idempotency_deleted = _purge(
         engine, lambda s: consent_store.purge_idempotency(s, before, batch_size), batch_size
     )
+    vacuum = (_VALUE_TABLES if report.values_deleted else ()) + (
+        _CONSENT_TABLES if report.confirmations_deleted or report.idempotency_deleted else ()
+    )
     with transaction(engine) as s:
+        after_commit(s, partial(finish_on_disk, engine, vacuum))
         summary = report.public()
         audit_record.record(
             session=s,

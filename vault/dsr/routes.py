@@ -84,12 +84,16 @@ def export_customer(
     "/v1/customers/{customer_id}",
     operation_id="erase_customer",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=responses(*_CUSTOMER, dsr_errors.LegalHold),
+    responses=responses(*_CUSTOMER, dsr_errors.LegalHold, dsr_errors.ErasureIncomplete),
 )
 def erase_customer(
     request: Request, customer_id: UUID, session: SessionDep, principal: DsrExecutor
 ) -> Response:
-    """Erase a customer (Art. 17) by destroying its data key; consent ledger and audit stay."""
+    """Erase a customer (Art. 17) by destroying its data key; consent ledger and audit stay.
+
+    Answered once no deleted byte is left in the database's files; 503 `erasure_incomplete`
+    (with Retry-After) if a long reader kept SQLite from removing them: the customer is erased,
+    the vault finishes the cleanup with its next checkpoint."""
     erasure.erase(
         session=session,
         customer_id=customer_id,

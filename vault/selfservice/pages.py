@@ -132,6 +132,11 @@ def error_page(request: Request, exc: VaultError) -> HTMLResponse:
             _("We must keep your data for a legal reason at the moment."),
             _("Please contact our data protection team; they will tell you why and for how long."),
         ),
+        "erasure_incomplete": (
+            _("Your data has been erased"),
+            _("We are still removing the last traces of it from our storage."),
+            _("Nothing more is needed from you; this finishes within minutes."),
+        ),
         "erasure_not_confirmed": (
             _("Nothing was erased"),
             _("Please tick the box to confirm that your data should be erased."),

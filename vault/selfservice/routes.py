@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from vault.auth.deps import LinkIssuer
 from vault.db import SessionDep
+from vault.dsr.errors import ErasureIncomplete
 from vault.errors import CustomerErased, CustomerNotFound
 from vault.errors import responses as error_responses
 from vault.provenance import Caller
@@ -319,7 +320,11 @@ def erase_confirm(request: Request, visit: VisitDep, lang: LangDep):
     )
 
 
-@router.post("/me/erase", operation_id="selfservice_erase")
+@router.post(
+    "/me/erase",
+    operation_id="selfservice_erase",
+    responses=error_responses(ErasureIncomplete),
+)
 def erase(
     request: Request,
     session: SessionDep,
