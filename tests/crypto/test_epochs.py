@@ -18,7 +18,10 @@ from vault.customers import service
 from vault.customers.models import Customer
 from vault.db import utcnow
 from vault.errors import DecryptionError
+from vault.events import secrets, webhooks
+from vault.events.models import Webhook
 from vault.events.worker import EPOCH_GRACE, Worker
+from vault.provenance import Caller
 from vault.runtime import Runtime
 
 
@@ -86,6 +89,30 @@ def test_retire_after_rotate_and_rewrap_shreds_an_older_copy(env, runtime, sessi
         row = session.get(Customer, c.id)
         values = service.decrypt_values(session=session, envelope=fresh.envelope, customer=row)
         assert values["city"].startswith("Ort")
+
+
+def test_webhook_secrets_follow_the_epochs_and_hold_back_a_retire(env, runtime, session):
+    webhook, secret = webhooks.create_webhook(
+        session=session,
+        envelope=runtime.envelope,
+        settings=runtime.settings.model_copy(update={"webhook_allowed_hosts": "127.0.0.1"}),
+        url="http://127.0.0.1:9/vault-hook",
+        events=["consent.granted"],
+        by=Caller("cli"),
+    )
+    session.commit()
+    first = runtime.envelope.primary_kek_id
+    assert _vault("rotate", env=env)[0] == 0
+    code, out = _vault("retire", first, env=env)
+    assert code == 1 and "1 webhook secrets are still sealed" in out
+    code, out = _vault("rewrap", env=env)
+    assert code == 0 and "1 webhook secrets" in out
+    assert _vault("retire", first, env=env)[0] == 0
+    fresh = Runtime.build(runtime.settings, engine=runtime.engine)
+    with Session(runtime.engine) as s:  # what the database holds now
+        row = s.get(Webhook, webhook.id)
+    assert secrets.sealing_kek(row.secret_ciphertext) == fresh.envelope.primary_kek_id != first
+    assert secrets.decrypt_secret(fresh.envelope, webhook.id, row.secret_ciphertext) == secret
 
 
 def test_the_worker_rotates_rewraps_and_retires_by_the_clock(runtime, session):

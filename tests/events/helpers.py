@@ -20,7 +20,7 @@ def subscribe(
     with Session(runtime.engine, expire_on_commit=False) as s:
         webhook, secret = events_webhooks.create_webhook(
             session=s,
-            keys=runtime.keys,
+            envelope=runtime.envelope,
             settings=runtime.settings,
             url=url,
             events=list(events),

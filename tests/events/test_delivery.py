@@ -182,7 +182,7 @@ def test_after_rotation_both_secrets_verify_for_a_while(runtime, receiver, worke
     webhook, old = subscribe(runtime, receiver.url)
     with Session(runtime.engine) as s:
         _, new = webhooks.rotate_secret(
-            session=s, keys=runtime.keys, webhook_id=webhook.id, by=Caller("cli")
+            session=s, envelope=runtime.envelope, webhook_id=webhook.id, by=Caller("cli")
         )
         s.commit()
     assert new != old
@@ -243,7 +243,7 @@ def test_a_hostname_is_pinned_to_the_checked_address(runtime, receiver):
     with Session(rt.engine) as s:
         webhooks.create_webhook(
             session=s,
-            keys=rt.keys,
+            envelope=rt.envelope,
             settings=strict,
             url=f"http://hooks.test:{receiver.port}/hook",
             events=["customer.updated"],

@@ -68,7 +68,7 @@ def test_create_returns_the_secret_once_and_stores_it_encrypted(client, runtime,
         assert row is not None
         assert secret.encode() not in row.secret_ciphertext
         assert secret[6:].encode() not in row.secret_ciphertext
-        assert decrypt_secret(runtime.keys, row.id, row.secret_ciphertext) == secret
+        assert decrypt_secret(runtime.envelope, row.id, row.secret_ciphertext) == secret
         assert "***" in repr(row)
     listed = client.get("/v1/webhooks", headers=manager).json()["webhooks"]
     assert [w["id"] for w in listed] == [body["id"]]

@@ -60,9 +60,11 @@ def import_file(
 def keys_rewrap(
     batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
 ) -> None:
-    """Re-wrap every customer's data key under the primary KEK, online and in batches."""
+    """Re-wrap every customer's data key (and every webhook signing secret) under the primary
+    KEK, online and in batches."""
     from vault.customers import service
     from vault.db import transaction
+    from vault.events import webhooks
     from vault.runtime import cli_runtime
 
     total = 0
@@ -82,7 +84,12 @@ def keys_rewrap(
             total += in_pass
             if in_pass == 0:
                 break
-        typer.echo(f"re-wrapped {total} data keys under {rt.envelope.primary_kek_id}")
+        with transaction(rt.engine) as session:
+            resealed = webhooks.reseal_secrets(session=session, envelope=rt.envelope)
+        typer.echo(
+            f"re-wrapped {total} data keys and {resealed} webhook secrets under "
+            f"{rt.envelope.primary_kek_id}"
+        )
 
 
 def keys_retire(
@@ -94,6 +101,7 @@ def keys_retire(
     from vault.crypto.pkcs11 import TokenError
     from vault.customers import service
     from vault.db import transaction
+    from vault.events import webhooks
     from vault.runtime import cli_runtime
 
     with cli_runtime() as rt:
@@ -102,11 +110,12 @@ def keys_retire(
             raise typer.Exit(1)
         with transaction(rt.engine) as session:
             left = service.deks_under(session=session, kek_id=kek_id)
-        if left:
-            typer.echo(
-                f"{left} data keys are still wrapped under {kek_id}: run 'vault keys rewrap' first",
-                err=True,
-            )
+            secrets_left = webhooks.secrets_under(session=session, kek_id=kek_id)
+        if left or secrets_left:
+            still = [f"{left} data keys are still wrapped under {kek_id}"] if left else []
+            if secrets_left:
+                still.append(f"{secrets_left} webhook secrets are still sealed under {kek_id}")
+            typer.echo(f"{'; '.join(still)}: run 'vault keys rewrap' first", err=True)
             raise typer.Exit(1)
         try:
             retire_kek(rt.settings, kek_id)

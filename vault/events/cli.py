@@ -74,7 +74,7 @@ def create(
     def run(*, session: Any, runtime: Any) -> Any:
         webhook, secret = webhooks.create_webhook(
             session=session,
-            keys=runtime.keys,
+            envelope=runtime.envelope,
             settings=runtime.settings,
             url=url,
             events=events.replace(",", " ").split(),
@@ -106,7 +106,7 @@ def rotate_secret(webhook_id: UUID) -> None:
 
     def run(*, session: Any, runtime: Any) -> Any:
         webhook, secret = webhooks.rotate_secret(
-            session=session, keys=runtime.keys, webhook_id=webhook_id, by=Caller(CLI_ACTOR)
+            session=session, envelope=runtime.envelope, webhook_id=webhook_id, by=Caller(CLI_ACTOR)
         )
         return webhooks.with_secret(webhook, secret)
 

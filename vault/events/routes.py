@@ -48,7 +48,7 @@ def create_webhook(
     """Subscribe a URL to event types; the answer carries the signing secret, shown only now."""
     webhook, secret = webhooks.create_webhook(
         session=session,
-        keys=runtime.keys,
+        envelope=runtime.envelope,
         settings=runtime.settings,
         url=body.url,
         events=[e.value for e in body.events],
@@ -114,7 +114,7 @@ def rotate_webhook_secret(
     """A new signing secret; deliveries carry signatures under the old one too for 24 hours."""
     webhook, secret = webhooks.rotate_secret(
         session=session,
-        keys=runtime.keys,
+        envelope=runtime.envelope,
         webhook_id=webhook_id,
         by=principal.caller,
     )

@@ -1,11 +1,14 @@
 """Webhook signing secrets: generated per Standard Webhooks, stored only encrypted.
 
-A secret is ``whsec_`` + base64 of 32 random bytes. At rest it is AES-256-GCM ciphertext under a
-key derived (HKDF-SHA256) from a KEK, with the webhook id as associated data, so a ciphertext
-copied to another subscription does not decrypt. The blob names its KEK, so secrets made before
-``vault keys rotate`` still decrypt while the old KEK is kept.
+A secret is ``whsec_`` + base64 of 32 random bytes. At rest it is AES-256-GCM ciphertext sealed
+by the KEK provider (the key file's KEK in memory, or the PKCS#11 token: the secret never needs
+KEK bytes), with the webhook id as associated data, so a ciphertext copied to another
+subscription does not decrypt. The blob names its KEK: ``vault keys rewrap`` re-seals secrets
+under the primary, and ``vault keys retire`` refuses a KEK that still seals one.
 
-Blob layout: ``0x01 | len(kek id) | kek id | nonce (12) | ciphertext+tag``.
+Blob layout: ``version | len(kek id) | kek id | nonce (12) | ciphertext+tag``. Version 2 is
+sealed by the provider; version 1 (older vaults) under a key derived (HKDF-SHA256) from the KEK
+bytes, still readable with the key file.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from vault.crypto.envelope import Envelope
 from vault.crypto.keys import KeyMaterial
 from vault.errors import DecryptionError
 
 PREFIX = "whsec_"
-_VERSION = 1
+_VERSION = 2
+_V1 = 1  # HKDF of the KEK bytes: read only
 _NONCE = 12
 _INFO = b"consent-vault/webhook-secret/v1"
 
@@ -33,7 +38,7 @@ def generate_secret() -> str:
     return PREFIX + base64.b64encode(_random.token_bytes(32)).decode()
 
 
-def _aead(keys: KeyMaterial, kek_id: str) -> AESGCM:
+def _v1_aead(keys: KeyMaterial, kek_id: str) -> AESGCM:
     kek = keys.keks.get(kek_id)
     if kek is None:
         raise DecryptionError()
@@ -44,23 +49,42 @@ def _aad(webhook_id: UUID) -> bytes:
     return b"cv/webhook-secret/v1|" + webhook_id.bytes
 
 
-def encrypt_secret(keys: KeyMaterial, webhook_id: UUID, secret: str) -> bytes:
-    kid = keys.primary_kek_id.encode()
+def encrypt_secret(envelope: Envelope, webhook_id: UUID, secret: str) -> bytes:
+    """Seal under the primary KEK the envelope knows now (it follows rotations)."""
+    kid = envelope.primary_kek_id
     nonce = os.urandom(_NONCE)
-    sealed = _aead(keys, keys.primary_kek_id).encrypt(nonce, secret.encode(), _aad(webhook_id))
-    return bytes([_VERSION, len(kid)]) + kid + nonce + sealed
+    sealed = envelope.provider.seal(kid, nonce, secret.encode(), _aad(webhook_id))
+    return bytes([_VERSION, len(kid.encode())]) + kid.encode() + nonce + sealed
 
 
-def decrypt_secret(keys: KeyMaterial, webhook_id: UUID, blob: bytes) -> str:
+def sealing_kek(blob: bytes | None) -> str | None:
+    """The KEK id a stored secret is sealed under (None for no blob or an unreadable one)."""
+    if not blob or len(blob) < 2 or blob[0] not in (_V1, _VERSION):
+        return None
+    try:
+        return blob[2 : 2 + blob[1]].decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def decrypt_secret(envelope: Envelope, webhook_id: UUID, blob: bytes) -> str:
     """The secret, or :class:`DecryptionError` for any problem (wrong key, moved or altered)."""
-    if len(blob) < 2 or blob[0] != _VERSION:
+    if len(blob) < 2 or blob[0] not in (_V1, _VERSION):
         raise DecryptionError()
     n = blob[1]
     kid, rest = blob[2 : 2 + n], blob[2 + n :]
     if len(rest) < _NONCE + 16:
         raise DecryptionError()
+    nonce, sealed = rest[:_NONCE], rest[_NONCE:]
     try:
-        aead = _aead(keys, kid.decode())
-        return aead.decrypt(rest[:_NONCE], rest[_NONCE:], _aad(webhook_id)).decode()
-    except (InvalidTag, UnicodeDecodeError):
+        if blob[0] == _V1:
+            aead = _v1_aead(envelope.keys, kid.decode())
+            return aead.decrypt(nonce, sealed, _aad(webhook_id)).decode()
+        try:
+            opened = envelope.provider.open(kid.decode(), nonce, sealed, _aad(webhook_id))
+        except KeyError:  # sealed under a KEK another process rotated in: read the keys again
+            envelope.reload_now()
+            opened = envelope.provider.open(kid.decode(), nonce, sealed, _aad(webhook_id))
+        return opened.decode()
+    except (InvalidTag, UnicodeDecodeError, KeyError):
         raise DecryptionError() from None

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from vault.audit import record as audit_record
 from vault.audit.actions import AuditAction
 from vault.config import Settings
-from vault.crypto.keys import KeyMaterial
+from vault.crypto.envelope import Envelope
 from vault.db import utcnow
 from vault.errors import InvalidRequest
 from vault.events.errors import DeliveryNotFound, WebhookDisabled, WebhookNotFound
@@ -31,7 +31,7 @@ from vault.events.models import (
 )
 from vault.events.outbox import EVENT_TYPES
 from vault.events.schemas import DeliveryPublic, WebhookPublic, WebhookWithSecret
-from vault.events.secrets import encrypt_secret, generate_secret
+from vault.events.secrets import decrypt_secret, encrypt_secret, generate_secret, sealing_kek
 from vault.events.urls import Resolver, check_url, parse_allowed_hosts
 from vault.provenance import Caller
 
@@ -65,7 +65,7 @@ def _audit(
 def create_webhook(
     *,
     session: Session,
-    keys: KeyMaterial,
+    envelope: Envelope,
     settings: Settings,
     url: str,
     events: Sequence[str],
@@ -94,7 +94,7 @@ def create_webhook(
         url=target.url,
         events=",".join(types),
         status=WebhookStatus.ACTIVE,
-        secret_ciphertext=encrypt_secret(keys, webhook_id, secret),
+        secret_ciphertext=encrypt_secret(envelope, webhook_id, secret),
         created_at=now,
         created_by=by.actor,
         updated_at=now,
@@ -168,7 +168,7 @@ def disable_webhook(
 def rotate_secret(
     *,
     session: Session,
-    keys: KeyMaterial,
+    envelope: Envelope,
     webhook_id: UUID,
     by: Caller,
     now: datetime | None = None,
@@ -182,7 +182,7 @@ def rotate_secret(
     secret = generate_secret()
     webhook.previous_secret_ciphertext = webhook.secret_ciphertext
     webhook.previous_secret_until = now + SECRET_GRACE
-    webhook.secret_ciphertext = encrypt_secret(keys, webhook.id, secret)
+    webhook.secret_ciphertext = encrypt_secret(envelope, webhook.id, secret)
     webhook.updated_at = now
     session.add(webhook)
     session.flush()
@@ -290,3 +290,33 @@ def public(webhook: Webhook) -> WebhookPublic:
 
 def with_secret(webhook: Webhook, secret: str) -> WebhookWithSecret:
     return WebhookWithSecret(**public(webhook).model_dump(), secret=secret)
+
+
+# --- key epochs: the KEK each signing secret is sealed under -------------------------------
+
+
+def secrets_under(*, session: Session, kek_id: str) -> int:
+    """How many signing secrets (current or previous) are sealed under ``kek_id``: a KEK that
+    still seals one must not be retired."""
+    rows = session.execute(
+        select(Webhook.secret_ciphertext, Webhook.previous_secret_ciphertext)
+    ).all()
+    return sum(sealing_kek(blob) == kek_id for row in rows for blob in row)
+
+
+def reseal_secrets(*, session: Session, envelope: Envelope) -> int:
+    """Seal every signing secret not yet under the primary KEK anew under it (``vault keys
+    rewrap`` and the worker's key epoch); returns how many were resealed."""
+    primary = envelope.primary_kek_id
+    done = 0
+    for webhook in session.execute(select(Webhook)).scalars():
+        for column in ("secret_ciphertext", "previous_secret_ciphertext"):
+            blob = getattr(webhook, column)
+            if blob is None or (sealing_kek(blob) == primary and blob[0] == 2):
+                continue
+            secret = decrypt_secret(envelope, webhook.id, blob)
+            setattr(webhook, column, encrypt_secret(envelope, webhook.id, secret))
+            done += 1
+        session.add(webhook)
+    session.flush()
+    return done

@@ -38,7 +38,7 @@ from vault.crypto.pkcs11 import TokenError
 from vault.customers import service as customers_service
 from vault.db import transaction, try_advisory_lock, utcnow
 from vault.errors import VaultError
-from vault.events import queue
+from vault.events import queue, webhooks
 from vault.events.secrets import decrypt_secret
 from vault.events.urls import Resolver, check_url, parse_allowed_hosts
 from vault.runtime import Runtime
@@ -81,7 +81,7 @@ def sign(
         blobs.append(job.previous_secret_ciphertext)
     text = body.decode()
     return " ".join(
-        Signer(decrypt_secret(runtime.keys, job.webhook_id, blob)).sign(
+        Signer(decrypt_secret(runtime.envelope, job.webhook_id, blob)).sign(
             msg_id=str(job.event_id), timestamp=now, data=text
         )
         for blob in blobs
@@ -235,9 +235,15 @@ class Worker:
             if not old or now - primary_at < EPOCH_GRACE:
                 return 0
             done = self._rewrap_all()
+            done += self._transaction(
+                lambda s: webhooks.reseal_secrets(session=s, envelope=envelope)
+            )
             for kid in old:
                 left = self._transaction(
-                    lambda s, kid=kid: customers_service.deks_under(session=s, kek_id=kid)
+                    lambda s, kid=kid: (
+                        customers_service.deks_under(session=s, kek_id=kid)
+                        + webhooks.secrets_under(session=s, kek_id=kid)
+                    )
                 )
                 if left == 0:
                     retire_kek(settings, kid)
