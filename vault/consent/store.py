@@ -342,3 +342,19 @@ def purge_idempotency(session: Session, before: datetime, limit: int) -> tuple[i
         stmt = delete(_IDEMPOTENCY).where(t.client == client, t.key == key, t.created_at < before)
         deleted += conn.execute(stmt).rowcount or 0
     return len(rows), deleted
+
+
+def shred_counts(session: Session, ids: Sequence[UUID]) -> dict[UUID, dict[str, int]]:
+    """How many rows :func:`shred` is about to delete per customer (erasure certificates):
+    ``confirmation_tokens`` and ``idempotency_answers``."""
+    conn = session.connection()
+    out: dict[UUID, dict[str, int]] = {
+        cid: {"confirmation_tokens": 0, "idempotency_answers": 0} for cid in ids
+    }
+    for table, name in (
+        (_CONFIRMATION, "confirmation_tokens"),
+        (_IDEMPOTENCY, "idempotency_answers"),
+    ):
+        for (cid,) in conn.execute(select(table.c.customer_id).where(table.c.customer_id.in_(ids))):
+            out[cid][name] += 1
+    return out
