@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Row, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Row, and_, bindparam, delete, func, insert, select, update
 from sqlmodel import Session
 
 from vault.consent.models import (
@@ -355,6 +355,10 @@ def shred_counts(session: Session, ids: Sequence[UUID]) -> dict[UUID, dict[str, 
         (_CONFIRMATION, "confirmation_tokens"),
         (_IDEMPOTENCY, "idempotency_answers"),
     ):
-        for (cid,) in conn.execute(select(table.c.customer_id).where(table.c.customer_id.in_(ids))):
-            out[cid][name] += 1
+        for cid, n in conn.execute(
+            select(table.c.customer_id, func.count())
+            .where(table.c.customer_id.in_(ids))
+            .group_by(table.c.customer_id)
+        ):
+            out[cid][name] = n
     return out

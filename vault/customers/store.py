@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlmodel import Session
 
 from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
@@ -187,6 +187,10 @@ def shred_inventory(session: Session, ids: Sequence[UUID]) -> dict[UUID, dict]:
     ):
         out[cid]["values"] += 1
         out[cid]["attributes"].append(attribute)
-    for (cid,) in conn.execute(select(_INDEX.c.customer_id).where(_INDEX.c.customer_id.in_(ids))):
-        out[cid]["index_entries"] += 1
+    for cid, n in conn.execute(
+        select(_INDEX.c.customer_id, func.count())
+        .where(_INDEX.c.customer_id.in_(ids))
+        .group_by(_INDEX.c.customer_id)
+    ):
+        out[cid]["index_entries"] = n
     return out
