@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +200,54 @@ def test_a_torn_last_journal_line_is_skipped(tmp_path: Path):
     path.write_bytes(b"garbage\n{}\n")
     with pytest.raises(ValueError, match="line 1"):
         list(erasure.read_journal(path))
+
+
+def test_postgres_keys_only_backup_with_the_operators_pg_dump(
+    client, session, runtime, settings, target, backend, tmp_path
+):
+    """The documented procedure: --keys-only + pg_dump, later pg_restore by hand + vault
+    restore, which replays the journal on the restored database."""
+    if backend != "postgres":
+        pytest.skip("the pg_dump procedure is PostgreSQL's")
+    staff = dsr(session, runtime)
+    gone, stays = (
+        customer_with_data(session, runtime),
+        customer_with_data(session, runtime, email="s@example.org", phone="+49 30 5550001"),
+    )
+    session.commit()
+    backup = tmp_path / "backup"
+    r = CliRunner().invoke(cli, ["backup", str(backup), "--keys-only"], env=_env(settings))
+    assert r.exit_code == 0, r.output
+    dump = backup / "vault.pgdump"
+    subprocess.run(
+        ["pg_dump", "--format=custom", "--no-owner", f"--file={dump}", _libpq(settings)],
+        check=True,
+    )
+    assert client.delete(f"/v1/customers/{gone.id}", headers=staff).status_code == 204
+
+    subprocess.run(
+        ["pg_restore", "--no-owner", "--exit-on-error", "-d", _libpq(target), str(dump)],
+        check=True,
+    )
+    journal = settings.data_dir / erasure.JOURNAL_NAME
+    r = CliRunner().invoke(
+        cli, ["restore", str(backup), "--journal", str(journal)], env=_env(target)
+    )
+    assert r.exit_code == 0, r.output
+    assert "restored by the operator" in r.output and "1 customer(s) erased again" in r.output
+    restored = Runtime.build(target)
+    try:
+        with TestClient(create_app(restored), raise_server_exceptions=False) as c2:
+            r = c2.get(f"/v1/customers/{gone.id}/export", headers=staff)
+            assert r.status_code == 410
+            assert c2.get(f"/v1/customers/{stays.id}/export", headers=staff).status_code == 200
+    finally:
+        restored.engine.dispose()
+
+
+def _libpq(settings: Settings) -> str:
+    return (
+        make_url(settings.resolved_database_url)
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )

@@ -328,11 +328,11 @@ def restore(
             raise BackupError("a --keys-only backup holds no SQLite database")
         _restore_sqlite(path / SQLITE_FILE, db_file, force)
         database = str(db_file)
-    elif (path / PG_DUMP_FILE).exists():
+    elif not manifest["keys_only"]:
         _restore_postgres(path / PG_DUMP_FILE, url, force)
         database = "PostgreSQL (pg_restore of vault.pgdump)"
     else:
-        # keys-only: the operator restored the pg_dump (docs/keys.md); replay the journal on it
+        # keys-only: the operator restored their own dump (docs/keys.md); replay on it
         database = "PostgreSQL (restored by the operator)"
     upgrade(url)
     own = settings.data_dir / erasure.JOURNAL_NAME
