@@ -135,7 +135,8 @@ def backup(settings: Settings, path: Path, *, keys_only: bool = False) -> dict[s
             "and 'vault backup PATH --keys-only'"
         )
     keyfile = settings.data_dir / KEY_FILE_NAME
-    if settings.master_keys is None and not keyfile.exists():
+    provider = str(getattr(settings, "key_provider", None) or "file").lower()
+    if settings.master_keys is None and provider != "pkcs11" and not keyfile.exists():
         raise BackupError(f"no key file at {keyfile}")
     _prepare_target(path)
     journal = settings.data_dir / erasure.JOURNAL_NAME
@@ -180,11 +181,16 @@ def backup(settings: Settings, path: Path, *, keys_only: bool = False) -> dict[s
                 raise BackupError(f"pg_dump failed: {done.stderr.strip()[:500]}")
     else:
         manifest["alembic_revision"] = _revision(url)
-    if settings.master_keys is None:
+    manifest["key_provider"] = provider
+    if provider == "pkcs11":  # the KEKs never leave the token; the file holds the rest
+        manifest["keks"] = "not in this backup: they stay in the PKCS#11 token"
+    if settings.master_keys is None and keyfile.exists():
         _private_copy(keyfile, path / KEY_FILE_NAME)
         manifest["keys"] = KEY_FILE_NAME
-    else:
+    elif settings.master_keys is not None:
         manifest["keys"] = KEYS_NOT_INCLUDED
+    else:
+        manifest["keys"] = "not in this backup: the keys stay in the PKCS#11 token"
     for name in (SQLITE_FILE, PG_DUMP_FILE, KEY_FILE_NAME):
         if (path / name).exists():
             manifest["files"][name] = _sha256(path / name)
@@ -213,6 +219,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 def _restore_keys(settings: Settings, path: Path, manifest: dict[str, Any], force: bool) -> str:
     if manifest.get("keys") != KEY_FILE_NAME:
+        if str(getattr(settings, "key_provider", None) or "").lower() == "pkcs11":
+            return "from the PKCS#11 token"
         if settings.master_keys is None:
             raise BackupError(
                 "the backup holds no key file (made with VAULT_MASTER_KEYS): set the same "

@@ -46,8 +46,9 @@ def _refuse_other_providers(settings) -> None:
             err=True,
         )
         raise typer.Exit(1)
-    provider = getattr(settings, "key_provider", "file")
-    if provider not in (None, "file"):
+    # VAULT_KEY_PROVIDER=pkcs11: the KEKs never leave the token
+    provider = str(getattr(settings, "key_provider", None) or "file").lower()
+    if provider == "pkcs11":
         typer.echo(
             f"keys are held by the {provider} provider and never leave it: use its own backup "
             "and key-ceremony tools; 'vault keys split' only splits the local key file",
