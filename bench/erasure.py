@@ -5,7 +5,8 @@ python -m bench.erasure [--customers N] [--database-url URL]
 Seeds N customers (6 encrypted values, an e-mail blind index and two consent states each) with
 bench/seed.py, then erases all of them with ``vault.dsr.erasure.erase_many`` in one transaction
 (tombstones, deleted values and index rows, a completed erasure request, one audit event and one
-``customer.erased`` outbox event per customer) and commits. The figure includes the commit.
+``customer.erased`` outbox event and one signed, stored and journaled erasure certificate per
+customer) and commits. The figure includes the commit.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def run(customers: int, database_url: str | None = None) -> dict[str, float]:
         )
         t0 = time.perf_counter()
         with Session(rt.engine) as s:
-            result = erasure.erase_many(session=s, customer_ids=ids, by=Caller("cli"))
+            result = erasure.erase_many(
+                session=s, customer_ids=ids, by=Caller("cli"), notary=erasure.Notary.of(rt)
+            )
             s.commit()
         elapsed = time.perf_counter() - t0
         with Session(rt.engine) as s:

@@ -50,7 +50,7 @@ PUBLIC = {
     "selfservice": {"sessions", "schemas", "errors"},
 }
 # Composition modules that assemble domains (and may import any of their modules).
-ASSEMBLY = {"app", "cli", "ops", "demo", "openapi", "__init__"}
+ASSEMBLY = {"app", "backup", "cli", "ops", "demo", "openapi", "__init__"}
 
 
 def _modules() -> Iterator[tuple[Path, tuple[str, ...], ast.Module]]:

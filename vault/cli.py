@@ -40,6 +40,8 @@ app.command("worker")(worker)
 app.add_typer(dsr_app, name="dsr")
 app.add_typer(retention_app, name="retention")
 app.command("import")(import_file)
+erasure_app = typer.Typer(help="Erasure certificates.", no_args_is_help=True)
+app.add_typer(erasure_app, name="erasure")
 
 
 def _settings():
@@ -158,6 +160,92 @@ def openapi(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(generate())
     typer.echo(f"wrote {output}")
+
+
+@app.command("backup")
+def backup_cmd(
+    path: Annotated[Path, typer.Argument(help="A new or empty directory")],
+    keys_only: Annotated[
+        bool,
+        typer.Option("--keys-only", help="Only the key file and the manifest (PostgreSQL)"),
+    ] = False,
+) -> None:
+    """Snapshot the database (SQLite backup API, online; PostgreSQL: pg_dump if on PATH) and
+    the key file into PATH, with a manifest (docs/keys.md, "Backups")."""
+    from vault.backup import BackupError, backup
+
+    try:
+        manifest = backup(_settings(), path, keys_only=keys_only)
+    except BackupError as exc:
+        typer.echo(f"backup refused: {exc}", err=True)
+        raise typer.Exit(1) from None
+    files = ", ".join(manifest["files"]) or "none"
+    typer.echo(
+        f"backup in {path}: {files}; keys: {manifest['keys']}; revision "
+        f"{manifest.get('alembic_revision')}; erasure journal at line "
+        f"{manifest['erasure_journal']['lines']}"
+    )
+
+
+@app.command("restore")
+def restore_cmd(
+    path: Annotated[Path, typer.Argument(help="A directory written by 'vault backup'")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a non-empty database or a different key file")
+    ] = False,
+    journal: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--journal",
+            help="More erasure journals to replay (e.g. the lost data directory's copy)",
+        ),
+    ] = None,
+) -> None:
+    """Restore a backup into the configured database and data directory (the server stopped),
+    then re-apply every erasure of the erasure journal: no erased customer comes back."""
+    from vault.backup import BackupError, restore
+
+    try:
+        report = restore(_settings(), path, force=force, journals=journal or [])
+    except (BackupError, ValueError) as exc:
+        typer.echo(f"restore refused: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"restored {report.database}; keys {report.keys}; {report.journal_entries} journal "
+        f"entries replayed, {len(report.reerased)} customer(s) erased again"
+    )
+
+
+@erasure_app.command("verify")
+def erasure_verify(
+    cert: Annotated[str, typer.Argument(help="The compact JWS, or a file holding it")],
+) -> None:
+    """Check an erasure certificate against this vault's signing key and print its payload
+    as JSON; exit 1 when it is not valid."""
+    import json
+
+    from vault.crypto.keys import KeyConfigError, load_key_material
+    from vault.crypto.signing import Signer, TokenInvalid
+    from vault.dsr.erasure import verify_certificate
+
+    token = cert.strip()
+    if token.count(".") != 2 and Path(token).is_file():
+        token = Path(token).read_text().strip()
+    settings = _settings()
+    try:
+        signer = Signer(load_key_material(settings, create=False))
+    except KeyConfigError as exc:
+        typer.echo(f"cannot load the vault's keys: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        payload = verify_certificate(signer, token)
+    except TokenInvalid as exc:
+        typer.echo(f"invalid erasure certificate: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if payload.get("iss") != settings.issuer:
+        typer.echo(f"invalid erasure certificate: issued by {payload.get('iss')!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(payload, indent=2))
 
 
 def main() -> None:  # pragma: no cover

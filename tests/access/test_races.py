@@ -15,6 +15,8 @@ from tests.factories import create_customer, record_consent
 from vault.access import service, store
 from vault.audit.models import AuditEvent
 from vault.auth.service import Principal
+from vault.crypto.keys import KeyMaterial
+from vault.crypto.signing import Signer
 from vault.dsr import erasure as dsr_erasure
 from vault.dsr import rights as dsr_rights
 from vault.provenance import Caller
@@ -50,8 +52,14 @@ def between_statements(backend, runtime, monkeypatch):
     return install
 
 
+# certificates signed under throw-away keys, no journal: these tests are about the race
+_NOTARY = dsr_erasure.Notary(
+    Signer(KeyMaterial({"k1": bytes(32)}, "k1", bytes(32), bytes(32))), "test", None
+)
+
+
 def _erase(session, customer_id):
-    dsr_erasure.erase(session=session, customer_id=customer_id, by=Caller("cli"))
+    dsr_erasure.erase(session=session, customer_id=customer_id, by=Caller("cli"), notary=_NOTARY)
 
 
 def _restrict(session, customer_id):

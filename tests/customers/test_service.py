@@ -150,7 +150,12 @@ def test_rectify_waiting_on_an_erasure_answers_410_and_writes_nothing(runtime, s
                 outcome.append(exc)
 
     with Session(runtime.engine) as eraser:
-        dsr_erasure.erase(session=eraser, customer_id=c.id, by=Caller("cli"))
+        dsr_erasure.erase(
+            session=eraser,
+            customer_id=c.id,
+            by=Caller("cli"),
+            notary=dsr_erasure.Notary.of(runtime),
+        )
         t = threading.Thread(target=rectify)
         t.start()
         t.join(0.5)  # rectify runs as far as it can while the erasure holds its locks

@@ -193,10 +193,13 @@ def test_erase_many_skips_what_it_must_not_erase(session, runtime):
     ids = [create_customer(session, runtime).id for _ in range(5)]
     held, gone = ids[0], ids[1]
     rights.set_legal_hold(session=session, customer_id=held, reason="Tax audit", by=Caller("cli"))
-    erasure.erase(session=session, customer_id=gone, by=Caller("cli"))
+    notary = erasure.Notary.of(runtime)
+    erasure.erase(session=session, customer_id=gone, by=Caller("cli"), notary=notary)
     session.commit()
     unknown = Customer().id
-    result = erasure.erase_many(session=session, customer_ids=[*ids, unknown], by=Caller("cli"))
+    result = erasure.erase_many(
+        session=session, customer_ids=[*ids, unknown], by=Caller("cli"), notary=notary
+    )
     session.commit()
     assert result.erased == ids[2:]
     assert result.legal_hold == [held] and result.already_erased == [gone]

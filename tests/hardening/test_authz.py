@@ -75,6 +75,7 @@ class Target:
     dsr_request: str
     confirmation_token: str
     receipt: str
+    erased: uuid.UUID  # "C": erased, so it has an erasure certificate
 
 
 CALLERS = [
@@ -212,6 +213,8 @@ def target(world: World) -> Target:
     r = c.post("/v1/dsr/requests", headers=h, json={"customer_id": str(a), "kind": "access"})
     assert r.status_code == 201, r.text
     own = _login(world, a)
+    erased = customer("carla")
+    assert c.delete(f"/v1/customers/{erased}", headers=h).status_code == 204
     return Target(
         customer=a,
         other=b,
@@ -222,6 +225,7 @@ def target(world: World) -> Target:
         dsr_request=r.json()["id"],
         confirmation_token=confirmation,
         receipt=receipt,
+        erased=erased,
     )
 
 
@@ -387,6 +391,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     # data-subject rights
     ("GET", "/v1/customers/{customer_id}/export"): Route(DSR, 200, get(cust("/export"))),
     ("DELETE", "/v1/customers/{customer_id}"): Route(DSR, 204, send(cust())),
+    ("GET", "/v1/customers/{customer_id}/erasure-certificate"): Route(
+        DSR, 200, get(lambda t: f"/v1/customers/{t.erased}/erasure-certificate")
+    ),
     ("POST", "/v1/customers/{customer_id}/legal-hold"): Route(
         DSR, 200, send(cust("/legal-hold"), {"reason": "Steuerprüfung 2026"})
     ),

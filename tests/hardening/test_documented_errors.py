@@ -292,6 +292,10 @@ def email_taken(x: Call) -> None:
     expect(x.call(json={"attributes": {"email": email}}), 409, "duplicate_value")
 
 
+def never_erased(x: Call) -> None:
+    expect(x.call(url=x.url(customer_id=x.customer)), 404, "erasure_certificate_not_found")
+
+
 def legal_hold(x: Call) -> None:
     r = x.client.post(
         f"/v1/customers/{x.customer}/legal-hold",
@@ -405,6 +409,7 @@ SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
     ("POST", "/v1/customers/lookup", 404): nobody_has_it,
     ("POST", "/v1/customers/import", 422): import_too_many_lines,
     ("DELETE", "/v1/customers/{customer_id}", 409): legal_hold,
+    ("GET", "/v1/customers/{customer_id}/erasure-certificate", 404): never_erased,
     ("POST", "/v1/customers/{customer_id}/consents", 409): idempotency_race,
     ("POST", "/v1/consents/confirm", 404): confirm_unknown_token,
     ("POST", "/v1/consents/confirm", 409): confirm_twice,

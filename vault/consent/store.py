@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Row, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Row, and_, bindparam, delete, func, insert, select, update
 from sqlmodel import Session
 
 from vault.consent.models import (
@@ -342,3 +342,23 @@ def purge_idempotency(session: Session, before: datetime, limit: int) -> tuple[i
         stmt = delete(_IDEMPOTENCY).where(t.client == client, t.key == key, t.created_at < before)
         deleted += conn.execute(stmt).rowcount or 0
     return len(rows), deleted
+
+
+def shred_counts(session: Session, ids: Sequence[UUID]) -> dict[UUID, dict[str, int]]:
+    """How many rows :func:`shred` is about to delete per customer (erasure certificates):
+    ``confirmation_tokens`` and ``idempotency_answers``."""
+    conn = session.connection()
+    out: dict[UUID, dict[str, int]] = {
+        cid: {"confirmation_tokens": 0, "idempotency_answers": 0} for cid in ids
+    }
+    for table, name in (
+        (_CONFIRMATION, "confirmation_tokens"),
+        (_IDEMPOTENCY, "idempotency_answers"),
+    ):
+        for cid, n in conn.execute(
+            select(table.c.customer_id, func.count())
+            .where(table.c.customer_id.in_(ids))
+            .group_by(table.c.customer_id)
+        ):
+            out[cid][name] = n
+    return out

@@ -9,6 +9,7 @@ HMAC algorithms and any header that points at another key (``jku``, ``x5u``, ``j
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any
@@ -117,6 +118,32 @@ class Signer:
         return jws.sign(
             payload, self._private_key, algorithm=ALGORITHM, headers={"typ": typ, "kid": self.kid}
         )
+
+    def verify_payload(self, token: str, *, typ: str) -> dict[str, Any]:
+        """Check a JWS over an arbitrary JSON object (:meth:`sign_payload`): exactly ES256,
+        this vault's ``kid``, the expected ``typ`` (so no other kind of token passes), no header
+        pointing at another key. Returns the payload; :class:`TokenInvalid` otherwise."""
+        if not isinstance(token, str) or len(token) > _MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise TokenInvalid("not a compact JWS")
+        try:
+            header = jws.get_unverified_header(token)
+        except JOSEError:
+            raise TokenInvalid("unreadable header") from None
+        if (
+            header.get("alg") != ALGORITHM
+            or header.get("typ") != typ
+            or header.get("kid") != self.kid
+            or _FORBIDDEN_HEADERS.intersection(header)
+        ):
+            raise TokenInvalid("header not acceptable")
+        try:
+            raw = jws.verify(token, self._public_pem, algorithms=ALLOWED_ALGORITHMS)
+            payload = json.loads(raw)
+        except (JOSEError, ValueError):
+            raise TokenInvalid("signature or payload not acceptable") from None
+        if not isinstance(payload, dict):
+            raise TokenInvalid("payload is not a JSON object")
+        return payload
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.public_jwk]}

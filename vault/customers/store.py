@@ -176,3 +176,30 @@ def not_erased_ids():
     """A subquery of the ids of customers not erased (other domains filter their rows by it,
     e.g. the consent expiry sweep)."""
     return select(_CUSTOMER.c.id).where(_CUSTOMER.c.status != CustomerStatus.ERASED)
+
+
+def shred_inventory(session: Session, ids: Sequence[UUID]) -> dict[UUID, dict]:
+    """What :func:`shred` is about to destroy, per customer, for the erasure certificate: the
+    KEK that wraps the data key, the number of values and blind-index rows and the attribute
+    names (never values). Customers that are not found are left out."""
+    conn = session.connection()
+    out: dict[UUID, dict] = {
+        cid: {"kek_id": kek, "values": 0, "index_entries": 0, "attributes": []}
+        for cid, kek in conn.execute(
+            select(_CUSTOMER.c.id, _CUSTOMER.c.kek_id).where(_CUSTOMER.c.id.in_(ids))
+        )
+    }
+    for cid, attribute in conn.execute(
+        select(_VALUE.c.customer_id, _VALUE.c.attribute)
+        .where(_VALUE.c.customer_id.in_(ids))
+        .order_by(_VALUE.c.customer_id, _VALUE.c.attribute)
+    ):
+        out[cid]["values"] += 1
+        out[cid]["attributes"].append(attribute)
+    for cid, n in conn.execute(
+        select(_INDEX.c.customer_id, func.count())
+        .where(_INDEX.c.customer_id.in_(ids))
+        .group_by(_INDEX.c.customer_id)
+    ):
+        out[cid]["index_entries"] = n
+    return out

@@ -65,3 +65,8 @@ class RequestNotFound(NotFound):
 class RequestClosed(Conflict):
     code = "dsr_request_closed"
     default_detail = "This request is already closed."
+
+
+class ErasureCertificateNotFound(NotFound):
+    code = "erasure_certificate_not_found"
+    default_detail = "This customer has no erasure certificate (it was never erased here)."

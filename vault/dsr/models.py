@@ -3,7 +3,8 @@
 
 ``dsr_request`` tracks every request a data subject makes (Art. 12(3): answer within one month,
 extendable by two further months with a reason). The tombstone and legal-hold fields live on
-the ``customer`` row (migration 0006).
+the ``customer`` row (migration 0006). ``erasure_certificate`` keeps the signed certificate of
+every erasure (ids, counts and attribute names only: it outlives the erasure).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID, uuid4
 
-from sqlalchemy import Index
+from sqlalchemy import Index, Text
 from sqlmodel import Field, SQLModel
 
 from vault.db import UTCDateTime, utcnow
@@ -53,3 +54,17 @@ class DataSubjectRequest(SQLModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     close_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ErasureCertificate(SQLModel, table=True):
+    """The signed certificate of one erasure (:mod:`vault.dsr.erasure`): a compact JWS
+    (``typ`` ``erasure-certificate+jwt``) whose payload names the customer id, the time, what was
+    destroyed (KEK id, counts, attribute names) and the DSR request. No PII."""
+
+    __tablename__ = "erasure_certificate"
+
+    id: UUID = Field(primary_key=True)
+    customer_id: UUID = Field(foreign_key="customer.id", unique=True)
+    issued_at: datetime = Field(sa_type=UTCDateTime)
+    dsr_request_id: UUID | None = Field(default=None)
+    certificate: str = Field(sa_type=Text)

@@ -20,6 +20,7 @@ from vault.dsr.models import RequestKind, RequestStatus
 from vault.dsr.schemas import (
     CustomerRights,
     DataExport,
+    ErasureCertificatePublic,
     LegalHoldSet,
     ObjectionBody,
     RequestClose,
@@ -84,22 +85,63 @@ def export_customer(
     "/v1/customers/{customer_id}",
     operation_id="erase_customer",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=responses(*_CUSTOMER, dsr_errors.LegalHold, dsr_errors.ErasureIncomplete),
+    responses={
+        **responses(*_CUSTOMER, dsr_errors.LegalHold, dsr_errors.ErasureIncomplete),
+        204: {
+            "description": "Erased. The signed erasure certificate is in the header.",
+            "headers": {
+                "Erasure-Certificate": {
+                    "description": "compact JWS (typ erasure-certificate+jwt) under the key "
+                    "in /.well-known/jwks.json",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    },
 )
 def erase_customer(
-    request: Request, customer_id: UUID, session: SessionDep, principal: DsrExecutor
+    request: Request,
+    customer_id: UUID,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: DsrExecutor,
 ) -> Response:
     """Erase a customer (Art. 17) by destroying its data key; consent ledger and audit stay.
 
     Answered once no deleted byte is left in the database's files; 503 `erasure_incomplete`
     (with Retry-After) if a long reader kept SQLite from removing them: the customer is erased,
-    the vault finishes the cleanup with its next checkpoint."""
-    erasure.erase(
+    the vault finishes the cleanup with its next checkpoint. The answer carries the signed
+    erasure certificate (`Erasure-Certificate`)."""
+    erased = erasure.erase(
         session=session,
         customer_id=customer_id,
         by=principal.caller,
+        notary=erasure.Notary.of(runtime),
     )
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return Response(
+        status_code=status.HTTP_204_NO_CONTENT,
+        headers={"Erasure-Certificate": erased.certificate.jws},
+    )
+
+
+@router.get(
+    "/v1/customers/{customer_id}/erasure-certificate",
+    operation_id="get_erasure_certificate",
+    response_model=ErasureCertificatePublic,
+    responses=responses(dsr_errors.ErasureCertificateNotFound),
+)
+def get_erasure_certificate(
+    customer_id: UUID, session: SessionDep, principal: DsrExecutor
+) -> dict[str, Any]:
+    """The signed certificate of the customer's erasure (404 when it was never erased)."""
+    cert = erasure.certificate_of(session, customer_id)
+    if cert is None:
+        raise dsr_errors.ErasureCertificateNotFound()
+    return {
+        "customer_id": cert.customer_id,
+        "certificate": cert.jws,
+        "issued_at": cert.issued_at,
+    }
 
 
 @router.post(

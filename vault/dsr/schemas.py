@@ -101,3 +101,12 @@ class RetentionReport(BaseModel):
     by_attribute: dict[str, int]
     confirmations_deleted: int
     idempotency_deleted: int
+
+
+class ErasureCertificatePublic(BaseModel):
+    customer_id: UUID
+    certificate: str = PField(
+        description="compact JWS (typ erasure-certificate+jwt) under the key in "
+        "/.well-known/jwks.json; verify with 'vault erasure verify'"
+    )
+    issued_at: datetime

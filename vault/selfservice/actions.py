@@ -206,10 +206,12 @@ def erase(
     customer_id: UUID,
     confirmed: bool,
     by: Caller,
-) -> None:
+    notary: dsr_erasure.Notary,
+) -> dsr_erasure.Erased:
     """Erase the customer (crypto-shredding by the DSR service) after the explicit
     confirmation, and end every session and link of theirs in the same transaction."""
     if not confirmed:
         raise ErasureNotConfirmed()
-    dsr_erasure.erase(session=session, customer_id=customer_id, by=by)
+    erased = dsr_erasure.erase(session=session, customer_id=customer_id, by=by, notary=notary)
     end_customer_sessions(session=session, customer_id=customer_id)
+    return erased

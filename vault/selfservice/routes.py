@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from vault.auth.deps import LinkIssuer
 from vault.db import SessionDep
+from vault.dsr import erasure as dsr_erasure
 from vault.dsr.errors import ErasureIncomplete
 from vault.errors import CustomerErased, CustomerNotFound
 from vault.errors import responses as error_responses
@@ -328,6 +329,7 @@ def erase_confirm(request: Request, visit: VisitDep, lang: LangDep):
 def erase(
     request: Request,
     session: SessionDep,
+    runtime: RuntimeDep,
     visit: PostedVisitDep,
     lang: LangDep,
     confirm: Annotated[str, Form(max_length=8)] = "",
@@ -338,6 +340,7 @@ def erase(
         customer_id=visit.customer_id,
         confirmed=confirm == "yes",
         by=visit.caller,
+        notary=dsr_erasure.Notary.of(runtime),
     )
     _ = translator(lang)
     return farewell(
