@@ -76,7 +76,12 @@ def erase_many_cmd(
     with cli_runtime() as rt:
         try:
             with transaction(rt.engine) as session:
-                result = erasure.erase_many(session=session, customer_ids=wanted, by=CLI)
+                result = erasure.erase_many(
+                    session=session,
+                    customer_ids=wanted,
+                    by=CLI,
+                    notary=erasure.Notary.of(rt),
+                )
         except ErasureIncomplete as exc:
             incomplete = exc
     counts = {

@@ -52,6 +52,7 @@ from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
 from vault.provenance import Caller
 from vault.runtime import Runtime
+from vault.selfservice import sessions as selfservice_sessions
 
 _CHUNK = 500  # ids per IN (...) list
 _REQUEST = DataSubjectRequest.__table__
@@ -124,6 +125,7 @@ def _shred(session: Session, ids: list[UUID], actor: str, now: datetime) -> dict
     erasure request of each customer (for its certificate)."""
     customers_store.shred(session, ids, actor, now)
     consent_store.shred(session, ids)
+    selfservice_sessions.shred(session, ids)
     conn = session.connection()
     # Close every open erasure request of these customers; record one for the others.
     request_of: dict[UUID, UUID] = {

@@ -33,7 +33,6 @@ from vault.policy import Policy
 from vault.provenance import Caller
 from vault.selfservice.errors import ErasureNotConfirmed
 from vault.selfservice.models import SelfserviceSession
-from vault.selfservice.sessions import end_customer_sessions
 
 MAX_USER_AGENT = 256
 
@@ -208,10 +207,8 @@ def erase(
     by: Caller,
     notary: dsr_erasure.Notary,
 ) -> dsr_erasure.Erased:
-    """Erase the customer (crypto-shredding by the DSR service) after the explicit
-    confirmation, and end every session and link of theirs in the same transaction."""
+    """Erase the customer (crypto-shredding by the DSR service, which also ends every session
+    of theirs) after the explicit confirmation."""
     if not confirmed:
         raise ErasureNotConfirmed()
-    erased = dsr_erasure.erase(session=session, customer_id=customer_id, by=by, notary=notary)
-    end_customer_sessions(session=session, customer_id=customer_id)
-    return erased
+    return dsr_erasure.erase(session=session, customer_id=customer_id, by=by, notary=notary)

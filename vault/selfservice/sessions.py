@@ -206,10 +206,13 @@ def end_session(*, session: Session, token: str, customer_id: UUID, by: Caller) 
     )
 
 
-def end_customer_sessions(*, session: Session, customer_id: UUID) -> None:
-    """End every session of a customer (erasure). Their links stay until purged: opening one
-    answers 410 (used, or customer erased) rather than 401."""
-    session.execute(delete(SelfserviceSession).where(SelfserviceSession.customer_id == customer_id))
+def shred(session: Session, customer_ids: list[UUID]) -> None:
+    """Erasure, at every door: every session of these customers ends and its row goes. Their
+    links stay until purged (a link row holds a token hash, the customer id and times, no
+    personal data): opening one answers 410 (customer erased) rather than 401."""
+    session.execute(
+        delete(SelfserviceSession).where(SelfserviceSession.customer_id.in_(customer_ids))
+    )
 
 
 def csrf_token(session_token: str) -> str:
