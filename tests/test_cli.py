@@ -77,3 +77,31 @@ def test_openapi_command_writes_file(tmp_path):
     out = tmp_path / "o.json"
     r = CliRunner().invoke(app, ["openapi", "--output", str(out)])
     assert r.exit_code == 0 and json.loads(out.read_text())["info"]["title"] == "Consent Vault"
+
+
+@pytest.mark.parametrize(
+    ("environment", "named"),
+    [("prod", "VAULT_ENVIRONMENT"), ("production", "VAULT_MASTER_KEYS")],
+)
+def test_a_configuration_error_is_one_line_not_a_traceback(tmp_path, environment, named):
+    """``VAULT_ENVIRONMENT=prod`` once started a vault without production's checks."""
+    import os
+    import subprocess
+    import sys
+
+    from vault import PROJECT_ROOT
+
+    env = {**os.environ, "VAULT_ENVIRONMENT": environment, "VAULT_DATA_DIR": str(tmp_path)}
+    env.pop("VAULT_MASTER_KEYS", None)
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    r = subprocess.run(
+        [sys.executable, "-m", "vault.cli", "policies", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("configuration error: " + named), r.stderr
+    assert "Traceback" not in r.stderr

@@ -248,8 +248,25 @@ def erasure_verify(
     typer.echo(json.dumps(payload, indent=2))
 
 
-def main() -> None:  # pragma: no cover
-    sys.exit(app())
+def main() -> None:
+    """The console script. A configuration error is one clear line per problem (the variable
+    and what is wrong, never its value), exit status 2, instead of a traceback."""
+    from pydantic import ValidationError
+
+    from vault.crypto.keys import KeyConfigError
+
+    try:
+        app()
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            where = "_".join(str(part) for part in err["loc"]).upper()
+            name = f"VAULT_{where}: " if where else ""
+            message = err["msg"].removeprefix("Value error, ")
+            typer.echo(f"configuration error: {name}{message}", err=True)
+        sys.exit(2)
+    except KeyConfigError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

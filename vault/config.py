@@ -15,7 +15,10 @@ from vault import PROJECT_ROOT
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VAULT_", extra="ignore", frozen=True)
 
-    environment: str = Field("development", description="development | production")
+    # Only known values: "prod" must not start a vault that silently skips production's checks.
+    environment: Literal["development", "production"] = Field(
+        "development", description="development | production"
+    )
     data_dir: Path = Field(Path("./vault-data"), description="key file and SQLite file live here")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
     policies_dir: Path = Field(Path("./policies"), description="attributes.toml, purposes.toml")

@@ -165,6 +165,7 @@ def test_unknown_customer_erased_and_bad_purpose(client, session, runtime, custo
     app = reader(session, runtime, "order_fulfilment")
     r = read(client, app, "7f1f4b0c-0000-4000-8000-000000000000", "order_fulfilment")
     assert r.status_code == 404 and r.json()["error"] == "customer_not_found"
+    assert r.json()["detail"] == "No customer with this id."  # never "Allowed." on a denial
     r = client.get(f"/v1/customers/{customer.id}/data", headers=app)
     assert r.status_code == 422 and r.json()["error"] == "purpose_required"
     r = read(client, app, customer.id, "mind_reading")

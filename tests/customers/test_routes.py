@@ -206,3 +206,15 @@ def test_writes_and_lookups_are_audited_without_values(client, writer, session):
     assert all(r.actor_type == "client" for r in mine)
     dump = " ".join(str(r.model_dump()) for r in rows).lower()
     assert "audit.probe" not in dump and "quastenflosser" not in dump
+
+
+def test_unknown_top_level_keys_are_422_and_create_nothing(client, writer, session):
+    """``{"email": …}`` without ``attributes`` is a mistake, not an empty customer."""
+    before = _counts(session)
+    address = unique_email()
+    r = client.post("/v1/customers", json={"email": address}, headers=writer)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "validation_error"
+    assert r.json()["errors"][0]["type"] == "extra_forbidden"
+    assert address not in r.text  # the value is never echoed
+    assert _counts(session) == before

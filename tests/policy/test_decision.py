@@ -132,3 +132,13 @@ def test_registration_is_checked_before_anything_else():
         requested=["phone"],
     )
     assert d.reason == "purpose_not_permitted_for_client"
+
+
+def test_a_denial_never_reads_allowed():
+    """Every reason has its own sentence; a reason without one still says it was denied."""
+    from vault.policy.decision import DETAILS, Decision
+
+    for reason in (*DETAILS, "customer_not_found", "some_future_reason"):
+        assert Decision(False, reason).detail != "Allowed.", reason
+    assert Decision(False, "some_future_reason").detail == "Access denied."
+    assert Decision(True).detail == "Allowed."

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PField
 
 from vault.customers.models import Customer as Customer
@@ -16,6 +16,10 @@ from vault.customers.models import CustomerStatus as CustomerStatus
 
 
 class CustomerCreate(BaseModel):
+    # an unknown top-level key ({"email": …} without "attributes") is a mistake, not an empty
+    # customer: 422, and the key's value is never echoed
+    model_config = ConfigDict(extra="forbid")
+
     attributes: dict[str, Any] = PField(default_factory=dict)
     external_id: str | None = PField(None, min_length=1, max_length=200)
 

@@ -38,6 +38,7 @@ CONSENT_REASONS = {
 }
 
 DETAILS = {
+    "customer_not_found": "No customer with this id.",
     "purpose_not_permitted_for_client": "This client is not registered for the purpose.",
     "customer_erased": "This customer has been erased.",
     "restricted": "Processing of this customer's data is restricted (GDPR Art. 18).",
@@ -60,7 +61,9 @@ class Decision:
 
     @property
     def detail(self) -> str:
-        return DETAILS.get(self.reason or "", "Allowed.")
+        if self.allowed:
+            return "Allowed."
+        return DETAILS.get(self.reason or "", "Access denied.")
 
 
 def decide(
