@@ -92,6 +92,9 @@ def _signed(runtime, claims, typ="at+jwt", **headers):
         "jwk_header",
         "x5u_header",
         "wrong_kid",
+        "iat_in_the_future",
+        "lifetime_beyond_the_maximum",
+        "list_valued_aud",
     ],
 )
 def test_properly_signed_but_unacceptable_tokens_are_401(client, runtime, app_client, case):
@@ -118,6 +121,13 @@ def test_properly_signed_but_unacceptable_tokens_are_401(client, runtime, app_cl
         headers["x5u"] = "https://evil.example/cert.pem"
     elif case == "wrong_kid":
         headers["kid"] = "other"
+    elif case == "iat_in_the_future":  # beyond the 5 s leeway, still unexpired
+        claims["iat"] = int(time.time()) + 120
+        claims["exp"] = claims["iat"] + 300
+    elif case == "lifetime_beyond_the_maximum":
+        claims["exp"] = claims["iat"] + runtime.settings.token_ttl_seconds + 3600
+    elif case == "list_valued_aud":
+        claims["aud"] = [runtime.settings.token_audience, "someone-else"]
     tok = _signed(runtime, claims, typ=typ, **headers)
     r = _lookup(client, tok)
     assert r.status_code == 401, case
@@ -263,3 +273,33 @@ def test_no_other_vault_token_passes_as_an_access_token(
     )
     assert r.status_code == 401
     assert tok not in r.text
+
+
+def _respell_last_char(segment: str) -> str:
+    """The same bytes, spelled with other (ignored) trailing bits in the last character."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spare = {2: 4, 3: 2}[len(segment) % 4]  # unused low bits of the last character
+    index = alphabet.index(segment[-1])
+    return segment[:-1] + alphabet[index ^ ((1 << spare) - 1)]
+
+
+@pytest.mark.parametrize("how", ["padded_payload", "respelled_signature", "standard_alphabet"])
+def test_non_canonical_encodings_of_a_valid_token_are_401(client, runtime, app_client, how):
+    good = _signed(runtime, _claims(runtime, app_client))
+    assert _lookup(client, good).status_code == 404  # the original passes
+    header, payload, signature = good.split(".")
+    if how == "padded_payload":
+        payload += "=" * (-len(payload) % 4) or "===="
+    elif how == "respelled_signature":
+        signature = _respell_last_char(signature)
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        assert base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != signature
+    else:
+        signature = signature.replace("-", "+").replace("_", "/")
+        if signature == good.split(".")[2]:
+            pytest.skip("this signature has no - or _ to respell")
+    tok = ".".join((header, payload, signature))
+    assert tok != good
+    r = _lookup(client, tok)
+    assert r.status_code == 401, how
+    assert r.json()["error"] == "not_authenticated"

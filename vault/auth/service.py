@@ -191,6 +191,7 @@ def principal_from_token(
                 typ=ACCESS_TOKEN_TYP,
                 audience=settings.token_audience,
                 issuer=settings.issuer,
+                max_lifetime=settings.token_ttl_seconds,
             )
         except TokenInvalid:
             raise InvalidToken() from None

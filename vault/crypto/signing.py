@@ -9,7 +9,9 @@ HMAC algorithms and any header that points at another key (``jku``, ``x5u``, ``j
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import secrets
 import time
 from typing import Any
@@ -24,6 +26,32 @@ ALGORITHM = "ES256"
 ALLOWED_ALGORITHMS = [ALGORITHM]
 _FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit", "enc", "zip"})
 _MAX_TOKEN_LENGTH = 8192
+
+
+_LEEWAY = 5  # seconds of clock skew allowed on exp and iat
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _canonical(segment: str) -> bool:
+    """Whether ``segment`` is base64url exactly as an encoder writes it: the alphabet only, no
+    padding, and no stray bits in the last character (which decoders ignore, so one token
+    would otherwise have several spellings)."""
+    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        return False
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == segment
+
+
+def _check_claims(claims: dict[str, Any], max_lifetime: int | None) -> None:
+    aud, iat, exp = claims.get("aud"), claims.get("iat"), claims.get("exp")
+    if not isinstance(aud, str):
+        raise TokenInvalid("aud must be one audience")
+    if not isinstance(iat, int | float) or not isinstance(exp, int | float):
+        raise TokenInvalid("iat and exp must be numbers")
+    if iat > time.time() + _LEEWAY:
+        raise TokenInvalid("issued in the future")
+    if max_lifetime is not None and exp - iat > max_lifetime + _LEEWAY:
+        raise TokenInvalid("lifetime longer than allowed")
 
 
 class TokenInvalid(Exception):
@@ -80,10 +108,13 @@ class Signer:
         return self.sign(claims, typ=typ)
 
     def _check_header(self, token: str, typ: str) -> None:
-        """Before any signature check: a compact JWS (not JWE), exactly ES256, this vault's
-        ``kid``, the expected ``typ``, and no header that points at another key."""
+        """Before any signature check: a compact JWS (not JWE) in canonical base64url, exactly
+        ES256, this vault's ``kid``, the expected ``typ``, and no header that points at another
+        key."""
         if not isinstance(token, str) or len(token) > _MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise TokenInvalid("not a compact JWS")
+        if not all(_canonical(part) for part in token.split(".")):
+            raise TokenInvalid("not canonical base64url")
         try:
             header = jws.get_unverified_header(token)
         except JOSEError:
@@ -96,10 +127,22 @@ class Signer:
         ):
             raise TokenInvalid("header not acceptable")
 
-    def verify(self, token: str, *, typ: str, audience: str, issuer: str) -> dict[str, Any]:
+    def verify(
+        self,
+        token: str,
+        *,
+        typ: str,
+        audience: str,
+        issuer: str,
+        max_lifetime: int | None = None,
+    ) -> dict[str, Any]:
+        """The claims of an acceptable token. Beyond python-jose's checks: every segment in
+        canonical base64url (no padding, no other alphabet, no stray trailing bits), ``aud`` a
+        single string, ``iat`` not in the future (beyond the leeway), and ``exp - iat`` at most
+        ``max_lifetime`` seconds."""
         self._check_header(token, typ)
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 token,
                 self._public_pem,
                 algorithms=ALLOWED_ALGORITHMS,
@@ -112,11 +155,13 @@ class Signer:
                     "require_iat": True,
                     "require_sub": True,
                     "require_jti": True,
-                    "leeway": 5,
+                    "leeway": _LEEWAY,
                 },
             )
         except JOSEError:
             raise TokenInvalid("signature or claims not acceptable") from None
+        _check_claims(claims, max_lifetime)
+        return claims
 
     def sign_payload(self, payload: dict[str, Any], *, typ: str) -> str:
         """A JWS over an arbitrary JSON payload (consent receipts)."""
