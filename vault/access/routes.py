@@ -10,7 +10,7 @@ from sqlmodel import Session
 from vault.access import service
 from vault.access.schemas import AccessDenied, DataRead, PurposePublic
 from vault.audit import record as audit_record
-from vault.auth.deps import Bearer, DataReadBearer, DataReader, check_token
+from vault.auth.deps import Bearer, DataReadBearer, DataReader, check_bearer
 from vault.db import SessionDep, utcnow
 from vault.errors import UnknownAttribute, VaultError, responses
 from vault.http import NO_STORE
@@ -67,13 +67,7 @@ def _read(
     purpose: str | None,
     attributes: str | None,
 ) -> JSONResponse:
-    principal = check_token(
-        session=session,
-        runtime=runtime,
-        token=bearer.token,
-        scopes=bearer.scopes,
-        request_id=bearer.request_id,
-    )
+    principal = check_bearer(session=session, runtime=runtime, bearer=bearer)
     now = utcnow()
     try:
         pur = service.get_purpose(runtime.policy, purpose)

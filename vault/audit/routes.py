@@ -18,7 +18,7 @@ from vault.audit.record import record
 from vault.audit.schemas import AuditEventPage, VerifyResult
 from vault.audit.seal import seal_pending
 from vault.audit.verify import verify_engine
-from vault.auth.deps import AuditReadBearer, AuditReader, check_token
+from vault.auth.deps import AuditReadBearer, AuditReader, check_bearer
 from vault.db import SessionDep, transaction
 from vault.errors import responses
 from vault.http import page_size
@@ -165,13 +165,7 @@ def verify_audit_log(
     # The token check and the audit.read event commit in a transaction of their own first:
     # sealing and verifying run in theirs, and on SQLite no write lock may be held meanwhile.
     with transaction(runtime.engine) as session:
-        principal = check_token(
-            session=session,
-            runtime=runtime,
-            token=bearer.token,
-            scopes=bearer.scopes,
-            request_id=bearer.request_id,
-        )
+        principal = check_bearer(session=session, runtime=runtime, bearer=bearer)
         record(
             session=session,
             by=principal.caller,

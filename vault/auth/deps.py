@@ -91,6 +91,17 @@ class Bearer:
         return f"Bearer(***, scopes={self.scopes})"
 
 
+def check_bearer(*, session: Session, runtime: Runtime, bearer: Bearer) -> Principal:
+    """:func:`check_token` for a :class:`Bearer` taken unchecked by a hot route."""
+    return check_token(
+        session=session,
+        runtime=runtime,
+        token=bearer.token,
+        scopes=bearer.scopes,
+        request_id=bearer.request_id,
+    )
+
+
 async def bearer_for(
     request: Request,
     security_scopes: SecurityScopes,

@@ -13,7 +13,7 @@ from vault.auth.deps import (
     ConsentReader,
     ConsentWriteBearer,
     ConsentWriter,
-    check_token,
+    check_bearer,
 )
 from vault.consent import errors, idempotency, reads, schemas, service
 from vault.consent.schemas import (
@@ -104,13 +104,7 @@ def _record(
     write: ConsentWrite,
     idempotency_key: str | None,
 ) -> dict:
-    principal = check_token(
-        session=session,
-        runtime=runtime,
-        token=bearer.token,
-        scopes=bearer.scopes,
-        request_id=bearer.request_id,
-    )
+    principal = check_bearer(session=session, runtime=runtime, bearer=bearer)
     return idempotency.submit(
         session=session,
         policy=runtime.policy,

@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Security, status
 from sqlmodel import Session
 
-from vault.auth.deps import Bearer, CustomerWriter, bearer_for, check_token
+from vault.auth.deps import Bearer, CustomerWriter, bearer_for, check_bearer
 from vault.auth.scopes import Scope
 from vault.customers import importer, schemas, service
 from vault.customers.schemas import (
@@ -124,13 +124,7 @@ async def import_customers(
 
 
 def _import(*, session: Session, runtime: RuntimeDep, bearer: Bearer, lines: list[bytes]) -> dict:
-    principal = check_token(
-        session=session,
-        runtime=runtime,
-        token=bearer.token,
-        scopes=bearer.scopes,
-        request_id=bearer.request_id,
-    )
+    principal = check_bearer(session=session, runtime=runtime, bearer=bearer)
     report = importer.ImportReport()
     for chunk in importer.chunks(lines):
         importer.import_chunk(

@@ -339,20 +339,7 @@ def reapply(
         if active:
             _shred(session, active, by.actor, now)
             _emit_erased(session, active, now)
-            audit_record.record_many(
-                session=session,
-                events=[
-                    {
-                        "actor": by.actor,
-                        "action": AuditAction.DSR_ERASURE,
-                        "customer_id": cid,
-                        "reason": "journal_replay",
-                        "request_id": by.request_id,
-                        "now": now,
-                    }
-                    for cid in active
-                ],
-            )
+            _audit_erased(session, active, by, now, reason="journal_replay")
             done.extend(active)
         have = set(
             session.connection()
@@ -377,6 +364,18 @@ def finish_on_disk(engine: Engine, vacuum: Sequence[str] = ()) -> None:
 
 def _finish_after_commit(session: Session, vacuum: Sequence[str] = ()) -> None:
     after_commit(session, partial(finish_on_disk, session.get_bind(), vacuum))
+
+
+def _audit_erased(
+    session: Session, ids: Sequence[UUID], by: Caller, now: datetime, reason: str | None = None
+) -> None:
+    """One ``dsr.erasure`` audit event per erased customer, in one batch."""
+    event = {"actor": by.actor, "action": AuditAction.DSR_ERASURE, "request_id": by.request_id}
+    if reason is not None:
+        event["reason"] = reason
+    audit_record.record_many(
+        session=session, events=[{**event, "customer_id": cid, "now": now} for cid in ids]
+    )
 
 
 def _emit_erased(session: Session, ids: Sequence[UUID], now: datetime) -> None:
@@ -483,19 +482,7 @@ def erase_many(
         request_of = _shred(session, ids, by.actor, now)
         result.certificates.update(_certify(session, notary, inventory, request_of, by, now))
         _emit_erased(session, ids, now)
-        audit_record.record_many(
-            session=session,
-            events=[
-                {
-                    "actor": by.actor,
-                    "action": AuditAction.DSR_ERASURE,
-                    "customer_id": cid,
-                    "request_id": by.request_id,
-                    "now": now,
-                }
-                for cid in ids
-            ],
-        )
+        _audit_erased(session, ids, by, now)
         result.erased.extend(ids)
     if result.erased:
         _finish_after_commit(session, ERASED_TABLES)
