@@ -254,6 +254,7 @@ def main() -> None:
     from pydantic import ValidationError
 
     from vault.crypto.keys import KeyConfigError
+    from vault.policy import PolicyError
 
     try:
         app()
@@ -266,6 +267,10 @@ def main() -> None:
         sys.exit(2)
     except KeyConfigError as exc:
         typer.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+    except PolicyError as exc:  # vault serve, demo, …: the same lines as 'vault policies check'
+        for problem in exc.problems:
+            typer.echo(f"policy error: {problem}", err=True)
         sys.exit(2)
 
 

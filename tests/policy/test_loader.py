@@ -110,9 +110,84 @@ def test_check_cli_ok_on_example():
     assert result.exit_code == 0 and result.output.startswith("ok:")
 
 
-def test_invalid_toml_is_reported(tmp_path):
+@pytest.mark.parametrize("file", ["attributes.toml", "purposes.toml"])
+def test_one_toml_syntax_error_is_one_problem_with_line_and_column(tmp_path, file):
+    """A stray comma in attributes.toml once gave 40 problems: the TOML error, then an
+    'unknown attribute' for every attribute every purpose uses."""
     d = _copy(tmp_path)
-    (d / "attributes.toml").write_text("[[attribute]\nname=")
+    path = d / file
+    lines = path.read_text().splitlines(keepends=True)
+    row = next(
+        i for i, line in enumerate(lines) if line.startswith("title = ") or "label = {" in line
+    )
+    column = lines[row].index("{") + 1
+    lines[row] = lines[row].replace("{", "{,", 1)
+    path.write_text("".join(lines))
     with pytest.raises(PolicyError) as info:
         load_policy(d)
-    assert "attributes.toml: not valid TOML" in info.value.problems[0]
+    assert info.value.problems == [
+        f"{path}:{row + 1}:{column + 1}: not valid TOML: Invalid initial character for a key part"
+    ]
+    result = CliRunner().invoke(app, ["policies", "check", str(d)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"error: {info.value.problems[0]}"]
+
+
+def test_a_file_that_is_not_utf8_is_one_problem(tmp_path):
+    d = _copy(tmp_path)
+    (d / "purposes.toml").write_bytes(b'[controller]\nname = "Tante \xc4mma"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(d)
+    assert info.value.problems == [
+        f"{d / 'purposes.toml'}: not valid TOML: not UTF-8 text (byte 28)"
+    ]
+
+
+def test_a_key_of_the_wrong_shape_is_one_problem(tmp_path):
+    d = _copy(tmp_path)
+    (d / "attributes.toml").write_text('attribute = "email"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(d)
+    assert info.value.problems == [
+        f"{d / 'attributes.toml'}: 'attribute' must be a list of tables ([[attribute]]), "
+        "not a single value"
+    ]
+
+
+def test_a_controller_that_is_not_a_table_is_a_problem_not_a_crash(tmp_path):
+    d = _copy(tmp_path)
+    path = d / "purposes.toml"
+    text = path.read_text()
+    start = text.index("[controller]")
+    end = text.index("\n\n", start)
+    path.write_text(text[:start] + 'controller = "Tante Emma"' + text[end:])
+    with pytest.raises(PolicyError) as info:
+        load_policy(d)
+    assert info.value.problems == [f"{path}: 'controller' must be a table ([controller])"]
+
+
+def test_serve_with_a_broken_policy_prints_the_problem_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    d = _copy(tmp_path)
+    (d / "attributes.toml").write_text("[[attribute]\nname=")
+    env = {
+        **os.environ,
+        "VAULT_DATA_DIR": str(tmp_path / "data"),
+        "VAULT_POLICIES_DIR": str(d),
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "vault.cli", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"policy error: {d / 'attributes.toml'}:1:12: not valid TOML: "
+        "Expected ']]' at the end of an array declaration"
+    ]

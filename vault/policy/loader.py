@@ -31,15 +31,41 @@ class PolicyError(Exception):
         super().__init__("\n".join(problems))
 
 
-def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+# tomllib (3.11) puts the position only into its message: "... (at line 3, column 9)".
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    """The parsed file, or None after one problem naming the file (and, for a syntax error,
+    the line and column as ``file:line:column``, the form editors and CI annotations read)."""
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
         problems.append(f"{path}: file not found")
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}: not valid TOML: not UTF-8 text (byte {exc.start + 1})")
+    except OSError as exc:
+        problems.append(f"{path}: cannot be read: {exc.strerror or type(exc).__name__}")
     except tomllib.TOMLDecodeError as exc:
-        problems.append(f"{path}: not valid TOML: {exc}")
-    return {}
+        message = str(exc)
+        at = _TOML_POSITION.search(message)
+        if at is not None:
+            where = f"{path}:{at.group(1)}:{at.group(2)}"
+            message = message[: at.start()]
+        else:
+            where = str(path)
+        problems.append(f"{where}: not valid TOML: {message}")
+    return None
+
+
+def _tables(doc: dict[str, Any], key: str, path: Path, problems: list[str]) -> list[Any]:
+    """``[[key]]`` entries; anything else under that key is one problem, not one per item."""
+    entries = doc.get(key, [])
+    if not isinstance(entries, list):
+        problems.append(f"{path}: {key!r} must be a list of tables ([[{key}]]), not a single value")
+        return []
+    return entries
 
 
 def _parse(
@@ -68,9 +94,18 @@ def load_policy(directory: Path) -> Policy:
     problems: list[str] = []
     a_path, p_path = directory / ATTRIBUTES_FILE, directory / PURPOSES_FILE
     a_doc, p_doc = _read_toml(a_path, problems), _read_toml(p_path, problems)
+    if a_doc is None or p_doc is None:
+        # A file that cannot be read or parsed is the one problem to report: checking the other
+        # file against nothing would add a wrong "unknown attribute" for every reference.
+        raise PolicyError(problems)
+    a_entries = _tables(a_doc, "attribute", a_path, problems)
+    r_entries = _tables(p_doc, "recipient", p_path, problems)
+    p_entries = _tables(p_doc, "purpose", p_path, problems)
+    if problems:  # the same for a file of the wrong shape
+        raise PolicyError(problems)
 
     attributes: dict[str, Attribute] = {}
-    for i, raw in enumerate(a_doc.get("attribute", [])):
+    for i, raw in enumerate(a_entries):
         attr = _parse(Attribute, raw, a_path, "attribute", "name", i, problems)
         if attr is None:
             continue
@@ -92,7 +127,7 @@ def load_policy(directory: Path) -> Policy:
         problems.append(f"{a_path}: defines no [[attribute]]")
 
     recipients: dict[str, Recipient] = {}
-    for i, raw in enumerate(p_doc.get("recipient", [])):
+    for i, raw in enumerate(r_entries):
         rec = _parse(Recipient, raw, p_path, "recipient", "id", i, problems)
         if rec is None:
             continue
@@ -103,7 +138,7 @@ def load_policy(directory: Path) -> Policy:
         recipients[rec.id] = rec
 
     purposes: dict[str, Purpose] = {}
-    for i, raw in enumerate(p_doc.get("purpose", [])):
+    for i, raw in enumerate(p_entries):
         pur = _parse(Purpose, raw, p_path, "purpose", "id", i, problems)
         if pur is None:
             continue
@@ -151,9 +186,13 @@ def load_policy(directory: Path) -> Policy:
     if p_doc and not purposes and not problems:
         problems.append(f"{p_path}: defines no [[purpose]]")
 
+    controller_doc = p_doc.get("controller", {})
+    if not isinstance(controller_doc, dict):
+        problems.append(f"{p_path}: 'controller' must be a table ([controller])")
+        controller_doc = {}
     if problems:
         raise PolicyError(problems)
-    controller = {str(k): str(v) for k, v in p_doc.get("controller", {}).items()}
+    controller = {str(k): str(v) for k, v in controller_doc.items()}
     return Policy(
         attributes=attributes, purposes=purposes, recipients=recipients, controller=controller
     )
