@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from vault import PROJECT_ROOT
+from vault import shipped
 
 
 class Settings(BaseSettings):
@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         """``./policies`` if it exists here, else the example policies shipped with the code."""
         if self.policies_dir.is_dir() or self.policies_dir != Path("./policies"):
             return self.policies_dir
-        return PROJECT_ROOT / "policies"
+        return shipped("policies")
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
-from vault import PROJECT_ROOT, datadir
+from vault import datadir, shipped
 from vault.errors import VaultError
 
 log = logging.getLogger("vault.db")
@@ -44,7 +44,7 @@ NAMING_CONVENTION = {
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 metadata: MetaData = SQLModel.metadata
 
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+MIGRATIONS_DIR = shipped("migrations")
 
 
 def utcnow() -> datetime:
