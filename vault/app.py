@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from vault import __version__
+from vault import __version__, apidocs
 from vault.access.routes import router as access_router
 from vault.audit.routes import router as audit_router
 from vault.audit.seal import running_sealer
@@ -40,6 +40,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     app = FastAPI(
         lifespan=lifespan,
+        # /docs and /redoc from files shipped in the package, each with its own CSP (no CDN)
+        docs_url=None,
+        redoc_url=None,
         title="Consent Vault",
         version=__version__,
         description=(
@@ -62,10 +65,12 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(document_edge_errors(dsr_router))
 
     app.include_router(ops_router)
+    apidocs.install(app)
 
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=runtime.settings.max_body_bytes,
         larger={"/v1/customers/import": runtime.settings.max_import_bytes},
+        page_csp=apidocs.PAGE_CSP,
     )
     return app

@@ -34,12 +34,13 @@ from vault.errors import (
 
 log = logging.getLogger("vault")
 
+CSP = b"content-security-policy"
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (
-        b"content-security-policy",
+        CSP,
         b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
         b"frame-ancestors 'none'; base-uri 'none'",
     ),
@@ -48,22 +49,38 @@ SECURITY_HEADERS = [
 ]
 
 
+def security_headers(csp: bytes | None = None) -> list[tuple[bytes, bytes]]:
+    """The security headers, with a page's own Content-Security-Policy instead of the default."""
+    if csp is None:
+        return SECURITY_HEADERS
+    return [(name, csp if name == CSP else value) for name, value in SECURITY_HEADERS]
+
+
 # Answers carry personal data, tokens and secrets unless shown otherwise: no cache keeps them.
-# Only the self-service page's static files may be cached.
+# Only the shipped static files (self-service page, API docs) may be cached.
 NO_STORE_HEADER = (b"cache-control", b"no-store")
 # The same for the routes that answer personal data themselves, with HTTP/1.0's Pragma too.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-CACHEABLE_PREFIX = "/me/static/"
+CACHEABLE_PREFIXES = ("/me/static/", "/docs/static/")
 
 
 class EdgeMiddleware:
     """Request id, body-size cap, security headers and ``Cache-Control: no-store`` (unless the
-    route set its own), as plain ASGI (no per-request task)."""
+    route set its own), as plain ASGI (no per-request task). ``page_csp`` gives a few exact
+    paths a Content-Security-Policy of their own (the API docs); every other answer, errors
+    included, gets the strict default."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, larger: dict[str, int] | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        larger: dict[str, int] | None = None,
+        page_csp: dict[str, bytes] | None = None,
+    ):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.larger = larger or {}  # path -> its own limit (bulk import)
+        self.page_headers = {path: security_headers(csp) for path, csp in (page_csp or {}).items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +106,8 @@ class EdgeMiddleware:
                     raise PayloadTooLarge()
             return message
 
-        cacheable = scope["path"].startswith(CACHEABLE_PREFIX)
+        cacheable = scope["path"].startswith(CACHEABLE_PREFIXES)
+        edge_headers = self.page_headers.get(scope["path"], SECURITY_HEADERS)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started, answered
@@ -105,7 +123,7 @@ class EdgeMiddleware:
                 headers = list(message.get("headers", []))
                 if not cacheable and not any(n == b"cache-control" for n, _ in headers):
                     headers.append(NO_STORE_HEADER)
-                headers.extend(SECURITY_HEADERS)
+                headers.extend(edge_headers)
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)

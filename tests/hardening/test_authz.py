@@ -297,6 +297,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/openapi.json"): Route(PUBLIC, 200, get("/openapi.json")),
     ("GET", "/docs"): Route(PUBLIC, 200, get("/docs")),
     ("GET", "/docs/oauth2-redirect"): Route(PUBLIC, 200, get("/docs/oauth2-redirect")),
+    ("GET", "/docs/static"): Route(PUBLIC, 200, get("/docs/static/apidocs/swagger-init.js")),
     ("GET", "/redoc"): Route(PUBLIC, 200, get("/redoc")),
     ("GET", "/healthz"): Route(PUBLIC, 200, get("/healthz")),
     ("GET", "/metrics"): Route(PUBLIC, 200, get("/metrics")),

@@ -7,10 +7,10 @@ import uuid
 from tests import factories
 
 
-def _assert_edge_headers(r, what, *, no_store: bool = True) -> None:
-    from vault.http import SECURITY_HEADERS
+def _assert_edge_headers(r, what, *, no_store: bool = True, csp: bytes | None = None) -> None:
+    from vault.http import security_headers
 
-    for name, value in SECURITY_HEADERS:
+    for name, value in security_headers(csp):
         assert r.headers.get(name.decode()) == value.decode(), (what, name)
     assert len(r.headers.get("x-request-id", "")) == 16, what
     if no_store:
@@ -122,7 +122,6 @@ def test_error_and_edge_answers_carry_the_headers_too(client, limited):
         "health": client.get("/healthz"),
         "metrics": client.get("/metrics"),
         "openapi": client.get("/openapi.json"),
-        "docs": client.get("/docs"),
     }
     _, tight = limited(token_ip="1/hour", login_failures_ip="1/hour")
     form = {"grant_type": "client_credentials", "client_id": "cv_x", "client_secret": "y"}
@@ -143,3 +142,11 @@ def test_error_and_edge_answers_carry_the_headers_too(client, limited):
     missing = client.get("/me/static/nope.css")
     assert missing.status_code == 404
     _assert_edge_headers(missing, "static 404", no_store=False)
+    # the API docs: their own CSP on the three pages only, the strict one on their files
+    from vault.apidocs import PAGE_CSP
+
+    for path, csp in PAGE_CSP.items():
+        _assert_edge_headers(client.get(path), path, csp=csp)
+    for path in ("/docs/static/swagger-ui/swagger-ui.css", "/docs/static/nope.js", "/docs/x"):
+        r = client.get(path)
+        _assert_edge_headers(r, path, no_store=not path.startswith("/docs/static/"))
