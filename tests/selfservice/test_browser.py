@@ -194,7 +194,7 @@ def test_customer_manages_data_in_a_real_browser(live, backend) -> None:
         page.get_by_role("link", name="Meine Daten", exact=True).click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Meine Daten")
         expect(page.locator("dl.data")).to_contain_text("Erika")
-        expect(page.locator("dl.data")).to_contain_text("1984-05-17")
+        expect(page.locator("dl.data")).to_contain_text("17.05.1984")  # German date
         expect(page.locator("dl.data")).to_contain_text("1.250")  # German number format
         assert _labelled_controls_problems(page) == []
         page.screenshot(path=shots / "02-data.png", full_page=True)
@@ -286,3 +286,125 @@ def test_customer_manages_data_in_a_real_browser(live, backend) -> None:
         browser.close()
     api.close()
     assert len(list(shots.glob("*.png"))) >= 9
+
+
+# Issue 17 item 12: what a customer reads, at desktop and phone width, in both languages.
+WIDTHS = {"desktop": 1280, "phone": 390}
+LAYOUT_PAGES = {
+    "overview": "/me",
+    "consents": "/me/consents",
+    "data": "/me/data",
+    "activity": "/me/activity",
+    "erase": "/me/erase",
+}
+READABLE = {
+    # attribute: (what is stored, German, English)
+    "gender": ("not_stated", "keine Angabe", "not stated"),
+    "preferred_language": ("en", "Englisch", "English"),
+    "country": ("DE", "Deutschland", "Germany"),
+    "birth_date": ("1984-05-17", "17.05.1984", "May 17, 1984"),
+}
+
+
+def test_pages_read_well_at_desktop_and_phone_width_in_both_languages(live, backend) -> None:
+    """Labels instead of stored codes, dates in the page's language, a pending double opt-in
+    that reads as pending, consent cards that say an objection to direct marketing stops
+    them, no sideways scrolling at 390 px, and a link clicked again leads back to /me.
+    Screenshots of every page (desktop and phone, de and en) go to the artifacts."""
+    from playwright.sync_api import expect, sync_playwright
+
+    runtime, server = live
+    shots = ARTIFACTS / backend / "layout"
+    shots.mkdir(parents=True, exist_ok=True)
+    with Session(reader(runtime.engine), expire_on_commit=False) as session:
+        customer = factories.create_customer(
+            session,
+            runtime,
+            email="erika.mustermann-schulze.langer-name@beispiel-verlag.example",
+            first_name="Erika",
+            last_name="Mustermann-Schulze",
+            birth_date="1984-05-17",
+            street="Lindenstraße 98",
+            postal_code="10115",
+            city="Berlin",
+            country="DE",
+            gender="not_stated",
+            preferred_language="en",
+            favourite_categories="Schokolade, Bio, Kaffee",
+            loyalty_number="TE10000000",
+            loyalty_points=1250,
+        )
+        for purpose in ("personalised_offers", "newsletter"):  # the newsletter: double opt-in
+            factories.record_consent(session, runtime, customer.id, purpose)
+        issuer = factories.auth_headers(session, runtime, "selfservice:issue")
+        crm, _ = factories.create_client(
+            session,
+            runtime,
+            scopes=["data:read"],
+            purposes=["personalised_offers"],
+            name="CRM Angebote und Gutscheine (Kundenservice-System)",
+        )
+        reader_headers = {"Authorization": f"Bearer {factories.token(runtime, crm)}"}
+    api = httpx.Client(base_url=server.url, timeout=10)
+    data_url = f"/v1/customers/{customer.id}/data?purpose=personalised_offers"
+    for _ in range(2):  # "who used my data" has rows
+        assert api.get(data_url, headers=reader_headers).status_code == 200
+    url = api.post(f"/v1/customers/{customer.id}/selfservice-link", headers=issuer).json()["url"]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text))
+        page.goto(url)
+        assert page.url == server.url + "/me"
+
+        # the pending newsletter reads as pending on the overview and on its card
+        expect(page.locator(".cards")).to_contain_text("Wartet auf Ihre Bestätigung: Newsletter")
+        page.goto(server.url + "/me/consents")
+        card = page.locator("#p-newsletter")
+        expect(card.locator("h3")).to_contain_text("wartet auf Ihre Bestätigung")
+        expect(card.get_by_role("switch")).to_have_count(0)  # neither on nor off
+        expect(card.get_by_role("button", name="Anfrage zurückziehen: Newsletter")).to_be_visible()
+
+        # an objection to direct marketing: the affected consent cards say so
+        page.get_by_role("button", name="Der Direktwerbung widersprechen").click()
+        for purpose in ("personalised_offers", "newsletter", "push_notifications"):
+            expect(page.locator(f"#p-{purpose}")).to_contain_text(
+                "Sie haben der Direktwerbung widersprochen"
+            )
+        expect(page.locator("#p-dietary_recommendations")).not_to_contain_text("widersprochen")
+        assert api.get(data_url, headers=reader_headers).json()["error"] == "objected"
+
+        for lang in ("de", "en"):
+            for width_name, width in WIDTHS.items():
+                page.set_viewport_size({"width": width, "height": 900})
+                for name, path in LAYOUT_PAGES.items():
+                    page.goto(f"{server.url}{path}?lang={lang}")
+                    expect(page.locator("html")).to_have_attribute("lang", lang)
+                    scroll, inner = page.evaluate(
+                        "() => [document.documentElement.scrollWidth, window.innerWidth]"
+                    )
+                    assert scroll <= inner, (lang, width_name, name, scroll, inner)
+                    page.screenshot(path=shots / f"{lang}-{width_name}-{name}.png", full_page=True)
+            page.goto(f"{server.url}/me/data?lang={lang}")
+            shown = page.locator("dl.data").inner_text()
+            for stored, de, en in READABLE.values():
+                assert (de if lang == "de" else en) in shown, (lang, shown)
+                assert stored not in shown.split(), (lang, stored)
+            page.goto(f"{server.url}/me/consents?lang={lang}")
+            pending = "waiting for your confirmation" if lang == "en" else "wartet auf Ihre"
+            expect(page.locator("#p-newsletter h3")).to_contain_text(pending)
+
+        # the e-mail's link clicked again in this browser: back to /me, no error page
+        page.goto(url)
+        assert page.url == server.url + "/me"
+        expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
+
+        assert not [m for m in console if "Content Security Policy" in m], console
+        context.close()
+        browser.close()
+    api.close()
+    assert len(list(shots.glob("*.png"))) == 2 * len(WIDTHS) * len(LAYOUT_PAGES)

@@ -119,6 +119,30 @@ def test_link_opens_a_session_once_and_redirects_to_me(client, session, runtime,
     assert "set-cookie" not in again.headers
 
 
+def test_a_reused_link_while_signed_in_leads_back_to_me(client, session, runtime, customer):
+    """Clicking the e-mail's link again in the browser that is signed in with it is no error;
+    the same link in a browser signed in as someone else, or signed out, still is."""
+    path = issue_link(client, session, runtime, customer.id)
+    assert client.get(path, follow_redirects=False).status_code == 303
+    again = client.get(path, follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"] == "/me"
+    assert "set-cookie" not in again.headers  # the same session goes on
+    assert client.get("/me").status_code == 200
+    # expired as well as used: the same
+    session.execute(update(SelfserviceLink).values(expires_at=utcnow() - timedelta(seconds=1)))
+    session.commit()
+    assert client.get(path, follow_redirects=False).headers["location"] == "/me"
+    # a browser signed in as another customer gets the error page, not that customer's /me
+    other = TestClient(client.app)
+    sign_in(other, session, runtime, factories.create_customer(session, runtime).id)
+    refused = other.get(path, follow_redirects=False)
+    assert refused.status_code == 410 and "text/html" in refused.headers["content-type"]
+    # signed out: the error page
+    token = csrf(client, "/me")
+    client.post("/me/logout", data={"csrf_token": token})
+    assert client.get(path, follow_redirects=False).status_code == 410
+
+
 def test_forged_and_expired_links_are_refused_kindly(client, session, runtime, customer):
     r = client.get("/me/login/" + "A" * 43, follow_redirects=False)
     assert r.status_code == 401
@@ -397,7 +421,7 @@ def test_my_data_and_who_used_it(client, session, runtime, customer):
     assert r.status_code == 200
     sign_in(client, session, runtime, customer.id)
     data = client.get("/me/data")
-    assert "Erika" in data.text and "Vorname" in data.text and "1984-05-17" in data.text
+    assert "Erika" in data.text and "Vorname" in data.text and "17.05.1984" in data.text
     used = client.get("/me/activity?lang=en")
     assert "Kassen-App" in used.text
     assert "Loyalty card" in used.text

@@ -115,6 +115,20 @@ def load_policy(directory: Path) -> Policy:
         _check_i18n(where, {"label": attr.label}, problems)
         if attr.type is AttributeType.ENUM and not attr.values:
             problems.append(f"{where}: an enum attribute needs a non-empty 'values' list")
+        if attr.value_labels:
+            if attr.type is not AttributeType.ENUM:
+                problems.append(f"{where}: value_labels only apply to enum attributes")
+            for value in attr.value_labels:
+                if value not in attr.values:
+                    problems.append(f"{where}: value_labels names {value!r}, not one of values")
+            for value in attr.values:
+                if value not in attr.value_labels:
+                    problems.append(f"{where}: value_labels has no label for {value!r}")
+            _check_i18n(
+                where,
+                {f"value_labels.{v}": text for v, text in attr.value_labels.items()},
+                problems,
+            )
         if attr.pattern is not None:
             try:
                 re.compile(attr.pattern)

@@ -80,6 +80,7 @@ class Attribute(Strict):
     retention_days: int | None = Field(None, ge=1)
     # type-specific rules
     values: list[str] = []  # enum
+    value_labels: dict[str, I18nText] = {}  # enum: what people read instead of the value
     max_length: int = Field(200, ge=1, le=10_000)  # text
     min: int | None = None  # integer
     max: int | None = None

@@ -11,19 +11,21 @@ match of ``Accept-Language``, else German.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from vault.policy import Attribute, AttributeType
 
 HERE = Path(__file__).parent
 LOCALE_DIR = HERE / "locale"
@@ -64,6 +66,29 @@ def _value(value: Any, lang: str) -> str:
     if isinstance(value, int):
         return format_decimal(value, locale=lang)
     return str(value)
+
+
+def attribute_value(attribute: Attribute | None, value: Any, lang: str) -> str:
+    """A stored value as a person reads it in ``lang``: an enum's label from the policy
+    (``not_stated`` -> "keine Angabe"), a country's name (``DE`` -> "Deutschland"), a date in
+    the language's form ("17.05.1984", "May 17, 1984"), numbers and yes/no as :func:`_value`.
+    Anything unexpected is shown as stored, never dropped."""
+    if attribute is not None and isinstance(value, str):
+        if attribute.type is AttributeType.ENUM and value in attribute.value_labels:
+            return attribute.value_labels[value].get(lang)
+        if attribute.type is AttributeType.COUNTRY:
+            return _locale(lang).territories.get(value.upper(), value)
+        if attribute.type is AttributeType.DATE:
+            try:
+                return format_date(date.fromisoformat(value), format="medium", locale=lang)
+            except ValueError:
+                return value
+    return _value(value, lang)
+
+
+@cache
+def _locale(lang: str) -> Locale:
+    return Locale.parse(lang)
 
 
 @cache

@@ -106,8 +106,10 @@ def _gpc_titles(runtime: Any, visit: Visit, lang: str) -> list[str]:
 def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep, lang: LangDep):
     """Open a magic link once: start a session, then send the browser to /me (token gone).
 
-    Failed attempts are counted per client address; past the limit the page answers 429
-    (with Retry-After) before looking the token up, so links cannot be guessed at."""
+    A used or expired link opened again by the browser that is signed in with it (same
+    customer, live session) leads back to /me. Failed attempts are counted per client address;
+    past the limit the page answers 429 (with Retry-After) before looking the token up, so
+    links cannot be guessed at."""
     address = client_address(request)
     runtime.limiter.check("login_failures_ip", address)
     try:
@@ -117,7 +119,17 @@ def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep
             token=token,
             request_id=request.state.request_id,
         )
-    except (LinkInvalid, LinkUsed, LinkExpired):
+    except (LinkUsed, LinkExpired):
+        if sessions.signed_in_with_link(
+            session=session,
+            settings=runtime.settings,
+            token=token,
+            cookie=request.cookies.get(SESSION_COOKIE),
+        ):
+            return RedirectResponse("/me", status_code=303, headers=NO_STORE)
+        runtime.limiter.charge("login_failures_ip", address)
+        raise
+    except LinkInvalid:
         runtime.limiter.charge("login_failures_ip", address)
         raise
     if request.headers.get("sec-gpc", "").strip() == "1":
@@ -160,8 +172,10 @@ def overview(
         title=translator(lang)(N_("Overview")),
         csrf=visit.csrf,
         name=name,
-        on=sum(1 for p in view.consent if p.status == "granted"),
+        on=len(view.granted),
         total=len(view.consent),
+        pending=[p.title for p in view.pending],
+        objected_direct_marketing=view.objected_direct_marketing,
         gpc_refused=_gpc_titles(runtime, visit, lang),
         restricted=view.status == "restricted",
     )
@@ -185,7 +199,13 @@ def consents(
         message = _("Your choice on direct marketing has been saved.")
     elif saved in runtime.policy.purposes:
         title = runtime.policy.purposes[saved].title.get(lang)
-        message = _("Your choice for “%(title)s” has been saved.") % {"title": title}
+        if any(p.id == saved for p in view.pending):
+            message = _(
+                "Almost done: please confirm “%(title)s” with the link in the e-mail we are "
+                "sending you. Only then does your consent count."
+            ) % {"title": title}
+        else:
+            message = _("Your choice for “%(title)s” has been saved.") % {"title": title}
     return page(
         request,
         "consents.html",

@@ -171,6 +171,29 @@ def consume_link(
     return Started(cookie, row)
 
 
+def signed_in_with_link(
+    *,
+    session: Session,
+    settings: Settings,
+    token: str,
+    cookie: str | None,
+    now: datetime | None = None,
+) -> bool:
+    """Whether a browser that opens a used or expired link is already signed in, with a live
+    session, as that link's customer (the customer clicked the e-mail again): then it goes
+    back to /me instead of an error page. A session of another customer is no such proof."""
+    if not cookie or not token or len(token) > 200:
+        return False
+    link = session.get(SelfserviceLink, _hash(token))
+    if link is None:
+        return False
+    try:
+        row = open_session(session=session, settings=settings, token=cookie, now=now)
+    except SessionRequired:
+        return False
+    return row.customer_id == link.customer_id
+
+
 def open_session(
     *, session: Session, settings: Settings, token: str | None, now: datetime | None = None
 ) -> SelfserviceSession:

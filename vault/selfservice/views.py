@@ -6,7 +6,7 @@ never commit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -26,6 +26,7 @@ from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING
 from vault.policy.models import LegalBasis
 from vault.provenance import Caller
+from vault.selfservice import i18n
 
 # Only these actions appear on "who used my data": releases of data to apps.
 USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT)
@@ -53,10 +54,17 @@ class PurposeView:
     direct_marketing: bool
     objectable: bool  # Art. 21(1): legitimate interest
     objected: bool
+    # Art. 21(2): the customer objected to direct marketing and this purpose is such
+    stopped_by_objection: bool = False
 
     @property
     def switched_on(self) -> bool:
         return self.status in (EffectiveStatus.GRANTED, EffectiveStatus.PENDING_CONFIRMATION)
+
+    @property
+    def pending(self) -> bool:
+        """Double opt-in asked for but not confirmed: neither on nor off."""
+        return self.status == EffectiveStatus.PENDING_CONFIRMATION
 
 
 def _purpose_view(
@@ -103,6 +111,14 @@ class ConsentsView:
     objected_direct_marketing: bool
     status: str  # active | restricted
 
+    @property
+    def granted(self) -> list[PurposeView]:
+        return [p for p in self.consent if p.status == EffectiveStatus.GRANTED]
+
+    @property
+    def pending(self) -> list[PurposeView]:
+        return [p for p in self.consent if p.pending]
+
 
 def consents_view(
     *, session: Session, policy: Policy, customer_id: UUID, lang: str, now: datetime | None = None
@@ -113,19 +129,19 @@ def consents_view(
     states = consent_store.effective_states(
         session=session, policy=policy, customer_id=customer_id, now=now
     )
+    objected_dm = DIRECT_MARKETING in objections
     consent, other = [], []
     for purpose in policy.purposes.values():
-        if purpose.needs_consent:
-            consent.append(
-                _purpose_view(policy, purpose, lang, states[purpose.id].status, objections)
-            )
-        else:
-            other.append(_purpose_view(policy, purpose, lang, None, objections))
+        status = states[purpose.id].status if purpose.needs_consent else None
+        view = _purpose_view(policy, purpose, lang, status, objections)
+        if objected_dm and purpose.direct_marketing:
+            view = replace(view, stopped_by_objection=True)
+        (consent if purpose.needs_consent else other).append(view)
     return ConsentsView(
         consent=consent,
         other=other,
         direct_marketing=[p for p in consent + other if p.direct_marketing],
-        objected_direct_marketing=DIRECT_MARKETING in objections,
+        objected_direct_marketing=objected_dm,
         status=customer.status,
     )
 
@@ -144,6 +160,7 @@ class DataItem:
     name: str
     label: str
     value: Any
+    text: str  # the value as the customer reads it (labels, country names, local dates)
 
 
 def my_data(
@@ -160,14 +177,11 @@ def my_data(
     customer = customers_service.get_customer(session, customer_id)
     values = customers_service.decrypt_values(session=session, envelope=envelope, customer=customer)
     order = {name: i for i, name in enumerate(policy.attributes)}
-    items = [
-        DataItem(
-            name,
-            policy.attributes[name].label.get(lang) if name in policy.attributes else name,
-            value,
-        )
-        for name, value in values.items()
-    ]
+    items = []
+    for name, value in values.items():
+        attr = policy.attributes.get(name)
+        label = attr.label.get(lang) if attr is not None else name
+        items.append(DataItem(name, label, value, i18n.attribute_value(attr, value, lang)))
     items.sort(key=lambda item: order.get(item.name, len(order)))
     audit_record.record(
         session=session,
