@@ -92,6 +92,24 @@ def _edit(path: Path, old: str, new: str) -> None:
             'legal_basis = "because"',
             "purpose 'tax_records': legal_basis",
         ),
+        (
+            "attributes.toml",
+            "value_labels.not_stated =",
+            "value_labels.unknown =",
+            "attribute 'gender': value_labels names 'unknown', not one of values",
+        ),
+        (
+            "attributes.toml",
+            "value_labels.not_stated =",
+            "value_labels.unknown =",
+            "attribute 'gender': value_labels has no label for 'not_stated'",
+        ),
+        (
+            "attributes.toml",
+            'value_labels.pl = { de = "Polnisch", en = "Polish" }',
+            'value_labels.pl = { de = "Polnisch" }',
+            "attribute 'preferred_language': missing en translation of value_labels.pl",
+        ),
     ],
 )
 def test_check_names_file_entry_and_problem(tmp_path, file, old, new, expect):

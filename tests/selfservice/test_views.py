@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests import factories
 from vault.policy.models import I18nText
 from vault.selfservice import i18n, views
@@ -53,3 +55,23 @@ def test_purpose_view_shows_reduced_attributes_recipients_and_basis(session, run
     assert analytics.recipients == [("Statistik-Dienstleister (Auftragsverarbeiter)", "processor")]
     assert {p.id for p in view.direct_marketing} >= {"newsletter", "third_party_ads"}
     assert not any(p.objectable for p in view.consent)
+
+
+@pytest.mark.parametrize(
+    ("name", "stored", "de", "en"),
+    [
+        ("gender", "not_stated", "keine Angabe", "not stated"),
+        ("preferred_language", "en", "Englisch", "English"),
+        ("country", "DE", "Deutschland", "Germany"),
+        ("country", "AT", "Österreich", "Austria"),
+        ("birth_date", "1984-05-17", "17.05.1984", "May 17, 1984"),
+        ("loyalty_points", 1250, "1.250", "1,250"),
+        ("newsletter_html", True, "ja", "yes"),
+        ("first_name", "Erika", "Erika", "Erika"),
+        ("birth_date", "not-a-date", "not-a-date", "not-a-date"),  # shown as stored
+    ],
+)
+def test_values_read_as_labels_in_the_page_language(runtime, name, stored, de, en):
+    attribute = runtime.policy.attributes[name]
+    assert i18n.attribute_value(attribute, stored, "de") == de
+    assert i18n.attribute_value(attribute, stored, "en") == en
