@@ -1,5 +1,7 @@
 """The Art. 30 record: JSON and readable HTML, for dsr:execute or audit:read."""
 
+import re
+
 from tests.factories import auth_headers
 from vault.dsr import ropa
 
@@ -34,6 +36,40 @@ def test_record_as_html(client, session, runtime):
     assert "Statistics and range planning" in r.text and "Tante Emma Online GmbH" in r.text
     r = client.get("/v1/records-of-processing", params={"lang": "de"}, headers=headers)
     assert "Statistik und Sortimentsplanung" in r.text
+
+
+def test_the_page_reads_in_german_with_labels_and_the_stylesheet(client, session, runtime):
+    """Issue 17 item 12: the page had English headings whatever ?lang= said, raw keys
+    (legitimate_interest, processor, prefix2, policy_url) and no stylesheet."""
+    headers = {**auth_headers(session, runtime, "audit:read"), "Accept": "text/html"}
+    r = client.get("/v1/records-of-processing", params={"lang": "de"}, headers=headers)
+    html = r.text
+    assert '<html lang="de">' in html
+    assert "<h1>Verzeichnis von Verarbeitungstätigkeiten (Art. 30 Abs. 1 DSGVO)</h1>" in html
+    for heading in ("Verantwortlicher", "Kategorien betroffener Personen", "Technische und"):
+        assert f"<h2>{heading}" in html
+    for label in (
+        "Berechtigtes Interesse (Art. 6 Abs. 1 lit. f DSGVO)",
+        "Art. 9 Abs. 2 lit. a und Art. 6 Abs. 1 lit. a DSGVO",
+        "Auftragsverarbeiter (Art. 28)",
+        "nur das Jahr",
+        "Kontaktdaten",
+        "Gesundheitsdaten",
+        "Datenschutzerklärung",
+        "Rechtsordnung</th><td>Deutschland",
+        "3650 Tage",
+        "AES-256-GCM",
+    ):
+        assert label in html, label
+    text = re.sub(r"<code>[^<]*</code>|<[^>]+>", " ", html)  # purpose ids are shown as code
+    for raw in ("legitimate_interest", "legal_obligation", "processor", "prefix2", "policy_url"):
+        assert raw not in text, raw
+    stylesheet = f'<link rel="stylesheet" href="{runtime.settings.public_url}/me/static/style.css">'
+    assert stylesheet in html
+    english = client.get("/v1/records-of-processing", headers=headers).text
+    assert "<h2>Controller</h2>" in english and "Legitimate interest (GDPR Art. 6(1)(f))" in english
+    assert "Verantwortlicher" not in english
+    assert len(ropa.SECURITY_MEASURES_DE) == len(ropa.SECURITY_MEASURES)
 
 
 def test_html_is_escaped():

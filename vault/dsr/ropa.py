@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from vault.policy import LegalBasis, Policy
@@ -49,6 +50,151 @@ SECURITY_MEASURES = [
     "signed receipt.",
     "Values past their retention are deleted by the retention job (vault retention run).",
 ]
+
+SECURITY_MEASURES_DE = [
+    "Jeder Attributwert ist im Ruhezustand mit AES-256-GCM unter einem eigenen Datenschlüssel "
+    "seines Kunden verschlüsselt; die Datenschlüssel sind mit versionierten Schlüssel-"
+    "verschlüsselungsschlüsseln umschlossen (Rotation im laufenden Betrieb).",
+    "Die Löschung vernichtet den umschlossenen Datenschlüssel des Kunden (Crypto-Shredding) und "
+    "löscht Werte und Indexzeilen; SQLite überschreibt freigegebene Seiten (secure_delete).",
+    "Suchen nach E-Mail-Adresse, Telefonnummer oder externer Kennung nutzen verschlüsselte "
+    "HMAC-SHA256-Blindindizes, nie Klartext oder ungeschlüsselte Hashes.",
+    "Anwendungen melden sich mit OAuth2 Client Credentials an (Argon2id-Geheimnisse, kurzlebige "
+    "signierte Tokens); Berechtigungen und registrierte Zwecke begrenzen, was jede Anwendung tun "
+    "und lesen darf.",
+    "Jede Herausgabe wird je Zweck zum Zeitpunkt des Lesens gegen die Rechtsgrundlage geprüft "
+    "(Einwilligung, Widerspruch, Einschränkung), und nur die Attribute des Zwecks, reduziert wo "
+    "die Richtlinie es vorsieht, werden herausgegeben (Datenminimierung).",
+    "Jede Herausgabe, Ablehnung, Einwilligungsänderung, Betroffenenanfrage und Verwaltungsaktion "
+    "wird in ein nur erweiterbares, hashverkettetes Audit-Protokoll geschrieben, das durch "
+    "Ed25519-signierte Prüfpunkte versiegelt ist.",
+    "Das Einwilligungsjournal ist in der Datenbank nur erweiterbar (Trigger), und jede Erklärung "
+    "trägt eine signierte Quittung.",
+    "Werte nach Ablauf ihrer Aufbewahrungsfrist löscht der Aufbewahrungsjob (vault retention run).",
+]
+
+# What the readable page shows instead of the record's keys and codes (the JSON keeps the codes).
+LABELS: dict[str, dict[str, Any]] = {
+    "en": {
+        "title": "Records of processing activities (GDPR Art. 30(1))",
+        "controller": "Controller",
+        "controller_keys": {
+            "name": "Name",
+            "address": "Address",
+            "contact": "Data protection contact",
+            "policy_url": "Privacy notice",
+            "jurisdiction": "Jurisdiction",
+        },
+        "data_subjects": "Categories of data subjects",
+        "purpose": "purpose",
+        "version": "version",
+        "legal_basis": "Legal basis",
+        "legal_bases": {
+            "consent": "Consent",
+            "contract": "Performance of a contract",
+            "legal_obligation": "Legal obligation",
+            "legitimate_interest": "Legitimate interest",
+        },
+        "direct_marketing": "direct marketing (objection under Art. 21(2) always possible)",
+        "data_categories": "Categories of data",
+        "categories": {
+            "contact": "contact data",
+            "identity": "identity data",
+            "demographic": "demographic data",
+            "preference": "preferences",
+            "loyalty": "loyalty programme data",
+            "behavioural": "behavioural data",
+            "health": "health data",
+        },
+        "special": "special categories (Art. 9)",
+        "data": "Data",
+        "reductions": {
+            "year": "year only",
+            "prefix2": "first two digits only",
+            "domain": "domain only",
+        },
+        "reduced": "reduced to",
+        "deleted_after": "deleted {days} days after its last change",
+        "recipients": "Recipients",
+        "kinds": {
+            "internal": "internal",
+            "processor": "processor (Art. 28)",
+            "third_party": "third party",
+        },
+        "third_country": "third country",
+        "transfers": "Transfers to third countries",
+        "retention": "Retention",
+        "days": "{days} days",
+        "while_basis": "while the legal basis holds; until erasure",
+        "none": "none",
+        "measures": "Technical and organisational security measures (Art. 32)",
+    },
+    "de": {
+        "title": "Verzeichnis von Verarbeitungstätigkeiten (Art. 30 Abs. 1 DSGVO)",
+        "controller": "Verantwortlicher",
+        "controller_keys": {
+            "name": "Name",
+            "address": "Anschrift",
+            "contact": "Kontakt Datenschutz",
+            "policy_url": "Datenschutzerklärung",
+            "jurisdiction": "Rechtsordnung",
+        },
+        "data_subjects": "Kategorien betroffener Personen",
+        "purpose": "Zweck",
+        "version": "Version",
+        "legal_basis": "Rechtsgrundlage",
+        "legal_bases": {
+            "consent": "Einwilligung",
+            "contract": "Vertragserfüllung",
+            "legal_obligation": "Rechtliche Verpflichtung",
+            "legitimate_interest": "Berechtigtes Interesse",
+        },
+        "direct_marketing": "Direktwerbung (Widerspruch nach Art. 21 Abs. 2 jederzeit möglich)",
+        "data_categories": "Kategorien personenbezogener Daten",
+        "categories": {
+            "contact": "Kontaktdaten",
+            "identity": "Identitätsdaten",
+            "demographic": "demografische Daten",
+            "preference": "Präferenzen",
+            "loyalty": "Daten des Treueprogramms",
+            "behavioural": "Verhaltensdaten",
+            "health": "Gesundheitsdaten",
+        },
+        "special": "besondere Kategorien (Art. 9)",
+        "data": "Daten",
+        "reductions": {
+            "year": "nur das Jahr",
+            "prefix2": "nur die ersten zwei Ziffern",
+            "domain": "nur die Domain",
+        },
+        "reduced": "reduziert auf",
+        "deleted_after": "gelöscht {days} Tage nach der letzten Änderung",
+        "recipients": "Empfänger",
+        "kinds": {
+            "internal": "intern",
+            "processor": "Auftragsverarbeiter (Art. 28)",
+            "third_party": "Dritter",
+        },
+        "third_country": "Drittland",
+        "transfers": "Übermittlungen in Drittländer",
+        "retention": "Speicherdauer",
+        "days": "{days} Tage",
+        "while_basis": "solange die Rechtsgrundlage besteht; bis zur Löschung",
+        "none": "keine",
+        "measures": "Technische und organisatorische Maßnahmen (Art. 32)",
+    },
+}
+
+LEGAL_BASIS_ARTICLE_DE = {
+    LegalBasis.CONSENT.value: "Art. 6 Abs. 1 lit. a DSGVO",
+    LegalBasis.CONTRACT.value: "Art. 6 Abs. 1 lit. b DSGVO",
+    LegalBasis.LEGAL_OBLIGATION.value: "Art. 6 Abs. 1 lit. c DSGVO",
+    LegalBasis.LEGITIMATE_INTEREST.value: "Art. 6 Abs. 1 lit. f DSGVO",
+}
+EXPLICIT_CONSENT_ARTICLE = {
+    "en": "GDPR Art. 9(2)(a) and 6(1)(a)",
+    "de": "Art. 9 Abs. 2 lit. a und Art. 6 Abs. 1 lit. a DSGVO",
+}
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -116,5 +262,32 @@ def _env() -> Environment:
     )
 
 
-def render_html(record: dict[str, Any], lang: str = "en") -> str:
-    return _env().get_template("records_of_processing.html").render(r=record, lang=lang)
+def _article(activity: dict[str, Any], lang: str) -> str:
+    if lang != "de":
+        return activity.get("legal_basis_article", "")
+    if activity.get("legal_basis_article", "").startswith("GDPR Art. 9"):
+        return EXPLICIT_CONSENT_ARTICLE["de"]
+    return LEGAL_BASIS_ARTICLE_DE.get(activity.get("legal_basis", ""), "")
+
+
+def _country(code: str, lang: str) -> str:
+    return Locale.parse(lang).territories.get(code.upper(), code)
+
+
+def render_html(record: dict[str, Any], lang: str = "en", *, base_url: str = "") -> str:
+    """The record as a page in ``lang`` (de/en): labels instead of keys and codes, the
+    self-service page's stylesheet (from ``base_url``, so a saved copy still finds it)."""
+    lang = lang if lang in LABELS else "en"
+    return (
+        _env()
+        .get_template("records_of_processing.html")
+        .render(
+            r=record,
+            lang=lang,
+            t=LABELS[lang],
+            article=lambda a: _article(a, lang),
+            country=lambda c: _country(c, lang),
+            measures=SECURITY_MEASURES_DE if lang == "de" else record["security_measures"],
+            stylesheet=f"{base_url.rstrip('/')}/me/static/style.css",
+        )
+    )

@@ -448,5 +448,5 @@ def records_of_processing(
         raise Forbidden("This operation needs the scope dsr:execute or audit:read.")
     record = ropa.build(runtime.policy)
     if accept and "text/html" in accept and "application/json" not in accept:
-        return HTMLResponse(ropa.render_html(record, lang))
+        return HTMLResponse(ropa.render_html(record, lang, base_url=runtime.settings.public_url))
     return JSONResponse(record)
