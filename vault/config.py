@@ -12,6 +12,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from vault import shipped
 
 
+def parse_ports(value: str) -> frozenset[int]:
+    """``"80, 443"`` -> {80, 443}; ValueError for anything but ports 1-65535."""
+    ports = set()
+    for item in (i.strip() for i in value.split(",")):
+        if not item:
+            continue
+        if not (item.isascii() and item.isdigit()) or not 0 < int(item) < 65536:
+            raise ValueError(f"not a port (1-65535): {item[:20]!r}")
+        ports.add(int(item))
+    return frozenset(ports)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VAULT_", extra="ignore", frozen=True)
 
@@ -58,7 +70,12 @@ class Settings(BaseSettings):
     )
     # --- events and webhooks (vault.events) ---
     webhook_allowed_hosts: str = Field(
-        "", description="comma-separated hosts a webhook may use despite a non-public address"
+        "",
+        description="comma-separated hosts a webhook may use despite a non-public address "
+        "(and on any port)",
+    )
+    webhook_allowed_ports: str = Field(
+        "80,443,8080,8443", description="comma-separated ports a webhook URL may name"
     )
     webhook_max_attempts: int = Field(
         12, ge=1, le=100, description="attempts before a delivery is dead-lettered"
@@ -124,6 +141,11 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError(f"not a rate limit such as '10/minute': {value!r}") from None
         return value
+
+    @field_validator("webhook_allowed_ports")
+    @classmethod
+    def _ports(cls, value: str) -> str:
+        return ",".join(map(str, sorted(parse_ports(value))))
 
     @model_validator(mode="after")
     def _refuse_embedded_keys_in_production(self) -> Settings:

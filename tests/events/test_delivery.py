@@ -214,7 +214,9 @@ def test_redirects_are_not_followed(runtime, worker):
 def test_the_address_is_checked_again_at_delivery(runtime, receiver):
     subscribe(runtime, receiver.url)  # allowed when subscribed
     emit_many(runtime, [uuid.uuid4()], 1)
-    strict = runtime.settings.model_copy(update={"webhook_allowed_hosts": ""})
+    strict = runtime.settings.model_copy(
+        update={"webhook_allowed_hosts": "", "webhook_allowed_ports": str(receiver.port)}
+    )
     from dataclasses import replace
 
     with Worker(replace(runtime, settings=strict)) as w:
@@ -255,3 +257,63 @@ def test_a_hostname_is_pinned_to_the_checked_address(runtime, receiver):
     with Worker(rt, resolve=resolve) as w:
         assert drain(w, lambda: receiver.wait_for(1, timeout=0))
     assert receiver.accepted()[0].headers["host"] == f"hooks.test:{receiver.port}"
+
+
+def _subscribe_resolved(runtime, url: str, address: str) -> None:
+    """A subscription of ``url`` whose host resolved to ``address`` when it was made."""
+    from sqlmodel import Session
+
+    from vault.events import webhooks
+
+    def resolve(host, port, **kw):
+        return [(2, 1, 6, "", (address, port))]
+
+    with Session(runtime.engine) as s:
+        webhooks.create_webhook(
+            session=s,
+            envelope=runtime.envelope,
+            settings=runtime.settings,
+            url=url,
+            events=["customer.updated"],
+            by=Caller("cli"),
+            resolve=resolve,
+        )
+        s.commit()
+
+
+def test_dns_rebinding_to_a_6to4_wrapped_loopback_is_refused_at_delivery(runtime):
+    """The name resolved to a public address when subscribed; at delivery it resolves to
+    2002:7f00:1::1, which a 6to4 relay would carry to 127.0.0.1. The worker refuses it."""
+    _subscribe_resolved(runtime, "http://hooks.test:8080/hook", "93.184.216.34")
+    emit_many(runtime, [uuid.uuid4()], 1)
+    asked = []
+
+    def rebound(host, port, **kw):
+        asked.append((host, port))
+        return [(10, 1, 6, "", ("2002:7f00:1::1", port, 0, 0))]
+
+    with Worker(runtime, resolve=rebound) as w:
+        assert drain(w, lambda: tried(runtime, 0))
+    row = deliveries(runtime)[0]
+    assert asked == [("hooks.test", 8080)]
+    assert row.status == "failed"
+    assert row.last_error == "url_refused:webhook_url_forbidden"
+
+
+def test_a_port_no_longer_allowed_is_refused_at_delivery(runtime):
+    _subscribe_resolved(runtime, "http://hooks.test:8080/hook", "93.184.216.34")
+    emit_many(runtime, [uuid.uuid4()], 1)
+    from dataclasses import replace
+
+    strict = replace(
+        runtime, settings=runtime.settings.model_copy(update={"webhook_allowed_ports": "443"})
+    )
+
+    def public(host, port, **kw):
+        return [(2, 1, 6, "", ("93.184.216.34", port))]
+
+    with Worker(strict, resolve=public) as w:
+        assert drain(w, lambda: tried(runtime, 0))
+    row = deliveries(runtime)[0]
+    assert row.status == "failed"
+    assert row.last_error == "url_refused:webhook_port_forbidden"

@@ -156,6 +156,15 @@ def test_event_types_are_validated(client, manager, events):
         ("http://user:pw@127.0.0.1/hook", "webhook_url_invalid"),
         ("hook", "webhook_url_invalid"),
         ("http://no-such-host.invalid/hook", "webhook_host_unresolvable"),
+        # issue 17: IPv6 addresses that wrap a non-public IPv4 address, ports
+        ("http://[2002:7f00:1::1]/hook", "webhook_url_forbidden"),  # 6to4 of 127.0.0.1
+        ("http://[2002:a9fe:a9fe::]/latest/meta-data/", "webhook_url_forbidden"),  # metadata
+        ("http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/h", "webhook_url_forbidden"),  # Teredo
+        ("http://[::127.0.0.1]/hook", "webhook_url_forbidden"),  # IPv4-compatible
+        ("http://[::ffff:169.254.169.254]/hook", "webhook_url_forbidden"),  # IPv4-mapped
+        ("http://127.0.0.1:0/hook", "webhook_url_invalid"),  # port 0, even allowlisted
+        ("https://93.184.216.34:6379/hook", "webhook_port_forbidden"),
+        ("http://example.com:25/", "webhook_port_forbidden"),  # refused before resolving
     ],
 )
 def test_ssrf_targets_are_refused(client, runtime, manager, url, code):
@@ -172,7 +181,7 @@ def test_loopback_needs_the_allowlist(client, session, runtime, settings, manage
     # 127.0.0.1 is allowlisted in these tests; without it the same URL is refused
     ok = client.post(
         "/v1/webhooks",
-        json={"url": "http://127.0.0.1:9/hook", "events": ["consent.withdrawn"]},
+        json={"url": "http://127.0.0.1:8080/hook", "events": ["consent.withdrawn"]},
         headers=manager,
     )
     assert ok.status_code == 201
@@ -186,10 +195,12 @@ def test_loopback_needs_the_allowlist(client, session, runtime, settings, manage
     with TestClient(create_app(strict), raise_server_exceptions=False) as c:
         r = c.post(
             "/v1/webhooks",
-            json={"url": "http://127.0.0.1:9/hook", "events": ["consent.withdrawn"]},
+            json={"url": "http://127.0.0.1:8080/hook", "events": ["consent.withdrawn"]},
             headers=manager,
         )
-    assert r.status_code == 422 and r.json()["error"] == "webhook_url_forbidden"
+        assert r.status_code == 422 and r.json()["error"] == "webhook_url_forbidden"
+    with Session(runtime.engine) as s:
+        assert len(s.execute(select(Webhook)).all()) == 1  # only the allowlisted one
 
 
 def test_deliveries_list(client, runtime, manager, receiver):

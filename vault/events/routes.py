@@ -22,7 +22,12 @@ from vault.events.schemas import (
     WebhookPublic,
     WebhookWithSecret,
 )
-from vault.events.urls import WebhookHostUnresolvable, WebhookUrlForbidden, WebhookUrlInvalid
+from vault.events.urls import (
+    WebhookHostUnresolvable,
+    WebhookPortForbidden,
+    WebhookUrlForbidden,
+    WebhookUrlInvalid,
+)
 from vault.http import page_size
 from vault.runtime import RuntimeDep
 
@@ -35,7 +40,11 @@ router = APIRouter(tags=["webhooks"])
     status_code=status.HTTP_201_CREATED,
     response_model=WebhookWithSecret,
     responses=responses(
-        WebhookUrlInvalid, WebhookUrlForbidden, WebhookHostUnresolvable, InvalidRequest
+        WebhookUrlInvalid,
+        WebhookPortForbidden,
+        WebhookUrlForbidden,
+        WebhookHostUnresolvable,
+        InvalidRequest,
     ),
 )
 def create_webhook(

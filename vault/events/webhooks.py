@@ -32,15 +32,11 @@ from vault.events.models import (
 from vault.events.outbox import EVENT_TYPES
 from vault.events.schemas import DeliveryPublic, WebhookPublic, WebhookWithSecret
 from vault.events.secrets import decrypt_secret, encrypt_secret, generate_secret, sealing_kek
-from vault.events.urls import Resolver, check_url, parse_allowed_hosts
+from vault.events.urls import Allowlist, Resolver, check_url
 from vault.provenance import Caller
 
 SECRET_GRACE = timedelta(hours=24)
 PAGE_MAX = 1000  # largest page of webhooks or deliveries
-
-
-def _allowed_hosts(settings: Settings) -> frozenset[str]:
-    return parse_allowed_hosts(settings.webhook_allowed_hosts)
 
 
 def _audit(
@@ -86,7 +82,7 @@ def create_webhook(
             f"events must name known event types ({', '.join(sorted(EVENT_TYPES))}).",
             code="unknown_event_type",
         )
-    target = check_url(url, allowed_hosts=_allowed_hosts(settings), resolve=resolve)
+    target = check_url(url, allow=Allowlist.of(settings), resolve=resolve)
     webhook_id = uuid4()
     secret = generate_secret()
     webhook = Webhook(

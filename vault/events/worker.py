@@ -40,7 +40,7 @@ from vault.db import transaction, try_advisory_lock, utcnow
 from vault.errors import VaultError
 from vault.events import queue, webhooks
 from vault.events.secrets import decrypt_secret
-from vault.events.urls import Resolver, check_url, parse_allowed_hosts
+from vault.events.urls import Allowlist, Resolver, check_url
 from vault.runtime import Runtime
 
 log = logging.getLogger("vault.events.worker")
@@ -110,7 +110,7 @@ class Worker:
         )
         self.resolve = resolve
         self.clock = clock
-        self.allowed_hosts = parse_allowed_hosts(self.settings.webhook_allowed_hosts)
+        self.allow = Allowlist.of(self.settings)
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
         self.stats = {"delivered": 0, "failed": 0, "dead": 0}
@@ -282,7 +282,7 @@ class Worker:
         """One HTTP attempt; never raises."""
         now = self.clock()
         try:
-            target = check_url(job.url, allowed_hosts=self.allowed_hosts, resolve=self.resolve)
+            target = check_url(job.url, allow=self.allow, resolve=self.resolve)
         except VaultError as exc:
             return queue.Outcome(ok=False, error=f"url_refused:{exc.code}")
         body = payload(job)
