@@ -76,11 +76,12 @@ def run(
             with Session(rt.engine) as s:
                 events_webhooks.create_webhook(
                     session=s,
-                    keys=rt.keys,
+                    envelope=rt.envelope,
                     settings=settings,
                     url=receiver.url,
                     events=["customer.updated"],
                     by=Caller("bench"),
+                    scopes=None,
                 )
                 s.commit()
             ids = [uuid.uuid4() for _ in range(customers)]

@@ -25,6 +25,7 @@ def subscribe(
             url=url,
             events=list(events),
             by=Caller("cli"),
+            scopes=None,  # the operator
         )
         s.commit()
     return webhook, secret

@@ -8,11 +8,15 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from tests.events.helpers import emit_many, subscribe
-from tests.factories import auth_headers
+from tests.events.helpers import deliveries, emit_many, subscribe
+from tests.factories import auth_headers, create_client, token
 from vault.audit.models import AuditEvent
+from vault.auth.models import Client
+from vault.events import queue
 from vault.events.models import Webhook
+from vault.events.outbox import EVENT_TYPES
 from vault.events.secrets import decrypt_secret
+from vault.events.webhooks import READ_WITH
 
 ROUTES = [
     ("post", "/v1/webhooks", {"url": "http://127.0.0.1:9/h", "events": ["consent.withdrawn"]}),
@@ -41,7 +45,8 @@ def test_routes_need_a_token_and_the_scope(client, session, runtime, method, pat
 
 @pytest.fixture
 def manager(session, runtime):
-    headers = auth_headers(session, runtime, "webhooks:manage")
+    """A webhook manager whose scopes read every event type (consent:read, data:read)."""
+    headers = auth_headers(session, runtime, "webhooks:manage", "consent:read", "data:read")
     session.rollback()
     return headers
 
@@ -239,3 +244,116 @@ def test_metrics_count_deliveries_by_state(client, runtime, receiver):
     assert 'vault_webhook_deliveries{state="failed"} 0.0' in text
     assert 'vault_webhook_deliveries{state="dead"} 0.0' in text
     assert "vault_outbox_undispatched_events 0.0" in text
+
+
+# --- issue 17: a client subscribes only to what its own scopes read ---------------------------
+
+ALLOWED = [
+    ((), set()),
+    (("consent:read",), {"consent.granted", "consent.withdrawn", "consent.expired"}),
+    (("customers:write",), {"customer.updated"}),
+    (
+        ("data:read",),
+        {"customer.updated", "customer.restricted", "customer.objected", "customer.erased"},
+    ),
+    (("dsr:execute",), {"customer.restricted", "customer.objected", "customer.erased"}),
+    (("audit:read", "admin", "selfservice:issue", "consent:write"), set()),
+]
+
+
+def test_every_event_type_names_the_scopes_that_read_it():
+    assert set(READ_WITH) == EVENT_TYPES
+    assert all(READ_WITH.values())
+    assert not any("webhooks:manage" in scopes for scopes in READ_WITH.values())
+
+
+@pytest.mark.parametrize(("extra", "allowed"), ALLOWED, ids=lambda v: "+".join(v) or "alone")
+def test_webhooks_manage_subscribes_only_to_what_its_scopes_read(
+    client, session, runtime, extra, allowed
+):
+    headers = auth_headers(session, runtime, "webhooks:manage", *extra)
+    session.rollback()
+    for event in sorted(EVENT_TYPES):
+        r = client.post(
+            "/v1/webhooks",
+            json={"url": "http://127.0.0.1:9/hook", "events": [event]},
+            headers=headers,
+        )
+        if event in allowed:
+            assert r.status_code == 201, (event, r.text)
+        else:
+            assert r.status_code == 403, (event, r.text)
+            body = r.json()
+            assert body["error"] == "event_type_not_permitted"
+            assert event in body["detail"]
+            assert " or ".join(sorted(READ_WITH[event])) in body["detail"]
+    with Session(runtime.engine) as s:
+        assert len(s.execute(select(Webhook)).all()) == len(allowed)
+    assert len(_audit(runtime, "webhook.created")) == len(allowed)
+
+
+def test_one_unreadable_type_refuses_the_whole_subscription(client, session, runtime):
+    headers = auth_headers(session, runtime, "webhooks:manage", "consent:read")
+    session.rollback()
+    r = client.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["consent.withdrawn", "customer.erased"]},
+        headers=headers,
+    )
+    assert r.status_code == 403 and r.json()["error"] == "event_type_not_permitted"
+    assert "customer.erased" in r.json()["detail"]
+    assert "consent.withdrawn" not in r.json()["detail"]
+    assert "www-authenticate" not in r.headers  # the token is fine; the request asks too much
+    with Session(runtime.engine) as s:
+        assert s.execute(select(Webhook)).first() is None
+
+
+def test_dispatch_follows_the_creators_scopes_as_they_are_now(client, session, runtime):
+    """A scope taken from the client that made a subscription stops the events it read; a
+    disabled client's subscriptions get nothing; the operator's (CLI) are not limited."""
+    from datetime import UTC, datetime
+
+    app, _ = create_client(
+        session, runtime, scopes=["webhooks:manage", "consent:read", "data:read"]
+    )
+    headers = {"Authorization": f"Bearer {token(runtime, app)}"}
+    session.rollback()
+    r = client.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/app", "events": ["consent.withdrawn", "customer.erased"]},
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    app_hook = uuid.UUID(r.json()["id"])
+    cli_hook, _ = subscribe(runtime, "http://127.0.0.1:9/cli", ["customer.erased"])
+
+    def round_of(type_: str) -> list[tuple[uuid.UUID, str]]:
+        before = {d.id for d in deliveries(runtime)}
+        emit_many(runtime, [uuid.uuid4()], 1, type=type_)
+        with Session(runtime.engine) as s:
+            queue.dispatch(session=s, now=datetime.now(UTC))
+            s.commit()
+        return sorted((d.webhook_id, type_) for d in deliveries(runtime) if d.id not in before)
+
+    assert round_of("customer.erased") == sorted(
+        [(app_hook, "customer.erased"), (cli_hook.id, "customer.erased")]
+    )
+    with Session(runtime.engine) as s:  # data:read taken from the client
+        row = s.get(Client, app.id)
+        row.scopes = "webhooks:manage consent:read"
+        s.add(row)
+        s.commit()
+    assert round_of("customer.erased") == [(cli_hook.id, "customer.erased")]
+    assert round_of("consent.withdrawn") == [(app_hook, "consent.withdrawn")]
+    with Session(runtime.engine) as s:  # the client disabled
+        row = s.get(Client, app.id)
+        row.disabled_at = datetime.now(UTC)
+        s.add(row)
+        s.commit()
+    assert round_of("consent.withdrawn") == []
+    assert round_of("customer.erased") == [(cli_hook.id, "customer.erased")]
+    # the subscription itself is unchanged: it still shows what it asked for
+    one = client.get(
+        f"/v1/webhooks/{app_hook}", headers=auth_headers(session, runtime, "webhooks:manage")
+    ).json()
+    assert one["events"] == ["consent.withdrawn", "customer.erased"] and one["status"] == "active"

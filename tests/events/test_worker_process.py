@@ -111,7 +111,7 @@ def test_a_withdrawal_through_the_api_reaches_the_receiver_within_2_seconds(
     client, session, runtime, settings, receiver
 ):
     customer = create_customer(session, runtime)
-    headers = auth_headers(session, runtime, "consent:write", "webhooks:manage")
+    headers = auth_headers(session, runtime, "consent:write", "consent:read", "webhooks:manage")
     session.rollback()
     r = client.post(
         "/v1/webhooks",

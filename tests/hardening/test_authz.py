@@ -6,8 +6,9 @@ answer each caller must get; there is no per-caller list to forget. A route the 
 the table lacks fails ``test_every_route_is_in_the_table``, so a new route cannot slip past.
 
 Callers: nobody, an expired token (every scope), each scope alone, a data client registered
-for another purpose, an auditor (audit:read + consent:read), and the self-service session of
-another customer. Every denied call must change nothing; the permitted call comes last.
+for another purpose, an auditor (audit:read + consent:read), a webhook manager that may read
+consent (webhooks:manage + consent:read), and the self-service session of another customer.
+Every denied call must change nothing; the permitted call comes last.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ LINK = "link"  # the magic link in the path is the credential
 # A realistic read-only auditor, and a data client registered for a purpose the table's
 # requests never use.
 AUDITOR_SCOPES = (Scope.AUDIT_READ, Scope.CONSENT_READ)
+# webhooks:manage alone reads no event type: subscribing to consent events needs consent:read
+WEBHOOK_MANAGER_SCOPES = (Scope.WEBHOOKS_MANAGE, Scope.CONSENT_READ)
 OTHER_PURPOSE = "analytics"
 PURPOSE = "personalised_offers"
 
@@ -84,6 +87,7 @@ CALLERS = [
     *(f"scope:{s.value}" for s in Scope),
     "other_purpose",
     "auditor",
+    "webhook_manager",
     "selfservice_other",
 ]
 
@@ -117,6 +121,10 @@ def world(template, tmp_path_factory) -> Iterator[World]:
         tokens["other_purpose"] = factories.token(runtime, c)
         c, _ = factories.create_client(session, runtime, scopes=[s.value for s in AUDITOR_SCOPES])
         tokens["auditor"] = factories.token(runtime, c)
+        c, _ = factories.create_client(
+            session, runtime, scopes=[s.value for s in WEBHOOK_MANAGER_SCOPES]
+        )
+        tokens["webhook_manager"] = factories.token(runtime, c)
         now = int(time.time())
         tokens["expired"] = runtime.signer.sign(
             {
@@ -239,6 +247,10 @@ class Route:
     who: str | frozenset[str]  # PUBLIC, SELF, LINK, or the scopes any one of which suffices
     ok: int  # the permitted caller's status
     request: Request  # kwargs for TestClient.request, without method and auth
+    # what the request asks for needs one of these scopes too (a webhook's event types), or
+    # else 403 with ``body_error``
+    body_scopes: frozenset[str] = frozenset()
+    body_error: str = ""
 
 
 def scopes(*names: Scope) -> frozenset[str]:
@@ -357,6 +369,8 @@ ROUTES: dict[tuple[str, str], Route] = {
         scopes(S.WEBHOOKS_MANAGE),
         201,
         send("/v1/webhooks", {"url": "http://127.0.0.1:9/h2", "events": ["consent.withdrawn"]}),
+        body_scopes=scopes(S.CONSENT_READ),
+        body_error="event_type_not_permitted",
     ),
     ("GET", "/v1/webhooks"): Route(scopes(S.WEBHOOKS_MANAGE), 200, get("/v1/webhooks")),
     ("GET", "/v1/webhooks/{webhook_id}"): Route(scopes(S.WEBHOOKS_MANAGE), 200, get(hook())),
@@ -451,6 +465,7 @@ def caller_scopes(caller: str) -> frozenset[str]:
         "expired": frozenset(),  # never reaches a scope check
         "other_purpose": scopes(S.DATA_READ),
         "auditor": scopes(*AUDITOR_SCOPES),
+        "webhook_manager": scopes(*WEBHOOK_MANAGER_SCOPES),
     }.get(caller, frozenset())
 
 
@@ -473,6 +488,8 @@ def expected(route: Route, caller: str, method: str = "GET") -> Expect:
         return Expect(403, "insufficient_scope", 'error="insufficient_scope"')
     if caller == "other_purpose":  # holds data:read, but not for PURPOSE
         return Expect(403, "purpose_not_permitted_for_client")
+    if route.body_scopes and not held & route.body_scopes:
+        return Expect(403, route.body_error)
     return Expect(route.ok)
 
 
@@ -615,6 +632,9 @@ def doc_rows() -> list[str]:
             who = names[route.who]
         else:
             who = " or ".join(sorted(f"`{s}`" for s in route.who))
+            if route.body_scopes:
+                also = " or ".join(sorted(f"`{s}`" for s in route.body_scopes))
+                who += f", plus {also} to read the requested events"
         rows.append(f"| `{method} {path}` | {who} | {route.ok} |")
     return rows
 

@@ -105,7 +105,7 @@ class Call:
         r = self.client.post(
             "/v1/webhooks",
             json={"url": "http://127.0.0.1:9/hook", "events": ["consent.withdrawn"]},
-            headers=self.bearer("webhooks:manage"),
+            headers=self.bearer("webhooks:manage", "consent:read"),
         )
         assert r.status_code == 201, r.text
         return r.json()["id"]
@@ -338,6 +338,13 @@ def dsr_closed(x: Call) -> None:
     expect(x.call(), 409, "dsr_request_closed")
 
 
+def webhook_events_not_readable(x: Call) -> None:
+    """Both 403s: the scope is missing, or the scope is there but not one that reads the events
+    asked for (webhooks:manage alone reads nothing)."""
+    wrong_scope(x)
+    expect(x.call(auth=x.bearer("webhooks:manage")), 403, "event_type_not_permitted")
+
+
 def webhook_disabled(x: Call) -> None:
     r = x.client.post(f"/v1/webhooks/{x.webhook}/disable", headers=x.bearer("webhooks:manage"))
     assert r.status_code == 200, r.text
@@ -417,6 +424,7 @@ SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
     ("POST", "/v1/dsr/requests", 404): dsr_for_unknown_customer,
     ("POST", "/v1/dsr/requests/{request_uuid}/close", 409): dsr_closed,
     ("POST", "/v1/dsr/requests/{request_uuid}/extension", 409): dsr_closed,
+    ("POST", "/v1/webhooks", 403): webhook_events_not_readable,
     ("POST", "/v1/webhooks/{webhook_id}/rotate-secret", 409): webhook_disabled,
     ("POST", "/v1/webhooks/{webhook_id}/redeliver", 409): webhook_disabled,
 }

@@ -44,7 +44,7 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        return f"client:{self.client_id}"
+        return f"{CLIENT_ACTOR}{self.client_id}"
 
     @property
     def caller(self) -> Caller:
@@ -208,6 +208,23 @@ def principal_from_token(
         scopes=frozenset(token_scopes & set(_split(row[0]))),
         purposes=frozenset(_split(row[1])),
     )
+
+
+CLIENT_ACTOR = "client:"
+
+
+def scopes_of_clients(session: Session, actors: Iterable[str]) -> dict[str, frozenset[str]]:
+    """``{actor: scopes held now}`` for the actors among ``actors`` that name an app client
+    (``client:<id>``, as :attr:`Principal.actor` writes it). A deleted or disabled client
+    holds no scope; actors that are no client (the CLI) are left out."""
+    ids = {a.removeprefix(CLIENT_ACTOR) for a in actors if a.startswith(CLIENT_ACTOR)}
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Client.id, Client.scopes).where(Client.id.in_(ids), Client.disabled_at.is_(None))
+    ).all()
+    held = {cid: frozenset(_split(scopes)) for cid, scopes in rows}
+    return {CLIENT_ACTOR + cid: held.get(cid, frozenset()) for cid in ids}
 
 
 def client_names(session: Session, ids: Iterable[str]) -> dict[str, str]:

@@ -3,7 +3,7 @@ checks, in :mod:`vault.events.urls`)."""
 
 from __future__ import annotations
 
-from vault.errors import Conflict, NotFound, VaultError
+from vault.errors import Conflict, Forbidden, NotFound, VaultError
 
 
 class InvalidEvent(VaultError):
@@ -27,3 +27,13 @@ class WebhookDisabled(Conflict):
 class DeliveryNotFound(NotFound):
     code = "delivery_not_found"
     default_detail = "This event was not dispatched to this webhook subscription."
+
+
+class EventTypeNotPermitted(Forbidden):
+    """The client asked for events its own scopes could not read (docs/events.md)."""
+
+    code = "event_type_not_permitted"
+    default_detail = "The token's scopes do not cover these event types."
+
+    def headers(self) -> dict[str, str] | None:
+        return None

@@ -7,7 +7,9 @@ The states of a ``webhook_delivery``::
        |                          \\--attempt N failed--> dead --redeliver--> pending
 
 - **Dispatch** turns each committed outbox row into one delivery per active subscription that
-  wants its type (and existed when the event happened), then stamps ``dispatched_at``. One
+  wants its type (and existed when the event happened, and whose creating client still holds a
+  scope that reads the type: :data:`vault.events.webhooks.READ_WITH`), then stamps
+  ``dispatched_at``. One
   dispatcher at a time (``pg_try_advisory_xact_lock`` on PostgreSQL; SQLite's write lock), so
   the deliveries of one customer are created in ``seq`` order.
 - **Claim** takes up to *n* due deliveries and leases them to one worker (``claimed_until``):
@@ -34,6 +36,7 @@ from uuid import UUID
 from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlmodel import Session
 
+from vault.auth import service as auth_service
 from vault.config import Settings
 from vault.db import try_advisory_lock
 from vault.events.models import (
@@ -43,11 +46,14 @@ from vault.events.models import (
     WebhookDelivery,
     WebhookStatus,
 )
+from vault.events.outbox import EVENT_TYPES
+from vault.events.webhooks import readable_types
 
 _O = OutboxEvent.__table__
 _W = Webhook.__table__
 _D = WebhookDelivery.__table__
 _OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value)
+_ALL = frozenset(EVENT_TYPES)
 
 # pg_try_advisory_xact_lock keys ("vault" events: dispatch, expiry sweep)
 _DISPATCH_LOCK = 0x7661756C7401
@@ -78,11 +84,23 @@ def dispatch(*, session: Session, now: datetime, limit: int = 1000) -> int:
     if not rows:
         return 0
     hooks = session.execute(
-        select(_W.c.id, _W.c.events, _W.c.created_at).where(
+        select(_W.c.id, _W.c.events, _W.c.created_at, _W.c.created_by).where(
             _W.c.status == WebhookStatus.ACTIVE.value
         )
     ).all()
-    wanted = [(h.id, frozenset(split_events(h.events)), h.created_at) for h in hooks]
+    # A subscription made by an app client gets only what that client may read now (a scope
+    # taken away, a disabled or deleted client: those events are not dispatched to it);
+    # subscriptions made by the operator (CLI) are not limited.
+    held = auth_service.scopes_of_clients(session, {h.created_by for h in hooks})
+    wanted = [
+        (
+            h.id,
+            frozenset(split_events(h.events))
+            & (readable_types(held[h.created_by]) if h.created_by in held else _ALL),
+            h.created_at,
+        )
+        for h in hooks
+    ]
     deliveries = [
         {
             "webhook_id": hook_id,

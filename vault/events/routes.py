@@ -9,9 +9,14 @@ from fastapi import APIRouter, Query, Request, status
 
 from vault.auth.deps import WebhookManager
 from vault.db import SessionDep
-from vault.errors import InvalidRequest, responses
+from vault.errors import Forbidden, InvalidRequest, responses
 from vault.events import webhooks
-from vault.events.errors import DeliveryNotFound, WebhookDisabled, WebhookNotFound
+from vault.events.errors import (
+    DeliveryNotFound,
+    EventTypeNotPermitted,
+    WebhookDisabled,
+    WebhookNotFound,
+)
 from vault.events.models import DeliveryStatus
 from vault.events.schemas import (
     DeliveryList,
@@ -40,6 +45,8 @@ router = APIRouter(tags=["webhooks"])
     status_code=status.HTTP_201_CREATED,
     response_model=WebhookWithSecret,
     responses=responses(
+        Forbidden,
+        EventTypeNotPermitted,
         WebhookUrlInvalid,
         WebhookPortForbidden,
         WebhookUrlForbidden,
@@ -54,7 +61,11 @@ def create_webhook(
     runtime: RuntimeDep,
     principal: WebhookManager,
 ) -> WebhookWithSecret:
-    """Subscribe a URL to event types; the answer carries the signing secret, shown only now."""
+    """Subscribe a URL to event types; the answer carries the signing secret, shown only now.
+
+    Only event types the token's own scopes read (consent.* needs consent:read; customer.updated
+    customers:write or data:read; customer.restricted, .objected, .erased data:read or
+    dsr:execute): otherwise 403 `event_type_not_permitted`."""
     webhook, secret = webhooks.create_webhook(
         session=session,
         envelope=runtime.envelope,
@@ -62,6 +73,7 @@ def create_webhook(
         url=body.url,
         events=[e.value for e in body.events],
         by=principal.caller,
+        scopes=principal.scopes,
     )
     return webhooks.with_secret(webhook, secret)
 

@@ -2,6 +2,12 @@
 
 Every change is audited (the URL stays out of the audit log) and never committed here; the
 deliveries themselves are made by :mod:`vault.events.queue` and :mod:`vault.events.worker`.
+
+Who may subscribe to what (:data:`READ_WITH`): an event tells its receiver something about a
+customer, so an app client may subscribe only to event types that one of its own scopes could
+read through the API. ``webhooks:manage`` alone reads nothing. The rule holds for the life of the
+subscription: dispatch judges each client-made subscription by its creator's scopes *now*
+(:func:`vault.events.queue.dispatch`), as a token loses a scope taken from its client.
 """
 
 from __future__ import annotations
@@ -17,11 +23,17 @@ from sqlmodel import Session
 
 from vault.audit import record as audit_record
 from vault.audit.actions import AuditAction
+from vault.auth.scopes import Scope
 from vault.config import Settings
 from vault.crypto.envelope import Envelope
 from vault.db import utcnow
 from vault.errors import InvalidRequest
-from vault.events.errors import DeliveryNotFound, WebhookDisabled, WebhookNotFound
+from vault.events.errors import (
+    DeliveryNotFound,
+    EventTypeNotPermitted,
+    WebhookDisabled,
+    WebhookNotFound,
+)
 from vault.events.models import (
     DeliveryStatus,
     OutboxEvent,
@@ -29,7 +41,7 @@ from vault.events.models import (
     WebhookDelivery,
     WebhookStatus,
 )
-from vault.events.outbox import EVENT_TYPES
+from vault.events.outbox import EVENT_TYPES, EventType
 from vault.events.schemas import DeliveryPublic, WebhookPublic, WebhookWithSecret
 from vault.events.secrets import decrypt_secret, encrypt_secret, generate_secret, sealing_kek
 from vault.events.urls import Allowlist, Resolver, check_url
@@ -37,6 +49,28 @@ from vault.provenance import Caller
 
 SECRET_GRACE = timedelta(hours=24)
 PAGE_MAX = 1000  # largest page of webhooks or deliveries
+
+# Each event type, and the scopes any one of which reads what it tells (docs/events.md):
+# consent events are consent state (GET .../consents); a rectification is told to whoever
+# writes customers or reads their data (Art. 19: the recipients of the data); restriction,
+# objection and erasure are told to the privacy team and to every recipient of data, who must
+# stop (Arts. 17(2), 19) and who would meet them as 403/410 on its next read anyway.
+_CONSENT = frozenset({Scope.CONSENT_READ.value})
+_RECIPIENTS = frozenset({Scope.DATA_READ.value, Scope.DSR_EXECUTE.value})
+READ_WITH: dict[str, frozenset[str]] = {
+    EventType.CONSENT_GRANTED: _CONSENT,
+    EventType.CONSENT_WITHDRAWN: _CONSENT,
+    EventType.CONSENT_EXPIRED: _CONSENT,
+    EventType.CUSTOMER_UPDATED: frozenset({Scope.CUSTOMERS_WRITE.value, Scope.DATA_READ.value}),
+    EventType.CUSTOMER_RESTRICTED: _RECIPIENTS,
+    EventType.CUSTOMER_OBJECTED: _RECIPIENTS,
+    EventType.CUSTOMER_ERASED: _RECIPIENTS,
+}
+
+
+def readable_types(scopes: frozenset[str]) -> frozenset[str]:
+    """The event types a client holding ``scopes`` may receive."""
+    return frozenset(t for t, needs in READ_WITH.items() if needs & scopes)
 
 
 def _audit(
@@ -66,14 +100,17 @@ def create_webhook(
     url: str,
     events: Sequence[str],
     by: Caller,
+    scopes: frozenset[str] | None,
     now: datetime | None = None,
     resolve: Resolver = socket.getaddrinfo,
 ) -> tuple[Webhook, str]:
     """Subscribe ``url`` to ``events``; returns the subscription and its signing secret (the
-    only time the secret is returned, with :func:`rotate_secret`).
+    only time the secret is returned, with :func:`rotate_secret`). ``scopes`` are the calling
+    client's (``None``: the operator, on the command line, who may subscribe to anything).
 
-    Raises WebhookUrlInvalid, WebhookUrlForbidden, WebhookHostUnresolvable (SSRF checks) and
-    InvalidRequest (unknown event type)."""
+    Raises InvalidRequest (unknown event type), EventTypeNotPermitted (403: a type the scopes
+    do not read), WebhookUrlInvalid, WebhookPortForbidden, WebhookUrlForbidden,
+    WebhookHostUnresolvable (SSRF checks)."""
     now = now or utcnow()
     types = sorted({str(e) for e in events})
     unknown = [t for t in types if t not in EVENT_TYPES]
@@ -82,6 +119,14 @@ def create_webhook(
             f"events must name known event types ({', '.join(sorted(EVENT_TYPES))}).",
             code="unknown_event_type",
         )
+    if scopes is not None:
+        refused = [t for t in types if t not in readable_types(scopes)]
+        if refused:
+            raise EventTypeNotPermitted(
+                "The token's scopes do not read these event types: "
+                + "; ".join(f"{t} needs {' or '.join(sorted(READ_WITH[t]))}" for t in refused)
+                + "."
+            )
     target = check_url(url, allow=Allowlist.of(settings), resolve=resolve)
     webhook_id = uuid4()
     secret = generate_secret()
