@@ -400,6 +400,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/me/data"): Route(SELF, 200, get("/me/data")),
     ("GET", "/me/activity"): Route(SELF, 200, get("/me/activity")),
     ("GET", "/me/export"): Route(SELF, 200, get("/me/export")),
+    ("POST", "/me/export"): Route(SELF, 200, form("/me/export")),
     ("GET", "/me/erase"): Route(SELF, 200, get("/me/erase")),
     ("POST", "/me/erase"): Route(SELF, 200, form("/me/erase", {"confirm": "yes"})),
     ("POST", "/me/logout"): Route(SELF, 200, form("/me/logout")),

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from tests import factories
 
 # The self-service pages that take a form (not in the OpenAPI document: they are HTML).
-PAGE_FORMS = ["/me/consents/newsletter", "/me/objection", "/me/erase", "/me/logout"]
+PAGE_FORMS = ["/me/consents/newsletter", "/me/objection", "/me/export", "/me/erase", "/me/logout"]
 
 
 def _body_routes(app) -> list[tuple[str, str, str]]:

@@ -248,9 +248,10 @@ def test_customer_manages_data_in_a_real_browser(live, backend) -> None:
         expect(page.locator("dl.data")).to_contain_text("Date of birth")
         page.screenshot(path=shots / "06-data-en.png", full_page=True)
 
-        # 6. download the export
+        # 6. download the export: a button (a POST with the CSRF token), not a link
+        expect(page.get_by_role("link", name="Download my data (JSON)")).to_have_count(0)
         with page.expect_download() as download_info:
-            page.get_by_role("link", name="Download my data (JSON)").click()
+            page.get_by_role("button", name="Download my data (JSON)").click()
         download = download_info.value
         assert download.suggested_filename == "my-data.json"
         document = json.loads(Path(download.path()).read_text())

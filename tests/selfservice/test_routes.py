@@ -19,6 +19,7 @@ from vault.config import Settings
 from vault.consent.models import ConsentEvent
 from vault.customers.models import Customer
 from vault.db import utcnow
+from vault.dsr.models import DataSubjectRequest
 from vault.runtime import Runtime
 from vault.selfservice.models import SelfserviceLink, SelfserviceSession
 
@@ -180,7 +181,7 @@ def test_pages_need_a_session_and_are_never_cached(client, session, runtime, cus
         assert r.status_code == 401, path
         assert "text/html" in r.headers["content-type"]
     sign_in(client, session, runtime, customer.id)
-    for path in ("/me", "/me/consents", "/me/data", "/me/activity", "/me/erase"):
+    for path in ("/me", "/me/consents", "/me/data", "/me/activity", "/me/export", "/me/erase"):
         r = client.get(path)
         assert r.status_code == 200, path
         assert r.headers["cache-control"] == "no-store"
@@ -426,12 +427,55 @@ def test_my_data_and_who_used_it(client, session, runtime, customer):
     assert "Kassen-App" in used.text
     assert "Loyalty card" in used.text
     assert "First name" in used.text
-    export = client.get("/me/export")
+    export = client.post("/me/export", data={"csrf_token": csrf(client, "/me/data")})
     assert export.status_code == 200
     assert export.headers["content-disposition"].startswith("attachment")
     doc = export.json()
     assert doc["customer"]["id"] == str(customer.id)
     assert {a["name"]: a["value"] for a in doc["attributes"]}["first_name"] == "Erika"
+
+
+def _recorded(session, customer_id) -> tuple[list[str], list[str]]:
+    """The customer's data-subject requests (kinds) and audit actions so far."""
+    kinds = session.execute(
+        select(DataSubjectRequest.kind).where(DataSubjectRequest.customer_id == customer_id)
+    ).scalars()
+    actions = session.execute(
+        select(AuditEvent.action).where(AuditEvent.customer_id == customer_id)
+    ).scalars()
+    out = (sorted(kinds), sorted(actions))
+    session.rollback()
+    return out
+
+
+def test_get_export_records_nothing_only_the_button_exports(client, session, runtime, customer):
+    """Issue 17: a GET of /me/export (a prefetch, a link preview) filed a portability request
+    and audited an export. Now the GET explains and shows the button; the POST exports."""
+    sign_in(client, session, runtime, customer.id)
+    # the pages that offer the download offer this button, no link that a GET would follow
+    for page in ("/me/data", "/me/erase"):
+        html = client.get(page).text
+        assert 'method="post" action="/me/export"' in html and 'href="/me/export"' not in html
+    before = _recorded(session, customer.id)
+    for _ in range(2):
+        r = client.get("/me/export")
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        assert 'method="post" action="/me/export"' in r.text
+        assert "content-disposition" not in r.headers
+    assert _recorded(session, customer.id) == before
+    # a POST without the session's CSRF token is refused and records nothing
+    r = client.post("/me/export", data={"csrf_token": "0" * 64})
+    assert r.status_code == 403
+    assert _recorded(session, customer.id) == before
+    r = client.post("/me/export", data={"csrf_token": csrf(client, "/me/export")})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.headers["content-disposition"] == 'attachment; filename="my-data.json"'
+    assert r.headers["cache-control"] == "no-store"
+    assert r.json()["customer"]["id"] == str(customer.id)
+    kinds, actions = _recorded(session, customer.id)
+    assert kinds == sorted([*before[0], "portability"])
+    assert actions.count("dsr.portability") == before[1].count("dsr.portability") + 1
 
 
 def test_erasure_needs_confirmation_then_ends_link_and_session(client, session, runtime, customer):
@@ -483,7 +527,9 @@ def test_a_session_of_customer_a_never_touches_customer_b(client, session, runti
     assert client.post(f"/me/consents/{b.id}", data={"csrf_token": token}).status_code == 422
     page = client.get(f"/me/data?customer_id={b.id}")
     assert "Anna" in page.text and "Bernd" not in page.text
-    export = client.get(f"/me/export?customer_id={b.id}").json()
+    export = client.post(
+        f"/me/export?customer_id={b.id}", data={"csrf_token": token, "customer_id": str(b.id)}
+    ).json()
     assert export["customer"]["id"] == str(a.id)
     r = client.post(
         f"/me/erase?customer_id={b.id}",

@@ -310,9 +310,23 @@ def activity(
     )
 
 
-@router.get("/me/export", operation_id="selfservice_export")
-def export(request: Request, session: SessionDep, runtime: RuntimeDep, visit: VisitDep):
-    """The full export as a JSON download."""
+@router.get("/me/export", operation_id="selfservice_export_page")
+def export_page(request: Request, visit: VisitDep, lang: LangDep):
+    """What the download holds, and its button. Reads and records nothing: a GET (a prefetch,
+    a link preview, a crawler with the cookie) must not file a data-subject request."""
+    return page(
+        request,
+        "export.html",
+        lang=lang,
+        title=translator(lang)(N_("Take your data with you")),
+        csrf=visit.csrf,
+    )
+
+
+@router.post("/me/export", operation_id="selfservice_export")
+def export(request: Request, session: SessionDep, runtime: RuntimeDep, visit: PostedVisitDep):
+    """The full export as a JSON download, on the page's button (CSRF-checked): recorded as
+    the customer's Art. 15/20 request and audited by the DSR service."""
     document = actions.export(
         session=session,
         envelope=runtime.envelope,
