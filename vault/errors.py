@@ -72,8 +72,12 @@ class ValidationFailed(VaultError):
 
 
 class UnknownAttribute(VaultError):
+    """An attribute name the policy does not define. The name is client input (it may be an
+    e-mail address sent as a key): never echoed, in the detail or anywhere else."""
+
     code = "unknown_attribute"
     status = 422
+    default_detail = "The request names an attribute the policy does not define."
 
 
 class NotAuthenticated(VaultError):

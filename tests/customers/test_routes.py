@@ -71,7 +71,6 @@ def test_create_and_lookup(client, writer, session):
 @pytest.mark.parametrize(
     ("attributes", "named"),
     [
-        ({"email": "ok@example.de", "shoe_size": 42}, "shoe_size"),
         ({"email": "ok@example.de", "loyalty_points": "many"}, "loyalty_points"),
         ({"email": "not-an-address"}, "email"),
         ({"email": "ok@example.de", "phone": "12"}, "phone"),
@@ -91,7 +90,7 @@ def test_bad_values_are_422_naming_the_attribute_and_write_nothing(
     assert r.status_code == 422, r.text
     body = r.json()
     assert body["attribute"] == named and named in body["detail"]
-    assert body["error"] in {"unknown_attribute", "invalid_attribute_value"}
+    assert body["error"] == "invalid_attribute_value"  # unknown names: test_characters.py
     for value in attributes.values():
         if isinstance(value, str) and len(value) > 3:
             assert value not in r.text  # values are never echoed

@@ -35,9 +35,9 @@ from vault.consent.schemas import Channel
 from vault.crypto.envelope import Envelope
 from vault.crypto.signing import Signer
 from vault.customers.models import BlindIndex, Customer, CustomerValue
-from vault.customers.service import EXTERNAL_ID
+from vault.customers.service import EXTERNAL_ID, clean_external_id
 from vault.db import utcnow
-from vault.errors import VaultError
+from vault.errors import UnknownAttribute, VaultError
 from vault.policy import Policy
 from vault.policy.values import index_form, normalise
 from vault.provenance import Caller
@@ -115,14 +115,15 @@ def _parse_line(raw: bytes, line: int, policy: Policy, envelope: Envelope, now: 
         raise LineError("invalid_json", "The line is not a JSON object.") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("attributes", {}), dict):
         raise LineError("invalid_json", "The line must be an object with an 'attributes' object.")
-    unknown_keys = set(doc) - {"attributes", "external_id", "consents"}
-    if unknown_keys:
-        raise LineError("invalid_json", f"Unknown keys: {', '.join(sorted(unknown_keys))[:200]}.")
+    if set(doc) - {"attributes", "external_id", "consents"}:  # keys are input: not echoed
+        raise LineError(
+            "invalid_json", "A line may have only the keys attributes, external_id and consents."
+        )
     values: dict[str, Any] = {}
     for name, rawv in doc.get("attributes", {}).items():
         attr = policy.attributes.get(name)
-        if attr is None:
-            raise LineError("unknown_attribute", f"Unknown attribute '{name[:64]}'.", name[:64])
+        if attr is None:  # the name is input (an e-mail address as a key?): never echoed
+            raise LineError(UnknownAttribute.code, UnknownAttribute.default_detail)
         if rawv is None:
             continue
         try:
@@ -139,7 +140,11 @@ def _parse_line(raw: bytes, line: int, policy: Policy, envelope: Envelope, now: 
     if external_id is not None:
         if not isinstance(external_id, str) or not 0 < len(external_id.strip()) <= 200:
             raise LineError("invalid_external_id", "external_id must be 1 to 200 characters.")
-        index.append((EXTERNAL_ID, envelope.blind_index(EXTERNAL_ID, external_id.strip())))
+        try:
+            external_id = clean_external_id(external_id)
+        except VaultError as exc:
+            raise LineError(exc.code, exc.detail, EXTERNAL_ID) from None
+        index.append((EXTERNAL_ID, envelope.blind_index(EXTERNAL_ID, external_id)))
     consents = []
     raw_consents = doc.get("consents", [])
     if not isinstance(raw_consents, list) or len(raw_consents) > 50:

@@ -28,6 +28,7 @@ from vault.errors import (
     ValidationFailed,
     responses,
 )
+from vault.policy.errors import InvalidCharacters
 from vault.runtime import RuntimeDep
 
 router = APIRouter(tags=["customers"])
@@ -38,7 +39,9 @@ router = APIRouter(tags=["customers"])
     operation_id="create_customer",
     status_code=status.HTTP_201_CREATED,
     response_model=CustomerPublic,
-    responses=responses(UnknownAttribute, ValidationFailed, InvalidRequest, Conflict),
+    responses=responses(
+        UnknownAttribute, ValidationFailed, InvalidCharacters, InvalidRequest, Conflict
+    ),
 )
 def create_customer(
     request: Request,
@@ -64,7 +67,12 @@ def create_customer(
     operation_id="rectify_customer",
     response_model=CustomerPublic,
     responses=responses(
-        CustomerNotFound, CustomerErased, UnknownAttribute, ValidationFailed, Conflict
+        CustomerNotFound,
+        CustomerErased,
+        UnknownAttribute,
+        ValidationFailed,
+        InvalidCharacters,
+        Conflict,
     ),
 )
 def rectify_customer(
@@ -145,7 +153,7 @@ def _import(*, session: Session, runtime: RuntimeDep, bearer: Bearer, lines: lis
     "/v1/customers/lookup",
     operation_id="lookup_customer",
     response_model=LookupResult,
-    responses=responses(CustomerNotFound, InvalidRequest, ValidationFailed),
+    responses=responses(CustomerNotFound, InvalidRequest, ValidationFailed, InvalidCharacters),
 )
 def lookup_customer(
     request: Request,

@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic import Field as PField
+from pydantic_core import PydanticCustomError
 
 from vault.customers.models import Customer as Customer
 from vault.customers.models import CustomerStatus as CustomerStatus
@@ -17,11 +18,23 @@ from vault.customers.models import CustomerStatus as CustomerStatus
 
 class CustomerCreate(BaseModel):
     # an unknown top-level key ({"email": …} without "attributes") is a mistake, not an empty
-    # customer: 422, and the key's value is never echoed
+    # customer: 422 extra_forbidden. Neither the key nor its value is echoed: pydantic's own
+    # check would put the key into the error's ``loc``, and a key may be an e-mail address.
     model_config = ConfigDict(extra="forbid")
 
     attributes: dict[str, Any] = PField(default_factory=dict)
     external_id: str | None = PField(None, min_length=1, max_length=200)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_other_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and set(data) - {"attributes", "external_id"}:
+            raise PydanticCustomError(
+                "extra_forbidden",
+                "Only 'attributes' and 'external_id' may be given; attributes go inside "
+                "'attributes'.",
+            )
+        return data
 
 
 class CustomerUpdate(BaseModel):

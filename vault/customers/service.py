@@ -28,7 +28,8 @@ from vault.errors import (
 from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
 from vault.policy import Policy
-from vault.policy.values import Value, index_form, normalise
+from vault.policy.errors import InvalidCharacters
+from vault.policy.values import Value, has_invisible, index_form, normalise
 from vault.provenance import SYSTEM, Caller
 
 EXTERNAL_ID = "external_id"
@@ -42,7 +43,7 @@ def _normalise_all(policy: Policy, attributes: Mapping[str, Any], *, allow_null:
     for name, raw in attributes.items():
         attr = policy.attributes.get(name)
         if attr is None:
-            raise UnknownAttribute(f"Unknown attribute '{name[:64]}'.", attribute=name[:64])
+            raise UnknownAttribute()  # the name is client input: never echoed
         if raw is None:
             if not allow_null:
                 raise InvalidRequest(
@@ -54,6 +55,18 @@ def _normalise_all(policy: Policy, attributes: Mapping[str, Any], *, allow_null:
         else:
             out[name] = normalise(attr, raw)
     return out
+
+
+def clean_external_id(raw: str) -> str:
+    """The external id as indexed: stripped, and refused (422) with the characters no text
+    value may hold (invisible ones would make two ids that look alike; a lone surrogate cannot
+    be encoded for the blind index)."""
+    if has_invisible(raw):
+        raise InvalidCharacters(
+            "external_id contains control or invisible formatting characters.",
+            attribute=EXTERNAL_ID,
+        )
+    return raw.strip()
 
 
 def _index_rows(
@@ -156,7 +169,7 @@ def create_customer(
     customer.dek_wrapped, customer.kek_id = wrapped, kek_id
     indexed = dict(values)
     if external_id is not None:
-        indexed[EXTERNAL_ID] = external_id.strip()
+        indexed[EXTERNAL_ID] = clean_external_id(external_id)
     index_rows, _ = _index_rows(envelope, policy, customer.id, indexed)
     _ensure_unique(session, index_rows, None)
     session.add(customer)
@@ -269,12 +282,12 @@ def lookup(
 ) -> UUID:
     """Find a customer by a searchable attribute or the external id, through the blind index."""
     if attribute == EXTERNAL_ID:
-        normalised: Value = value.strip()
+        normalised: Value = clean_external_id(value)
     else:
         attr = policy.attributes.get(attribute)
         if attr is None or not attr.searchable:
-            raise InvalidRequest(
-                f"'{attribute[:64]}' is not searchable. Searchable: "
+            raise InvalidRequest(  # the name asked for is client input: not echoed
+                "The attribute is not a searchable one. Searchable: "
                 + ", ".join(
                     [
                         EXTERNAL_ID,
