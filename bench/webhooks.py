@@ -81,7 +81,7 @@ def run(
                     url=receiver.url,
                     events=["customer.updated"],
                     by=Caller("bench"),
-                    scopes=None,
+                    subscriber=None,
                 )
                 s.commit()
             ids = [uuid.uuid4() for _ in range(customers)]

@@ -99,7 +99,7 @@ def test_webhook_secrets_follow_the_epochs_and_hold_back_a_retire(env, runtime, 
         url="http://127.0.0.1:9/vault-hook",
         events=["consent.granted"],
         by=Caller("cli"),
-        scopes=None,
+        subscriber=None,
     )
     session.commit()
     first = runtime.envelope.primary_kek_id

@@ -25,7 +25,7 @@ def subscribe(
             url=url,
             events=list(events),
             by=Caller("cli"),
-            scopes=None,  # the operator
+            subscriber=None,  # the operator
         )
         s.commit()
     return webhook, secret

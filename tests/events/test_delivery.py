@@ -250,7 +250,7 @@ def test_a_hostname_is_pinned_to_the_checked_address(runtime, receiver):
             url=f"http://hooks.test:{receiver.port}/hook",
             events=["customer.updated"],
             by=Caller("cli"),
-            scopes=None,
+            subscriber=None,
             resolve=resolve,
         )
         s.commit()
@@ -277,7 +277,7 @@ def _subscribe_resolved(runtime, url: str, address: str) -> None:
             url=url,
             events=["customer.updated"],
             by=Caller("cli"),
-            scopes=None,
+            subscriber=None,
             resolve=resolve,
         )
         s.commit()

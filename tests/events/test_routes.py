@@ -46,7 +46,9 @@ def test_routes_need_a_token_and_the_scope(client, session, runtime, method, pat
 @pytest.fixture
 def manager(session, runtime):
     """A webhook manager whose scopes read every event type (consent:read, data:read)."""
-    headers = auth_headers(session, runtime, "webhooks:manage", "consent:read", "data:read")
+    headers = auth_headers(
+        session, runtime, "webhooks:manage", "consent:read", "data:read", purposes=["newsletter"]
+    )
     session.rollback()
     return headers
 
@@ -271,7 +273,7 @@ def test_every_event_type_names_the_scopes_that_read_it():
 def test_webhooks_manage_subscribes_only_to_what_its_scopes_read(
     client, session, runtime, extra, allowed
 ):
-    headers = auth_headers(session, runtime, "webhooks:manage", *extra)
+    headers = auth_headers(session, runtime, "webhooks:manage", *extra, purposes=["newsletter"])
     session.rollback()
     for event in sorted(EVENT_TYPES):
         r = client.post(
@@ -290,6 +292,19 @@ def test_webhooks_manage_subscribes_only_to_what_its_scopes_read(
     with Session(runtime.engine) as s:
         assert len(s.execute(select(Webhook)).all()) == len(allowed)
     assert len(_audit(runtime, "webhook.created")) == len(allowed)
+
+
+def test_data_read_without_a_registered_purpose_reads_no_event(client, session, runtime):
+    """data:read reads only for the client's purposes; with none it reads nothing, so it is no
+    ticket to customer events."""
+    headers = auth_headers(session, runtime, "webhooks:manage", "data:read")
+    session.rollback()
+    r = client.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["customer.erased"]},
+        headers=headers,
+    )
+    assert r.status_code == 403 and r.json()["error"] == "event_type_not_permitted"
 
 
 def test_one_unreadable_type_refuses_the_whole_subscription(client, session, runtime):
@@ -314,7 +329,10 @@ def test_dispatch_follows_the_creators_scopes_as_they_are_now(client, session, r
     from datetime import UTC, datetime
 
     app, _ = create_client(
-        session, runtime, scopes=["webhooks:manage", "consent:read", "data:read"]
+        session,
+        runtime,
+        scopes=["webhooks:manage", "consent:read", "data:read"],
+        purposes=["newsletter"],
     )
     headers = {"Authorization": f"Bearer {token(runtime, app)}"}
     session.rollback()

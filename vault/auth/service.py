@@ -213,18 +213,22 @@ def principal_from_token(
 CLIENT_ACTOR = "client:"
 
 
-def scopes_of_clients(session: Session, actors: Iterable[str]) -> dict[str, frozenset[str]]:
-    """``{actor: scopes held now}`` for the actors among ``actors`` that name an app client
-    (``client:<id>``, as :attr:`Principal.actor` writes it). A deleted or disabled client
-    holds no scope; actors that are no client (the CLI) are left out."""
+def current_principals(session: Session, actors: Iterable[str]) -> dict[str, Principal]:
+    """``{actor: the client as it is now}`` for the actors among ``actors`` that name an app
+    client (``client:<id>``, as :attr:`Principal.actor` writes it). A deleted or disabled
+    client holds no scope and no purpose; actors that are no client (the CLI) are left out."""
     ids = {a.removeprefix(CLIENT_ACTOR) for a in actors if a.startswith(CLIENT_ACTOR)}
     if not ids:
         return {}
     rows = session.execute(
-        select(Client.id, Client.scopes).where(Client.id.in_(ids), Client.disabled_at.is_(None))
+        select(Client.id, Client.scopes, Client.purposes).where(
+            Client.id.in_(ids), Client.disabled_at.is_(None)
+        )
     ).all()
-    held = {cid: frozenset(_split(scopes)) for cid, scopes in rows}
-    return {CLIENT_ACTOR + cid: held.get(cid, frozenset()) for cid in ids}
+    now = {cid: (frozenset(_split(s)), frozenset(_split(p))) for cid, s, p in rows}
+    return {
+        CLIENT_ACTOR + cid: Principal(cid, *now.get(cid, (frozenset(), frozenset()))) for cid in ids
+    }
 
 
 def client_names(session: Session, ids: Iterable[str]) -> dict[str, str]:

@@ -79,7 +79,7 @@ def create(
             url=url,
             events=events.replace(",", " ").split(),
             by=Caller(CLI_ACTOR),
-            scopes=None,  # the operator
+            subscriber=None,  # the operator
         )
         return webhooks.with_secret(webhook, secret)
 

@@ -91,12 +91,12 @@ def dispatch(*, session: Session, now: datetime, limit: int = 1000) -> int:
     # A subscription made by an app client gets only what that client may read now (a scope
     # taken away, a disabled or deleted client: those events are not dispatched to it);
     # subscriptions made by the operator (CLI) are not limited.
-    held = auth_service.scopes_of_clients(session, {h.created_by for h in hooks})
+    creators = auth_service.current_principals(session, {h.created_by for h in hooks})
     wanted = [
         (
             h.id,
             frozenset(split_events(h.events))
-            & (readable_types(held[h.created_by]) if h.created_by in held else _ALL),
+            & (readable_types(creators[h.created_by]) if h.created_by in creators else _ALL),
             h.created_at,
         )
         for h in hooks

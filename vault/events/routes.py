@@ -65,7 +65,8 @@ def create_webhook(
 
     Only event types the token's own scopes read (consent.* needs consent:read; customer.updated
     customers:write or data:read; customer.restricted, .objected, .erased data:read or
-    dsr:execute): otherwise 403 `event_type_not_permitted`."""
+    dsr:execute; data:read counts with a registered purpose): otherwise 403
+    `event_type_not_permitted`."""
     webhook, secret = webhooks.create_webhook(
         session=session,
         envelope=runtime.envelope,
@@ -73,7 +74,7 @@ def create_webhook(
         url=body.url,
         events=[e.value for e in body.events],
         by=principal.caller,
-        scopes=principal.scopes,
+        subscriber=principal,
     )
     return webhooks.with_secret(webhook, secret)
 

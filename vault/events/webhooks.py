@@ -5,9 +5,10 @@ deliveries themselves are made by :mod:`vault.events.queue` and :mod:`vault.even
 
 Who may subscribe to what (:data:`READ_WITH`): an event tells its receiver something about a
 customer, so an app client may subscribe only to event types that one of its own scopes could
-read through the API. ``webhooks:manage`` alone reads nothing. The rule holds for the life of the
-subscription: dispatch judges each client-made subscription by its creator's scopes *now*
-(:func:`vault.events.queue.dispatch`), as a token loses a scope taken from its client.
+read through the API (``data:read`` reads only with a registered purpose). ``webhooks:manage``
+alone reads nothing. The rule holds for the life of the subscription: dispatch judges each
+client-made subscription by its creator as it is *now* (:func:`vault.events.queue.dispatch`),
+as a token loses a scope taken from its client.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlmodel import Session
 from vault.audit import record as audit_record
 from vault.audit.actions import AuditAction
 from vault.auth.scopes import Scope
+from vault.auth.service import Principal
 from vault.config import Settings
 from vault.crypto.envelope import Envelope
 from vault.db import utcnow
@@ -68,8 +70,12 @@ READ_WITH: dict[str, frozenset[str]] = {
 }
 
 
-def readable_types(scopes: frozenset[str]) -> frozenset[str]:
-    """The event types a client holding ``scopes`` may receive."""
+def readable_types(reader: Principal) -> frozenset[str]:
+    """The event types ``reader`` may receive: those one of its scopes reads. ``data:read``
+    without a registered purpose reads nothing, so it counts only with one."""
+    scopes = set(reader.scopes)
+    if not reader.purposes:
+        scopes.discard(Scope.DATA_READ.value)
     return frozenset(t for t, needs in READ_WITH.items() if needs & scopes)
 
 
@@ -100,13 +106,14 @@ def create_webhook(
     url: str,
     events: Sequence[str],
     by: Caller,
-    scopes: frozenset[str] | None,
+    subscriber: Principal | None,
     now: datetime | None = None,
     resolve: Resolver = socket.getaddrinfo,
 ) -> tuple[Webhook, str]:
     """Subscribe ``url`` to ``events``; returns the subscription and its signing secret (the
-    only time the secret is returned, with :func:`rotate_secret`). ``scopes`` are the calling
-    client's (``None``: the operator, on the command line, who may subscribe to anything).
+    only time the secret is returned, with :func:`rotate_secret`). ``subscriber`` is the
+    calling client (``None``: the operator, on the command line, who may subscribe to
+    anything).
 
     Raises InvalidRequest (unknown event type), EventTypeNotPermitted (403: a type the scopes
     do not read), WebhookUrlInvalid, WebhookPortForbidden, WebhookUrlForbidden,
@@ -119,8 +126,8 @@ def create_webhook(
             f"events must name known event types ({', '.join(sorted(EVENT_TYPES))}).",
             code="unknown_event_type",
         )
-    if scopes is not None:
-        refused = [t for t in types if t not in readable_types(scopes)]
+    if subscriber is not None:
+        refused = [t for t in types if t not in readable_types(subscriber)]
         if refused:
             raise EventTypeNotPermitted(
                 "The token's scopes do not read these event types: "
