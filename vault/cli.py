@@ -106,8 +106,8 @@ def demo(
     typer.echo(
         f"""created {result.created} customers (existing demo customers were kept)
 
-demo client (data:read consent:read consent:write customers:write;
-purposes {", ".join(demo_mod.DEMO_PURPOSES)}):
+demo client ({" ".join(demo_mod.DEMO_SCOPES)};
+purposes {", ".join(demo_mod.DEMO_PURPOSES)}; the same client on every run, a new secret each time):
   client_id:     {result.client_id}
   client_secret: {result.client_secret}
 

@@ -76,7 +76,7 @@ def test_secret_stored_only_as_slow_hash(registered):
 
 
 def test_create_client_via_api_needs_admin(client, session, runtime):
-    body = {"name": "CRM", "scopes": ["data:read"], "purposes": ["order_fulfilment"]}
+    body = {"name": "Audit desk", "scopes": ["audit:read"], "purposes": ["order_fulfilment"]}
     assert client.post("/v1/clients", json=body).status_code == 401
     r = client.post("/v1/clients", json=body, headers=auth_headers(session, runtime, "data:read"))
     assert r.status_code == 403

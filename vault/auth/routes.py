@@ -4,18 +4,27 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, Request, status
+from fastapi import APIRouter, Form, Header, Path, Request, Response, status
 
 from vault.auth import service
 from vault.auth.deps import Admin
-from vault.auth.models import ClientCreate, ClientCreated, TokenResponse
+from vault.auth.errors import ClientDeleted, ClientNotFound, OperatorRequired
+from vault.auth.models import (
+    ClientCreate,
+    ClientCreated,
+    ClientList,
+    ClientPublic,
+    TokenResponse,
+)
 from vault.db import SessionDep
 from vault.errors import (
+    Forbidden,
     InvalidClient,
     InvalidRequest,
     OAuthError,
     responses,
 )
+from vault.http import page_size
 from vault.ratelimit import RateLimited, client_address
 from vault.runtime import RuntimeDep
 
@@ -87,7 +96,7 @@ def issue_token(
     operation_id="create_client",
     status_code=status.HTTP_201_CREATED,
     response_model=ClientCreated,
-    responses=responses(InvalidRequest),
+    responses=responses(Forbidden, OperatorRequired, InvalidRequest),
 )
 def create_client(
     request: Request,
@@ -96,7 +105,11 @@ def create_client(
     runtime: RuntimeDep,
     principal: Admin,
 ) -> dict:
-    """Register an app client; the secret is shown once and stored only as an Argon2 hash."""
+    """Register an app client; the secret is shown once and stored only as an Argon2 hash.
+
+    Not for `admin` or the scopes that reach customer data (`data:read`, `dsr:execute`,
+    `customers:write`, `consent:write`, `selfservice:issue`): those only an operator grants,
+    with `vault clients create` (403 `operator_required`, audited)."""
     client, secret = service.create_client(
         session=session,
         policy=runtime.policy,
@@ -106,3 +119,91 @@ def create_client(
         by=principal.caller,
     )
     return {**service.to_public(client), "client_secret": secret}
+
+
+ClientIdPath = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$", description="cv_…")
+]
+
+
+@router.get(
+    "/v1/clients",
+    operation_id="list_clients",
+    response_model=ClientList,
+    responses=responses(),
+)
+def list_clients(
+    session: SessionDep,
+    principal: Admin,
+    include_deleted: bool = False,
+    limit: Annotated[int, page_size(service.PAGE_MAX)] = service.PAGE_MAX,
+) -> dict:
+    """App clients, oldest first (never their secrets); deleted ones with `include_deleted`."""
+    rows = service.list_clients(session=session, include_deleted=include_deleted, limit=limit)
+    return {"clients": [service.to_public(c) for c in rows]}
+
+
+@router.get(
+    "/v1/clients/{client_id}",
+    operation_id="get_client",
+    response_model=ClientPublic,
+    responses=responses(ClientNotFound),
+)
+def get_client(client_id: ClientIdPath, session: SessionDep, principal: Admin) -> dict:
+    """One app client, deleted ones included (`status`)."""
+    return service.to_public(service.get_client(session=session, client_id=client_id))
+
+
+@router.post(
+    "/v1/clients/{client_id}/disable",
+    operation_id="disable_client",
+    response_model=ClientPublic,
+    responses=responses(ClientNotFound, ClientDeleted),
+)
+def disable_client(client_id: ClientIdPath, session: SessionDep, principal: Admin) -> dict:
+    """Stop a client: its secret and every token it holds are refused from the next request."""
+    client = service.disable_client(session=session, client_id=client_id, by=principal.caller)
+    return service.to_public(client)
+
+
+@router.post(
+    "/v1/clients/{client_id}/enable",
+    operation_id="enable_client",
+    response_model=ClientPublic,
+    responses=responses(ClientNotFound, ClientDeleted),
+)
+def enable_client(client_id: ClientIdPath, session: SessionDep, principal: Admin) -> dict:
+    """Let a disabled client in again."""
+    client = service.enable_client(session=session, client_id=client_id, by=principal.caller)
+    return service.to_public(client)
+
+
+@router.post(
+    "/v1/clients/{client_id}/rotate-secret",
+    operation_id="rotate_client_secret",
+    response_model=ClientCreated,
+    responses=responses(Forbidden, OperatorRequired, ClientNotFound, ClientDeleted),
+)
+def rotate_client_secret(client_id: ClientIdPath, session: SessionDep, principal: Admin) -> dict:
+    """A new secret, shown once; the old secret and every token issued under it stop at once.
+
+    For a client holding `admin` or a customer-data scope only the operator may
+    (`vault clients rotate-secret`): the new secret would hand that access to the caller."""
+    client, secret = service.rotate_secret(
+        session=session, client_id=client_id, by=principal.caller
+    )
+    return {**service.to_public(client), "client_secret": secret}
+
+
+@router.delete(
+    "/v1/clients/{client_id}",
+    operation_id="delete_client",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=responses(ClientNotFound, ClientDeleted),
+)
+def delete_client(client_id: ClientIdPath, session: SessionDep, principal: Admin) -> Response:
+    """Delete a client for good: its tokens stop on the next request; the record stays,
+    without a secret, so the audit history keeps naming it."""
+    service.delete_client(session=session, client_id=client_id, by=principal.caller)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
