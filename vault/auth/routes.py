@@ -4,7 +4,7 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Header, Path, Request, Response, status
 
 from vault.auth import service
 from vault.auth.deps import Admin
@@ -31,6 +31,21 @@ from vault.runtime import RuntimeDep
 router = APIRouter(tags=["auth"])
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def form_encoded(request: Request) -> None:
+    """RFC 6749 section 4.4.2: the token request is form-encoded. A JSON body would otherwise
+    fail as a generic validation error naming a missing ``grant_type``."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in FORM_TYPES:
+        raise OAuthError(
+            "The token request must be form-encoded (Content-Type: "
+            "application/x-www-form-urlencoded), e.g. grant_type=client_credentials&"
+            "client_id=...&client_secret=...; JSON is not accepted."
+        )
+
+
 def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     if not authorization or not authorization.lower().startswith("basic "):
         return None
@@ -49,6 +64,7 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     operation_id="issue_token",
     response_model=TokenResponse,
     responses=responses(OAuthError, InvalidClient, RateLimited),
+    dependencies=[Depends(form_encoded)],
 )
 def issue_token(
     request: Request,
