@@ -30,7 +30,6 @@ from vault.runtime import RuntimeDep
 
 router = APIRouter(tags=["auth"])
 
-
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -78,27 +77,36 @@ def issue_token(
 ) -> TokenResponse:
     """OAuth2 client-credentials grant (form body or HTTP Basic) -> a short-lived JWT.
 
-    Rate-limited per client id and per client address (failed attempts more strictly): 429
-    with Retry-After, decided before the secret is checked."""
+    Rate-limited per client address (every request, and failures) and per client id (failures,
+    except from an address that got a token for it within a day): 429 with Retry-After,
+    decided before the secret is checked. Every attempt is charged as a failure first and
+    refunded when it succeeds, so parallel wrong secrets cannot overtake the limit."""
     limiter, address = runtime.limiter, client_address(request)
     limiter.hit("token_ip", address)
-    limiter.check("token_failures_ip", address)
+    ip_charge = limiter.charge_first("token_failures_ip", address)
     if grant_type != "client_credentials":
         raise OAuthError(
             "Only grant_type=client_credentials is supported.", code="unsupported_grant_type"
         )
+    creds = _basic_credentials(authorization) or (client_id, client_secret)
+    if not creds[0] or not creds[1]:
+        raise InvalidClient("client_id and client_secret are required.")
+    # the same budget for known and unknown ids: a 429 does not tell which ids exist
+    known = limiter.remembers("token_known", creds[0], address)
+    client_charge = None
+    if not known:
+        client_charge = limiter.charge_first("token_client", creds[0])
     try:
-        creds = _basic_credentials(authorization) or (client_id, client_secret)
-        if not creds[0] or not creds[1]:
-            raise InvalidClient("client_id and client_secret are required.")
-        # the same budget for known and unknown ids: a 429 does not tell which ids exist
-        limiter.hit("token_client", creds[0])
         client = service.authenticate_client(
             session=session, client_id=creds[0], client_secret=creds[1]
         )
     except InvalidClient:
-        limiter.charge("token_failures_ip", address)
+        if known:  # counted, but never refused to its known address
+            limiter.charge("token_client", creds[0])
         raise
+    limiter.refund(ip_charge)
+    limiter.refund(client_charge)
+    limiter.remember("token_known", client.id, address)
     token, granted = service.issue_access_token(
         client=client, signer=runtime.signer, settings=runtime.settings, requested_scope=scope
     )
