@@ -52,3 +52,29 @@ def test_demo_prints_a_working_selfservice_link(settings, runtime, client):
     assert "Hallo " in page.text  # the demo customer's first name, decrypted
     # once: another browser gets 410 (this one, signed in with it, goes back to /me)
     assert TestClient(client.app).get(links[0], follow_redirects=False).status_code == 410
+
+
+def test_demo_reuses_its_client_with_a_fresh_secret(settings, runtime, client, session):
+    from sqlmodel import select
+
+    from vault.auth.models import Client
+    from vault.demo import DEMO_CLIENT_NAME
+
+    env = {
+        "VAULT_DATA_DIR": str(settings.data_dir),
+        "VAULT_DATABASE_URL": settings.resolved_database_url,
+        "VAULT_PUBLIC_URL": settings.public_url,
+    }
+    runs = [CliRunner().invoke(app, ["demo", "--customers", "4"], env=env) for _ in range(3)]
+    assert all(r.exit_code == 0 for r in runs), runs[-1].output
+    ids = {re.search(r"client_id:\s+(\S+)", r.output).group(1) for r in runs}
+    secrets = [re.search(r"client_secret:\s+(\S+)", r.output).group(1) for r in runs]
+    assert len(ids) == 1 and len(set(secrets)) == 3
+    rows = session.exec(select(Client).where(Client.name == DEMO_CLIENT_NAME)).all()
+    assert [c.id for c in rows] == list(ids)
+
+    def token_status(secret: str) -> int:
+        form = {"grant_type": "client_credentials", "client_id": next(iter(ids))}
+        return client.post("/v1/oauth/token", data={**form, "client_secret": secret}).status_code
+
+    assert [token_status(s) for s in secrets] == [401, 401, 200]  # only the last one printed

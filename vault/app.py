@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vault import __version__, apidocs
 from vault.access.routes import router as access_router
@@ -73,4 +74,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         larger={"/v1/customers/import": runtime.settings.max_import_bytes},
         page_csp=apidocs.PAGE_CSP,
     )
+    # X-Forwarded-For/-Proto count only from the proxies the operator names (none by default):
+    # from anyone else they would let a caller pick the address the rate limits count.
+    if runtime.settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=runtime.settings.trusted_proxies)
     return app

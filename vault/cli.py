@@ -58,14 +58,26 @@ def serve(
     migrate: Annotated[
         bool, typer.Option(help="Apply pending migrations first (default on SQLite)")
     ] = True,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated proxy addresses or networks whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed (default: VAULT_FORWARDED_ALLOW_IPS, else none)"
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP API (applies pending migrations on the embedded default first)."""
+    import os
+
     import uvicorn
 
     from vault.datadir import UnsafePermissions
     from vault.db import upgrade
     from vault.runtime import cli_runtime
 
+    if forwarded_allow_ips is not None:
+        # the app reads it from the environment, in every worker process
+        os.environ["VAULT_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     settings = _settings()
     url = settings.resolved_database_url
     if migrate and (url.startswith("sqlite") or settings.database_url is None):
@@ -84,7 +96,9 @@ def serve(
         workers=workers,
         log_level="info",
         access_log=False,
-        proxy_headers=True,
+        # the app applies the proxy headers itself, from VAULT_FORWARDED_ALLOW_IPS only;
+        # uvicorn's own default would trust them from 127.0.0.1 (or $FORWARDED_ALLOW_IPS)
+        proxy_headers=False,
     )
 
 
@@ -106,8 +120,8 @@ def demo(
     typer.echo(
         f"""created {result.created} customers (existing demo customers were kept)
 
-demo client (data:read consent:read consent:write customers:write;
-purposes {", ".join(demo_mod.DEMO_PURPOSES)}):
+demo client ({" ".join(demo_mod.DEMO_SCOPES)};
+purposes {", ".join(demo_mod.DEMO_PURPOSES)}; the same client on every run, a new secret each time):
   client_id:     {result.client_id}
   client_secret: {result.client_secret}
 

@@ -104,13 +104,23 @@ class Settings(BaseSettings):
         43200, ge=300, description="a self-service session ends this long after it started"
     )
 
+    forwarded_allow_ips: str = Field(
+        "",
+        description=(
+            "comma-separated proxy addresses or networks whose X-Forwarded-For/-Proto the vault "
+            "believes (default: none, the peer address counts); '*' trusts every peer"
+        ),
+    )
+
     # --- rate limits (vault.ratelimit); values in the 'limits' notation: "10/minute" ---
     rate_limit_storage: str = Field(
         "memory://",
         description="memory:// (each process counts alone) or redis://host:6379/0 (shared)",
     )
     rate_limit_token_client: str = Field(
-        "30/minute", description="POST /v1/oauth/token requests per client id"
+        "30/minute",
+        description="failed POST /v1/oauth/token requests per client id (not from its known "
+        "addresses)",
     )
     rate_limit_token_ip: str = Field(
         "120/minute", description="POST /v1/oauth/token requests per client address"
@@ -146,6 +156,25 @@ class Settings(BaseSettings):
     @classmethod
     def _ports(cls, value: str) -> str:
         return ",".join(map(str, sorted(parse_ports(value))))
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        import ipaddress
+
+        entries = [e.strip() for e in value.split(",") if e.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError("not an address, a network such as 10.0.0.0/8, or '*'") from None
+        return ",".join(entries)
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return [e for e in self.forwarded_allow_ips.split(",") if e]
 
     @model_validator(mode="after")
     def _refuse_embedded_keys_in_production(self) -> Settings:

@@ -118,6 +118,8 @@ STREETS = [
 CATEGORIES = ["Kaffee", "Käse", "Obst", "Backwaren", "Wein", "Tee", "Schokolade", "Bio"]
 CHANNELS = ["web", "app", "store", "call_center", "email"]
 DEMO_PURPOSES = ["newsletter", "personalised_offers", "analytics", "order_fulfilment"]
+DEMO_SCOPES = ["data:read", "consent:read", "consent:write", "customers:write"]
+DEMO_CLIENT_NAME = "Demo app (vault demo)"
 
 
 @dataclass
@@ -249,13 +251,24 @@ def run(rt: Runtime, *, customers: int = 1000, seed: int = 1) -> DemoResult:
                 ids.append(customer.id)
                 created += 1
     with transaction(rt.engine) as session:
-        client, secret = auth_service.create_client(
-            session=session,
-            policy=rt.policy,
-            name="Demo app",
-            scopes=["data:read", "consent:read", "consent:write", "customers:write"],
-            purposes=DEMO_PURPOSES,
+        # one demo client however often the demo runs: a rerun gives it a fresh secret (the
+        # secret is shown once, so the old one cannot be printed again)
+        existing = auth_service.find_active_client(
+            session=session, name=DEMO_CLIENT_NAME, scopes=DEMO_SCOPES, purposes=DEMO_PURPOSES
         )
+        if existing is not None:
+            client, secret = auth_service.rotate_secret(
+                session=session, client_id=existing.id, by=DEMO
+            )
+        else:
+            client, secret = auth_service.create_client(
+                session=session,
+                policy=rt.policy,
+                name=DEMO_CLIENT_NAME,
+                scopes=DEMO_SCOPES,
+                purposes=DEMO_PURPOSES,
+                by=DEMO,
+            )
         # a magic link to the self-service page of customer 0 (single use, 15 minutes)
         link = selfservice_sessions.issue_link(
             session=session, settings=rt.settings, customer_id=ids[0], by=DEMO

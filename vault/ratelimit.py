@@ -2,16 +2,29 @@
 
 Five rules, each a ``limits`` string from the settings (``VAULT_RATE_LIMIT_*``):
 
-- ``token_client``: token requests per client id, whatever their outcome (an Argon2 check each);
+- ``token_client``: failed token requests per client id (known and unknown ids alike);
 - ``token_ip``: token requests per client address;
 - ``token_failures_ip``: failed token requests per client address (secret guessing);
 - ``link_customer``: magic links issued per customer (mail bombing, link flooding);
 - ``login_failures_ip``: failed magic-link redemptions per client address (token guessing).
 
-Every rule is checked before the expensive or revealing work (Argon2, the database), so a
+Every rule is decided before the expensive or revealing work (Argon2, the database), so a
 throttled request costs a dictionary look-up and tells nothing about whether a client id or a
-link exists. Counters use the moving-window strategy (no burst at a window edge) and live in
-the Runtime's storage: in memory per process by default, or in Redis shared by every replica
+link exists. A failure budget is *charged first* (:meth:`RateLimiter.charge_first`) and the
+charge refunded when the attempt turns out to succeed (:meth:`RateLimiter.refund`): checking
+first and counting the failure afterwards let 25 parallel wrong secrets through a limit of 10,
+since all of them passed the check before the first one had failed.
+
+**A client id's budget cannot be turned against its owner.** Anyone may know a client id, so
+the per-id budget counts failures only, and an address that obtained a token for that id within
+the last day is *remembered* (:meth:`RateLimiter.remember`) and not refused by it: an attacker
+who spends an app's budget shuts out other unknown addresses (a distributed guess), not the
+app. The per-address rules still apply to everyone. Addresses are the peer's, or, from a proxy
+the operator names (``VAULT_FORWARDED_ALLOW_IPS``, ``vault serve --forwarded-allow-ips``), the
+one it forwards; nobody else can pick their address with ``X-Forwarded-For``.
+
+Counters use the moving-window strategy (no burst at a window edge) and live in the Runtime's
+storage: in memory per process by default, or in Redis shared by every replica
 (``VAULT_RATE_LIMIT_STORAGE=redis://…``, needs the ``redis`` extra). Identifiers are stored only
 as keyed hashes, so the storage holds neither client addresses nor client ids. If the storage
 cannot be reached the request is let through and the failure logged: an outage of Redis must
@@ -26,10 +39,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 from limits.errors import StorageError
-from limits.storage import Storage, storage_from_string
+from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 
@@ -39,6 +53,19 @@ from vault.errors import VaultError
 log = logging.getLogger("vault.ratelimit")
 
 RULES = ("token_client", "token_ip", "token_failures_ip", "link_customer", "login_failures_ip")
+# how long an address that succeeded for an identifier is remembered (see remember())
+REMEMBER = parse("1/day")
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One unit charged first to a rule's budget, to refund if the attempt succeeds."""
+
+    rule: str
+    ident: str
+
+    def __repr__(self) -> str:
+        return f"Charge({self.rule}, ***)"
 
 
 class RateLimited(VaultError):
@@ -60,7 +87,8 @@ class RateLimited(VaultError):
 class RateLimiter:
     """The rules of one app and their counters. ``check`` spends nothing, ``hit`` spends one
     and refuses when the budget is gone, ``charge`` spends one and never refuses (a failure
-    counted after the fact)."""
+    counted after the fact), ``charge_first`` is ``hit`` with a receipt that ``refund`` gives
+    back (an attempt presumed to fail until it succeeds)."""
 
     def __init__(
         self,
@@ -122,11 +150,57 @@ class RateLimiter:
         except StorageError as exc:
             log.warning("rate limit storage unavailable (%s)", exc)
 
+    def charge_first(self, rule: str, value: str) -> Charge:
+        """Spend one of ``rule``'s budget for ``value`` before the attempt, or raise
+        :class:`RateLimited`; :meth:`refund` the returned charge if the attempt succeeds. The
+        spending is one atomic step of the storage, so parallel attempts cannot all pass."""
+        self.hit(rule, value)
+        return Charge(rule, self._id(value))
+
+    def refund(self, charge: Charge | None) -> None:
+        """Give back a :meth:`charge_first` (the attempt succeeded); never raises.
+
+        ``limits``' moving window has no refund, so the newest entry of the window is removed
+        from the storage itself (in memory and in Redis, the two storages the vault supports);
+        with another storage the charge simply stays."""
+        if charge is None:
+            return
+        key = self.items[charge.rule].key_for(charge.rule, charge.ident)
+        storage = self.storage
+        try:
+            if isinstance(storage, MemoryStorage):
+                with storage.locks[key]:
+                    entries = storage.events.get(key)
+                    if entries:
+                        entries.pop(0)  # newest first
+            elif hasattr(storage, "get_connection") and hasattr(storage, "prefixed_key"):
+                storage.get_connection().lpop(storage.prefixed_key(key))  # Redis: newest first
+        except Exception as exc:  # a lost refund must not fail a success
+            log.warning("rate limit refund failed (%s)", type(exc).__name__)
+
+    def remember(self, name: str, *values: str) -> None:
+        """Note that ``values`` (a client id and an address) succeeded, for a day from now."""
+        ident = self._id("\x1f".join(values))
+        try:
+            self.strategy.clear(REMEMBER, name, ident)  # a day from the latest success
+            self.strategy.hit(REMEMBER, name, ident)
+        except StorageError as exc:
+            log.warning("rate limit storage unavailable (%s)", exc)
+
+    def remembers(self, name: str, *values: str) -> bool:
+        """Whether :meth:`remember` noted ``values`` within the last day."""
+        try:
+            return not self.strategy.test(REMEMBER, name, self._id("\x1f".join(values)))
+        except StorageError as exc:
+            log.warning("rate limit storage unavailable (%s)", exc)
+            return False
+
     def reset(self) -> None:
         """Forget every counter (tests, and an operator after a false alarm)."""
         self.storage.reset()
 
 
 def client_address(request: Request) -> str:
-    """The caller's address as the server sees it (behind a proxy: uvicorn's proxy headers)."""
+    """The caller's address: the peer's, or the one a trusted proxy forwarded (the app trusts
+    ``X-Forwarded-For`` only from ``VAULT_FORWARDED_ALLOW_IPS``, see :mod:`vault.app`)."""
     return request.client.host if request.client else "unknown"

@@ -76,7 +76,7 @@ def test_secret_stored_only_as_slow_hash(registered):
 
 
 def test_create_client_via_api_needs_admin(client, session, runtime):
-    body = {"name": "CRM", "scopes": ["data:read"], "purposes": ["order_fulfilment"]}
+    body = {"name": "Audit desk", "scopes": ["audit:read"], "purposes": ["order_fulfilment"]}
     assert client.post("/v1/clients", json=body).status_code == 401
     r = client.post("/v1/clients", json=body, headers=auth_headers(session, runtime, "data:read"))
     assert r.status_code == 403
@@ -96,3 +96,39 @@ def test_jwks_serves_public_key_only(client, runtime):
     key = next(k for k in r.json()["keys"] if k["kid"] == runtime.signer.kid)
     assert key["kty"] == "EC" and key["crv"] == "P-256" and key["kid"] == runtime.signer.kid
     assert all("d" not in k for k in r.json()["keys"])
+
+
+# --- issue 17 item 10: the token request is form-encoded ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"json": {"grant_type": "client_credentials", "client_id": "cv_x", "client_secret": "s"}},
+        {"content": b"grant_type=client_credentials", "headers": {"content-type": "text/plain"}},
+        {"content": b""},
+    ],
+    ids=["json", "text", "no-content-type"],
+)
+def test_a_token_request_that_is_not_form_encoded_gets_an_oauth_error(client, kwargs):
+    r = client.post("/v1/oauth/token", **kwargs)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["error"] == "invalid_request"
+    assert "application/x-www-form-urlencoded" in body["detail"]
+    assert "errors" not in body and '"s"' not in r.text
+
+
+def test_a_json_token_request_with_a_right_secret_still_gets_no_token(client, session, runtime):
+    c, secret = create_client(session, runtime, scopes=["audit:read"])
+    r = client.post(
+        "/v1/oauth/token",
+        json={"grant_type": "client_credentials", "client_id": c.id, "client_secret": secret},
+    )
+    assert r.status_code == 400 and "access_token" not in r.text and secret not in r.text
+    multipart = client.post(
+        "/v1/oauth/token",
+        files={"grant_type": (None, "client_credentials")},
+        data={"client_id": c.id, "client_secret": secret},
+    )
+    assert multipart.status_code == 200, multipart.text

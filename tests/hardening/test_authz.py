@@ -79,6 +79,7 @@ class Target:
     confirmation_token: str
     receipt: str
     erased: uuid.UUID  # "C": erased, so it has an erasure certificate
+    app_client: str  # an app client (audit:read) the admin routes act on
 
 
 CALLERS = [
@@ -223,6 +224,8 @@ def target(world: World) -> Target:
     own = _login(world, a)
     erased = customer("carla")
     assert c.delete(f"/v1/customers/{erased}", headers=h).status_code == 204
+    with Session(reader(world.runtime.engine), expire_on_commit=False) as session:
+        app_client, _ = factories.create_client(session, world.runtime, scopes=["audit:read"])
     return Target(
         customer=a,
         other=b,
@@ -234,6 +237,7 @@ def target(world: World) -> Target:
         confirmation_token=confirmation,
         receipt=receipt,
         erased=erased,
+        app_client=app_client.id,
     )
 
 
@@ -302,6 +306,10 @@ def _new_client(t: Target) -> dict[str, Any]:
     return {"name": "crm", "scopes": ["consent:read"]}
 
 
+def app_client(suffix: str = "") -> Callable[[Target], str]:
+    return lambda t: f"/v1/clients/{t.app_client}{suffix}"
+
+
 S = Scope
 DSR = scopes(S.DSR_EXECUTE)
 ROUTES: dict[tuple[str, str], Route] = {
@@ -320,6 +328,18 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/oauth/token"): Route(PUBLIC, 200, get("/v1/oauth/token")),
     # admin
     ("POST", "/v1/clients"): Route(scopes(S.ADMIN), 201, send("/v1/clients", _new_client)),
+    ("GET", "/v1/clients"): Route(scopes(S.ADMIN), 200, get("/v1/clients")),
+    ("GET", "/v1/clients/{client_id}"): Route(scopes(S.ADMIN), 200, get(app_client())),
+    ("POST", "/v1/clients/{client_id}/disable"): Route(
+        scopes(S.ADMIN), 200, send(app_client("/disable"))
+    ),
+    ("POST", "/v1/clients/{client_id}/enable"): Route(
+        scopes(S.ADMIN), 200, send(app_client("/enable"))
+    ),
+    ("POST", "/v1/clients/{client_id}/rotate-secret"): Route(
+        scopes(S.ADMIN), 200, send(app_client("/rotate-secret"))
+    ),
+    ("DELETE", "/v1/clients/{client_id}"): Route(scopes(S.ADMIN), 204, send(app_client())),
     # customers
     ("POST", "/v1/customers"): Route(
         scopes(S.CUSTOMERS_WRITE),

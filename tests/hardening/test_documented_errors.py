@@ -28,6 +28,7 @@ from sqlalchemy import false
 from sqlmodel import select
 
 from tests.factories import create_client, create_customer, token, unique_email
+from vault.auth import service as auth_service
 from vault.auth.scopes import Scope
 from vault.openapi import generate
 
@@ -101,6 +102,12 @@ class Call:
         return cid
 
     @cached_property
+    def target_client(self) -> str:
+        """An app client (audit:read) for the admin routes to act on."""
+        c, _ = create_client(self.session, self.runtime, scopes=["audit:read"])
+        return c.id
+
+    @cached_property
     def webhook(self) -> str:
         r = self.client.post(
             "/v1/webhooks",
@@ -125,6 +132,7 @@ class Call:
             "customer_id": lambda: self.customer,
             "webhook_id": lambda: self.webhook,
             "request_uuid": lambda: self.dsr_request,
+            "client_id": lambda: self.target_client,
             "purpose": lambda: "personalised_offers",
         }
         values = {**self.ids, **ids}
@@ -198,6 +206,7 @@ NOT_FOUND_CODE = {
     "customer_id": "customer_not_found",
     "webhook_id": "webhook_not_found",
     "request_uuid": "dsr_request_not_found",
+    "client_id": "client_not_found",
 }
 
 
@@ -251,7 +260,8 @@ def too_large(x: Call) -> None:
 
 def unknown_id(x: Call) -> None:
     name = x.id_params[0]
-    expect(x.call(url=x.url(**{name: str(uuid.uuid4())})), 404, NOT_FOUND_CODE[name])
+    unknown = auth_service.new_client_id() if name == "client_id" else str(uuid.uuid4())
+    expect(x.call(url=x.url(**{name: unknown})), 404, NOT_FOUND_CODE[name])
 
 
 def erased(x: Call) -> None:
@@ -351,6 +361,12 @@ def webhook_disabled(x: Call) -> None:
     expect(x.call(), 409, "webhook_disabled")
 
 
+def client_deleted(x: Call) -> None:
+    admin = x.bearer("admin")
+    assert x.client.delete(f"/v1/clients/{x.target_client}", headers=admin).status_code == 204
+    expect(x.call(), 409, "client_deleted")
+
+
 def _pending_confirmation(x: Call) -> str:
     r = x.client.post(
         f"/v1/customers/{x.customer}/consents",
@@ -427,6 +443,10 @@ SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
     ("POST", "/v1/webhooks", 403): webhook_events_not_readable,
     ("POST", "/v1/webhooks/{webhook_id}/rotate-secret", 409): webhook_disabled,
     ("POST", "/v1/webhooks/{webhook_id}/redeliver", 409): webhook_disabled,
+    ("POST", "/v1/clients/{client_id}/disable", 409): client_deleted,
+    ("POST", "/v1/clients/{client_id}/enable", 409): client_deleted,
+    ("POST", "/v1/clients/{client_id}/rotate-secret", 409): client_deleted,
+    ("DELETE", "/v1/clients/{client_id}", 409): client_deleted,
 }
 
 

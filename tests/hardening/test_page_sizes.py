@@ -11,6 +11,7 @@ from tests import factories
 # Every operation that takes ``limit``: (operation id, path, scope, documented maximum).
 LIST_ENDPOINTS = [
     ("list_audit_events", "/v1/audit/events", "audit:read", 1000),
+    ("list_clients", "/v1/clients", "admin", 1000),
     ("list_webhooks", "/v1/webhooks", "webhooks:manage", 1000),
     ("list_webhook_deliveries", "/v1/webhooks/{id}/deliveries", "webhooks:manage", 1000),
     ("list_dsr_requests", "/v1/dsr/requests", "dsr:execute", 1000),

@@ -42,11 +42,13 @@ def _audit_rows(session, action: str) -> list:
 
 
 def test_token_endpoint_is_limited_per_client_id(limited, clock, session):
+    """Failures per client id (successes are refunded); an address that got a token for the id
+    is not refused by it (tests/auth/test_token_limits.py: nobody can lock the app out)."""
     rt, tc = limited(token_client="3/minute")
     a, secret_a = factories.create_client(session, rt, scopes=["customers:write"])
     b, secret_b = factories.create_client(session, rt, scopes=["customers:write"])
     for _ in range(3):
-        assert _token(tc, a.id, secret_a).status_code == 200
+        assert _token(tc, a.id, "wrong-" + secret_a).status_code == 401
     r = _token(tc, a.id, secret_a)
     _assert_429(r, window=60, secrets=(secret_a,))
     assert "access_token" not in r.text

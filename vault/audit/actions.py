@@ -16,6 +16,12 @@ class AuditAction(StrEnum):
     AUDIT_PURGED = "audit.purged"
     # API clients
     CLIENT_CREATED = "client.created"
+    CLIENT_SCOPE_GRANTED = "client.scope_granted"
+    CLIENT_GRANT_REFUSED = "client.grant_refused"
+    CLIENT_DISABLED = "client.disabled"
+    CLIENT_ENABLED = "client.enabled"
+    CLIENT_SECRET_ROTATED = "client.secret_rotated"
+    CLIENT_DELETED = "client.deleted"
     # consent
     CONSENT_RECORDED = "consent.recorded"
     # customers

@@ -24,3 +24,16 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     Scope.WEBHOOKS_MANAGE: "manage webhook subscriptions",
     Scope.ADMIN: "manage app clients",
 }
+
+# Scopes that reach customer data: each grant is its own audit event, and only an operator
+# (the ``vault clients`` command) may grant them, or ``admin`` (docs/security.md).
+CUSTOMER_DATA_SCOPES: frozenset[str] = frozenset(
+    {
+        Scope.DATA_READ,
+        Scope.DSR_EXECUTE,
+        Scope.CUSTOMERS_WRITE,
+        Scope.CONSENT_WRITE,
+        Scope.SELFSERVICE_ISSUE,
+    }
+)
+OPERATOR_SCOPES: frozenset[str] = CUSTOMER_DATA_SCOPES | {Scope.ADMIN}

@@ -1,4 +1,17 @@
-"""Client registry, client-credentials grant and token checks."""
+"""Client registry and lifecycle, client-credentials grant and token checks.
+
+**Separation of duties.** ``admin`` and the scopes that reach customer data
+(:data:`~vault.auth.scopes.OPERATOR_SCOPES`) are granted only by an operator, that is the
+``vault clients`` command (actor ``cli``): over HTTP an ``admin`` can register clients for the
+audit, consent-reading and webhook jobs, but neither make another admin nor give itself, through
+a client it registers or a secret it rotates, a way to read or change customer data. Each grant
+of such a scope is an audit event of its own (``client.scope_granted``); a refused attempt is an
+audited refusal (``client.grant_refused``).
+
+**Lifecycle.** Disable, enable, rotate the secret, delete: each audited, each effective on the
+next request, because every token check reads the client row by primary key (one indexed
+lookup, measured in docs/security.md) instead of trusting a cache another worker would not see.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +28,12 @@ from sqlmodel import Session
 
 from vault.audit import record as audit_record
 from vault.audit.actions import AuditAction
+from vault.auth.errors import ClientDeleted, ClientNotFound, OperatorRequired
 from vault.auth.models import Client
-from vault.auth.scopes import Scope
+from vault.auth.scopes import CUSTOMER_DATA_SCOPES, OPERATOR_SCOPES, Scope
 from vault.config import Settings
 from vault.crypto.signing import Signer, TokenInvalid
-from vault.db import driver_execute
+from vault.db import driver_execute, utcnow
 from vault.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
 from vault.policy import Policy
 from vault.provenance import CLI, Caller
@@ -28,8 +42,12 @@ from vault.provenance import CLI, Caller
 ACCESS_TOKEN_TYP = "at+jwt"
 
 _hasher = PasswordHasher()
-# Verified against when the client id is unknown, so timing does not tell which ids exist.
+# Verified against when the client id is unknown or deleted, so timing does not tell which ids
+# exist.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(32))
+# What a deleted client keeps instead of its secret's hash: matches no secret.
+DELETED_SECRET = "!deleted"
+PAGE_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,37 @@ def new_client_id() -> str:
     return "cv_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(18))
 
 
+def is_operator(by: Caller) -> bool:
+    """The ``vault`` command on the host (``cli``, ``cli:demo``): the one who may grant
+    :data:`OPERATOR_SCOPES`. Any API client, staff member or customer is not."""
+    return by.actor == "cli" or by.actor.startswith("cli:")
+
+
+def _refuse_unless_operator(
+    session: Session, by: Caller, *, client_id: str | None, scopes: Iterable[str], operation: str
+) -> None:
+    held = sorted(set(scopes) & OPERATOR_SCOPES)
+    if not held or is_operator(by):
+        return
+    names = ", ".join(held)
+
+    def write(s: Session) -> None:
+        audit_record.record(
+            session=s,
+            by=by,
+            action=AuditAction.CLIENT_GRANT_REFUSED,
+            purpose=None,
+            outcome="denied",
+            reason="operator_required",
+            details={"client_id": client_id, "operation": operation, "scopes": " ".join(held)},
+        )
+
+    raise OperatorRequired(
+        f"Only an operator ('vault clients' on the host) may {operation.replace('_', ' ')} a "
+        f"client with {names}: admin over HTTP cannot grant admin or access to customer data."
+    ).audited(write)
+
+
 def create_client(
     *,
     session: Session,
@@ -86,6 +135,7 @@ def create_client(
     unknown = [p for p in purposes if p not in policy.purposes]
     if unknown:
         raise InvalidRequest(f"Unknown purposes: {', '.join(unknown)}.", code="unknown_purpose")
+    _refuse_unless_operator(session, by, client_id=None, scopes=scopes, operation="create")
     secret = secrets.token_urlsafe(32)
     client = Client(
         id=new_client_id(),
@@ -103,16 +153,137 @@ def create_client(
         purpose=None,
         details={"client_id": client.id, "scopes": client.scopes, "purposes": client.purposes},
     )
+    # every grant of admin or of a scope that reaches customer data: an event of its own
+    for scope in _split(client.scopes):
+        if scope in OPERATOR_SCOPES:
+            details = {"client_id": client.id, "scope": scope}
+            if scope in CUSTOMER_DATA_SCOPES:
+                details["purposes"] = client.purposes
+            audit_record.record(
+                session=session,
+                by=by,
+                action=AuditAction.CLIENT_SCOPE_GRANTED,
+                purpose=None,
+                details=details,
+            )
     return client, secret
+
+
+def get_client(*, session: Session, client_id: str) -> Client:
+    client = session.get(Client, client_id) if len(client_id) <= 64 else None
+    if client is None:
+        raise ClientNotFound()
+    return client
+
+
+def list_clients(
+    *, session: Session, include_deleted: bool = False, limit: int = PAGE_MAX
+) -> list[Client]:
+    """Clients, oldest first; deleted ones only when asked for."""
+    query = select(Client).order_by(Client.created_at, Client.id).limit(limit)
+    if not include_deleted:
+        query = query.where(Client.deleted_at.is_(None))
+    return list(session.execute(query).scalars())
+
+
+def find_active_client(
+    *, session: Session, name: str, scopes: list[str], purposes: list[str]
+) -> Client | None:
+    """The newest active client with exactly this name, scopes and purposes (``vault demo``
+    reuses its client this way instead of adding one per run)."""
+    rows = session.execute(
+        select(Client)
+        .where(Client.name == name, Client.deleted_at.is_(None), Client.disabled_at.is_(None))
+        .order_by(Client.created_at.desc())
+    ).scalars()
+    for client in rows:
+        if set(_split(client.scopes)) == set(scopes) and set(_split(client.purposes)) == set(
+            purposes
+        ):
+            return client
+    return None
+
+
+def _changeable(session: Session, client_id: str) -> Client:
+    client = get_client(session=session, client_id=client_id)
+    if client.deleted_at is not None:
+        raise ClientDeleted()
+    return client
+
+
+def _audit(session: Session, by: Caller, action: AuditAction, client: Client, **extra) -> None:
+    audit_record.record(
+        session=session,
+        by=by,
+        action=action,
+        purpose=None,
+        details={"client_id": client.id, **extra},
+    )
+
+
+def disable_client(*, session: Session, client_id: str, by: Caller = CLI) -> Client:
+    """Stop a client: its secret and its live tokens are refused from the next request on.
+    Disabling a disabled client changes nothing (and records nothing)."""
+    client = _changeable(session, client_id)
+    if client.disabled_at is None:
+        client.disabled_at = utcnow()
+        session.add(client)
+        session.flush()
+        _audit(session, by, AuditAction.CLIENT_DISABLED, client)
+    return client
+
+
+def enable_client(*, session: Session, client_id: str, by: Caller = CLI) -> Client:
+    """Let a disabled client in again (its tokens from before are valid again until they
+    expire; rotate the secret too if it may have leaked)."""
+    client = _changeable(session, client_id)
+    if client.disabled_at is not None:
+        client.disabled_at = None
+        session.add(client)
+        session.flush()
+        _audit(session, by, AuditAction.CLIENT_ENABLED, client)
+    return client
+
+
+def rotate_secret(*, session: Session, client_id: str, by: Caller = CLI) -> tuple[Client, str]:
+    """A new secret, shown once; the old one and every token issued under it stop at once."""
+    client = _changeable(session, client_id)
+    _refuse_unless_operator(
+        session, by, client_id=client.id, scopes=_split(client.scopes), operation="rotate_secret"
+    )
+    secret = secrets.token_urlsafe(32)
+    client.secret_hash = _hasher.hash(secret)
+    client.secret_version += 1
+    client.secret_rotated_at = utcnow()
+    session.add(client)
+    session.flush()
+    _audit(
+        session, by, AuditAction.CLIENT_SECRET_ROTATED, client, secret_version=client.secret_version
+    )
+    return client, secret
+
+
+def delete_client(*, session: Session, client_id: str, by: Caller = CLI) -> Client:
+    """Delete a client for good: its secret hash is dropped, its tokens stop on the next
+    request, it cannot be enabled again. The row stays (name, scopes, dates) so that the audit
+    log, webhooks and idempotency records it left behind still name a known client."""
+    client = _changeable(session, client_id)
+    client.deleted_at = utcnow()
+    client.secret_hash = DELETED_SECRET
+    session.add(client)
+    session.flush()
+    _audit(session, by, AuditAction.CLIENT_DELETED, client)
+    return client
 
 
 def authenticate_client(*, session: Session, client_id: str, client_secret: str) -> Client:
     client = session.get(Client, client_id) if len(client_id) <= 64 else None
+    usable = client is not None and client.deleted_at is None
     try:
-        _hasher.verify(client.secret_hash if client else _DUMMY_HASH, client_secret)
+        _hasher.verify(client.secret_hash if usable else _DUMMY_HASH, client_secret)
     except (VerificationError, InvalidHashError):
         raise InvalidClient() from None
-    if client is None or client.disabled_at is not None:
+    if not usable or client.disabled_at is not None:
         raise InvalidClient()
     return client
 
@@ -139,6 +310,7 @@ def issue_access_token(
         subject=client.id,
         client_id=client.id,
         scope=" ".join(granted),
+        sv=client.secret_version,
     )
     return token, granted
 
@@ -146,9 +318,11 @@ def issue_access_token(
 class _VerifiedTokens:
     """Claims of access tokens whose signature and claims were already checked.
 
-    ECDSA verification is the largest fixed cost of a request; a token is valid until its
-    ``exp`` whatever happens to it, so its verified claims can be reused until then. The client
-    is still loaded on every request, so a deleted or disabled client is refused at once.
+    ECDSA verification is the largest fixed cost of a request; a token's signature stays valid
+    until its ``exp`` whatever happens to its client, so its verified claims can be reused until
+    then. The client is still loaded on every request (not cached: a cache in one worker would
+    not see a change made through another), so a deleted, disabled or rotated client is
+    refused at once.
     Bounded; the oldest entries go first.
     """
 
@@ -172,16 +346,18 @@ class _VerifiedTokens:
 
 
 _verified = _VerifiedTokens()
+_CLIENT_COLUMNS = "scopes, purposes, disabled_at, deleted_at, secret_version"
 _CLIENT_SQL = {
-    True: "SELECT scopes, purposes, disabled_at FROM client WHERE id = ?",
-    False: "SELECT scopes, purposes, disabled_at FROM client WHERE id = %s",
+    True: f"SELECT {_CLIENT_COLUMNS} FROM client WHERE id = ?",  # noqa: S608
+    False: f"SELECT {_CLIENT_COLUMNS} FROM client WHERE id = %s",  # noqa: S608
 }
 
 
 def principal_from_token(
     *, session: Session, token: str, signer: Signer, settings: Settings
 ) -> Principal:
-    """Verify an access token and load the client as it is now (deleted or disabled -> 401)."""
+    """Verify an access token and load the client as it is now: deleted, disabled, or its
+    secret rotated since the token was issued -> 401."""
     cache_key = f"{signer.kid}|{settings.issuer}|{settings.token_audience}|{token}"
     claims = _verified.get(cache_key)
     if claims is None:
@@ -200,7 +376,13 @@ def principal_from_token(
     conn = session.connection()
     # plain driver SQL: this runs on every authenticated request
     row = driver_execute(conn, _CLIENT_SQL[conn.dialect.name == "sqlite"], (client_id,)).fetchone()
-    if row is None or row[2] is not None or claims.get("sub") != client_id:
+    if (
+        row is None
+        or row[2] is not None
+        or row[3] is not None
+        or claims.get("sv", 0) != row[4]
+        or claims.get("sub") != client_id
+    ):
         raise InvalidToken()
     token_scopes = set(_split(str(claims.get("scope", ""))))
     return Principal(
@@ -222,7 +404,7 @@ def current_principals(session: Session, actors: Iterable[str]) -> dict[str, Pri
         return {}
     rows = session.execute(
         select(Client.id, Client.scopes, Client.purposes).where(
-            Client.id.in_(ids), Client.disabled_at.is_(None)
+            Client.id.in_(ids), Client.disabled_at.is_(None), Client.deleted_at.is_(None)
         )
     ).all()
     now = {cid: (frozenset(_split(s)), frozenset(_split(p))) for cid, s, p in rows}
@@ -245,5 +427,9 @@ def to_public(client: Client) -> dict:
         "name": client.name,
         "scopes": _split(client.scopes),
         "purposes": _split(client.purposes),
+        "status": client.status,
         "created_at": client.created_at,
+        "disabled_at": client.disabled_at,
+        "deleted_at": client.deleted_at,
+        "secret_rotated_at": client.secret_rotated_at,
     }
