@@ -70,7 +70,7 @@ def record_audit(
     )
 
 
-def seal_note(
+def _seal_note(
     session: Session, envelope: Envelope, customer_id: UUID, label: str, note: str | None
 ) -> bytes | None:
     """A note for one of the customer's records, sealed under its key; an erased customer's
@@ -216,7 +216,7 @@ def extend_request(
         )
     row.extension_months = total
     row.extension_reason = reason
-    row.extension_note = seal_note(
+    row.extension_note = _seal_note(
         session, envelope, row.customer_id, notes.extension_label(row.id), note
     )
     row.due_at = due_at(row.received_at, total)
@@ -269,7 +269,7 @@ def close_request(
     if row.status != RequestStatus.OPEN:
         raise RequestClosed()
     row.status, row.handled_by, row.closed_at, row.close_reason = status, by.actor, now, reason
-    row.close_note = seal_note(session, envelope, row.customer_id, notes.close_label(row.id), note)
+    row.close_note = _seal_note(session, envelope, row.customer_id, notes.close_label(row.id), note)
     session.add(row)
     session.flush()
     details: dict[str, Any] = {"kind": row.kind, "status": status}

@@ -78,6 +78,17 @@ def _save(
         )
 
 
+def _seal(
+    envelope: Envelope | None, customer: Customer, label: str, note: str | None
+) -> bytes | None:
+    """A note for the customer row, sealed under the customer's key (None without one)."""
+    if notes.clean(note) is None:
+        return None
+    if envelope is None:
+        raise ValueError("a note needs the envelope")
+    return notes.seal(envelope, customer, label, note)
+
+
 # --- restriction (Art. 18) and objection (Art. 21) --------------------------------------------
 
 
@@ -258,14 +269,6 @@ def withdraw_objection(
 
 
 # --- legal hold (Art. 17(3)) -------------------------------------------------------------------
-
-
-def _seal(envelope: Envelope | None, customer: Customer, label: str, note: str | None):
-    if notes.clean(note) is None:
-        return None
-    if envelope is None:
-        raise ValueError("a note needs the envelope")
-    return notes.seal(envelope, customer, label, note)
 
 
 def set_legal_hold(
