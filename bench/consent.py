@@ -52,7 +52,7 @@ request = function()
   counter = counter + 1
   local body = '{"purpose":"' .. purposes[math.random(3)] .. '","status":"' ..
     statuses[math.random(2)] .. '","channel":"web","method":"checkbox",' ..
-    '"evidence":{"ip":"203.0.113.' .. math.random(254) .. '","ua":"bench"}}'
+    '"evidence":{"ip":"203.0.113.' .. math.random(254) .. '","user_agent":"bench"}}'
   local headers = {["Authorization"] = "Bearer " .. args_token,
                    ["Content-Type"] = "application/json"}
   if args_idem then
@@ -162,7 +162,10 @@ def _httpx(base: str, token: str, ids: list[str], seconds: int, connections: int
                         "status": rng.choice(["granted", "withdrawn"]),
                         "channel": "web",
                         "method": "checkbox",
-                        "evidence": {"ip": f"203.0.113.{rng.randint(1, 254)}", "ua": "bench"},
+                        "evidence": {
+                            "ip": f"203.0.113.{rng.randint(1, 254)}",
+                            "user_agent": "bench",
+                        },
                     },
                     headers=headers,
                 )

@@ -84,6 +84,8 @@ def record_consent(
 
     kwargs.setdefault("channel", "web")
     kwargs.setdefault("by", Caller("client:test"))
+    # tests arrange histories at any time; the backdating horizon has its own tests
+    kwargs.setdefault("late_import", True)
     result = consent_service.record_event(
         session=session,
         policy=runtime.policy,

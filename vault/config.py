@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         67_108_864, ge=1024, description="body limit of POST /v1/customers/import"
     )
     max_import_lines: int = Field(100_000, ge=1, description="lines per import request")
+    consent_backdate_days: int = Field(
+        30,
+        ge=0,
+        le=36_500,
+        description="consent statements dated further back need late_import: true",
+    )
     audit_retention_days: int = Field(
         1095, ge=1, description="'vault audit purge' deletes audit events older than this"
     )

@@ -23,6 +23,8 @@ from typing import Annotated, Any
 from alembic import command
 from alembic.config import Config
 from fastapi import Depends, Request
+from pydantic import AfterValidator, AwareDatetime
+from pydantic_core import PydanticCustomError
 from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
@@ -72,6 +74,34 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 Bytes = LargeBinary
+
+
+# --- the instants the vault accepts -------------------------------------------------------------
+
+# Every timestamp a client sends (bodies, query parameters, import lines, cursors that carry one)
+# lies in [EARLIEST, LATEST): nothing of a consent vault happened before 1900 or after 2100, and
+# outside that range a time-zone conversion can leave datetime's range (0001-01-01T00:00+01:00
+# is year 0 in UTC) or the database's. One bound, one type, every door.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2101, 1, 1, tzinfo=UTC)
+OUT_OF_RANGE = "datetime_out_of_range"
+OUT_OF_RANGE_MESSAGE = "a time between 1900-01-01 and 2100-12-31 (UTC), with a time zone"
+
+
+def in_range(value: datetime) -> bool:
+    """Whether an aware ``value`` lies in [EARLIEST, LATEST) (compared in UTC, no conversion)."""
+    return EARLIEST <= value < LATEST
+
+
+def _bounded(value: datetime) -> datetime:
+    if not in_range(value):
+        raise PydanticCustomError(OUT_OF_RANGE, OUT_OF_RANGE_MESSAGE)
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_bounded)]
+"""The type of every timestamp a request carries: ISO 8601 with a time zone, 1900 to 2100;
+anything else is 422 ``validation_error`` (type ``datetime_out_of_range``), never a 500."""
 
 
 # The WAL file is cut back to this size whenever SQLite restarts it (after a checkpoint), so a

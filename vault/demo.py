@@ -169,6 +169,7 @@ def _consents(rt: Runtime, session: Session, cid: UUID, rng: random.Random, i: i
         settings=rt.settings,
         customer_id=cid,
         by=DEMO,
+        late_import=True,  # a history of up to 300 days, beyond the backdating horizon
     )
     # i % 4: 0 granted, 1 withdrawn after a grant, 2 refused, 3 nothing
     if i % 4 in (0, 1):

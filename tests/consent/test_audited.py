@@ -17,7 +17,7 @@ def test_consent_writes_are_audited(client, session, runtime):
             "evidence": {"ip": "203.0.113.77", "user_agent": "Kasse 7"},
         }
         if at:
-            body["occurred_at"] = at
+            body["occurred_at"], body["late_import"] = at, True
         assert (
             client.post(f"/v1/customers/{c.id}/consents", json=body, headers=headers).status_code
             == 201
@@ -38,5 +38,7 @@ def test_consent_writes_are_audited(client, session, runtime):
         ("client", "personalised_offers", "late_event"),  # kept in the ledger, decided nothing
     ]
     assert ['"status":"granted"' in r.details for r in rows] == [True, False, True]
+    # the caller vouched for the backdated statement: the audit event says so
+    assert ['"late_import":true' in r.details for r in rows] == [False, False, True]
     dump = " ".join(f"{r.details} {r.attributes} {r.reason}" for r in rows)
     assert "203.0.113" not in dump and "Kasse" not in dump

@@ -68,13 +68,13 @@ def test_consent_routes_need_token_and_scope(client, session, runtime, method, p
 
 
 def test_grant_then_read_then_history(client, writer, customer):
-    r = _grant(client, writer, customer.id, evidence={"ip": "203.0.113.9", "ua": "Firefox"})
+    r = _grant(client, writer, customer.id, evidence={"ip": "203.0.113.9", "user_agent": "Firefox"})
     assert r.status_code == 201, r.text
     body = r.json()
     assert set(body) == {"event", "state", "receipt", "applied", "confirmation_token"}
     assert body["applied"] is True and body["confirmation_token"] is None
     assert body["state"]["status"] == "granted" and body["state"]["version"] == 1
-    assert body["event"]["evidence"] == {"ip": "203.0.113.0/24", "ua": "Firefox"}
+    assert body["event"]["evidence"] == {"ip": "203.0.113.0/24", "user_agent": "Firefox"}
     assert body["event"]["recorded_by"].startswith("client:cv_")
 
     r = client.get(f"/v1/customers/{customer.id}/consents", headers=writer)
@@ -154,7 +154,7 @@ def test_evidence_numbers_json_cannot_carry_are_422(client, writer, customer, se
     """Found by fuzzing: an integer beyond 64 bits in evidence crashed the request hash of an
     Idempotency-Key write (and the receipt without one) with a 500."""
     body = b'{"purpose": "personalised_offers", "status": "granted", "channel": "web", '
-    body += b'"evidence": {"ref": ' + number + b"}}"
+    body += b'"evidence": {"gpc": ' + number + b"}}"
     headers = {**writer, "content-type": "application/json"}
     if key:
         headers["Idempotency-Key"] = key
@@ -172,9 +172,10 @@ def test_evidence_numbers_json_cannot_carry_are_422(client, writer, customer, se
         ({"status": "maybe"}, "invalid_consent_status"),
         ({"status": "confirmed"}, "invalid_consent_status"),
         ({"channel": "pigeon"}, "validation_error"),
-        ({"evidence": {"email": "erika@example.de"}}, "evidence_contains_contact_data"),
-        ({"evidence": {"ref": "erika@example.de"}}, "evidence_contains_contact_data"),
-        ({"evidence": {"ref": 2**64}}, "invalid_evidence"),
+        ({"evidence": {"email": "erika@example.de"}}, "evidence_key_not_allowed"),
+        ({"evidence": {"ref": "erika@example.de"}}, "evidence_key_not_allowed"),
+        ({"evidence": {"user_agent": "erika@example.de"}}, "evidence_contains_contact_data"),
+        ({"evidence": {"gpc": 2**64}}, "invalid_evidence"),
         ({"occurred_at": "2026-01-01T00:00:00"}, "validation_error"),
         ({"actor": "somebody"}, "validation_error"),
     ],

@@ -9,8 +9,8 @@ RID = "1b6f0c2e-0000-4000-8000-000000000000"
 ROUTES = [
     ("GET", f"/v1/customers/{CID}/export", None),
     ("DELETE", f"/v1/customers/{CID}", None),
-    ("POST", f"/v1/customers/{CID}/legal-hold", {"reason": "Open claim"}),
-    ("DELETE", f"/v1/customers/{CID}/legal-hold", {"reason": "Settled"}),
+    ("POST", f"/v1/customers/{CID}/legal-hold", {"reason": "litigation"}),
+    ("DELETE", f"/v1/customers/{CID}/legal-hold", {"reason": "litigation_concluded"}),
     ("POST", f"/v1/customers/{CID}/restriction", None),
     ("DELETE", f"/v1/customers/{CID}/restriction", None),
     ("POST", f"/v1/customers/{CID}/objection", {"scope": "direct_marketing"}),
@@ -18,7 +18,7 @@ ROUTES = [
     ("GET", "/v1/dsr/requests", None),
     ("POST", "/v1/dsr/requests", {"customer_id": CID, "kind": "access"}),
     ("GET", f"/v1/dsr/requests/{RID}", None),
-    ("POST", f"/v1/dsr/requests/{RID}/extension", {"months": 1, "reason": "Complex"}),
+    ("POST", f"/v1/dsr/requests/{RID}/extension", {"months": 1, "reason": "complexity"}),
     ("POST", f"/v1/dsr/requests/{RID}/close", {"status": "completed"}),
     ("GET", "/v1/records-of-processing", None),
 ]

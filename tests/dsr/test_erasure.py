@@ -146,19 +146,25 @@ def test_legal_hold_refuses_erasure_with_the_reason(client, session, runtime):
     customer = customer_with_data(session, runtime)
     staff = dsr(session, runtime)
     url = f"/v1/customers/{customer.id}/legal-hold"
-    r = client.post(url, json={"reason": "Pending lawsuit about order ORD-77"}, headers=staff)
+    note = "Pending lawsuit about order ORD-77"
+    r = client.post(url, json={"reason": "litigation", "note": note}, headers=staff)
     assert r.status_code == 200 and r.json()["legal_hold"] is True
+    assert r.json()["legal_hold_reason"] == "litigation" and r.json()["legal_hold_note"] == note
     r = client.delete(f"/v1/customers/{customer.id}", headers=staff)
     assert r.status_code == 409
     assert r.json()["error"] == "legal_hold"
-    assert r.json()["reason"] == "Pending lawsuit about order ORD-77"
+    assert r.json()["reason"] == "litigation" and note not in r.text  # the code, never the note
     app = reader(session, runtime, "order_fulfilment")
     assert read(client, app, customer.id, "order_fulfilment").status_code == 200
 
-    # a reason that looks like personal data is refused (it would go into the audit log)
-    r = client.request("DELETE", url, json={"reason": "call +49 30 12345678"}, headers=staff)
-    assert r.status_code == 422 and r.json()["error"] == "reason_contains_personal_data"
+    # reasons are codes: free text is refused, and a release takes no note
     r = client.request("DELETE", url, json={"reason": "Lawsuit settled"}, headers=staff)
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    r = client.request(
+        "DELETE", url, json={"reason": "litigation_concluded", "note": "x"}, headers=staff
+    )
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    r = client.request("DELETE", url, json={"reason": "litigation_concluded"}, headers=staff)
     assert r.status_code == 200 and r.json()["legal_hold"] is False
     assert client.delete(f"/v1/customers/{customer.id}", headers=staff).status_code == 204
     actions = [a for a in audit_actions(runtime, customer.id) if a.startswith("dsr.")]
@@ -192,7 +198,13 @@ def test_erasure_closes_an_open_tracked_request(client, session, runtime):
 def test_erase_many_skips_what_it_must_not_erase(session, runtime):
     ids = [create_customer(session, runtime).id for _ in range(5)]
     held, gone = ids[0], ids[1]
-    rights.set_legal_hold(session=session, customer_id=held, reason="Tax audit", by=Caller("cli"))
+    rights.set_legal_hold(
+        session=session,
+        envelope=runtime.envelope,
+        customer_id=held,
+        reason="tax_retention",
+        by=Caller("cli"),
+    )
     notary = erasure.Notary.of(runtime)
     erasure.erase(session=session, customer_id=gone, by=Caller("cli"), notary=notary)
     session.commit()

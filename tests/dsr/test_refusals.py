@@ -45,7 +45,7 @@ def test_a_legal_hold_refusal_is_audited_at_every_door(door, client, session, ru
     customer = customer_with_data(session, runtime)
     staff = dsr(session, runtime)
     r = client.post(
-        f"/v1/customers/{customer.id}/legal-hold", json={"reason": "Tax audit"}, headers=staff
+        f"/v1/customers/{customer.id}/legal-hold", json={"reason": "tax_retention"}, headers=staff
     )
     assert r.status_code == 200, r.text
 

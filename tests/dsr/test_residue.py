@@ -1,8 +1,9 @@
 """Erasure that stays erased on disk (SQLite): once an erasure has answered, no byte it removed
-(wrapped data key, ciphertexts, blind-index digests, token hashes, idempotent answers) is left
-in any file of the data directory, read as raw bytes. Through every door: the API, /me, the
-batch (CLI), and retention; also after a large import grew the WAL; and a reader that holds
-the WAL makes the erasure answer 503 ``erasure_incomplete`` until the next checkpoint."""
+(wrapped data key, ciphertexts, blind-index digests, token hashes, idempotent answers, the
+sealed notes of its requests) is left in any file of the data directory, read as raw bytes.
+Through every door: the API, /me, the batch (CLI), and retention; also after a large import
+grew the WAL; and a reader that holds the WAL makes the erasure answer 503
+``erasure_incomplete`` until the next checkpoint."""
 
 from __future__ import annotations
 
@@ -33,8 +34,11 @@ from vault.consent.models import ConsentConfirmation, ConsentIdempotency
 from vault.customers.models import BlindIndex, Customer, CustomerValue
 from vault.db import reader, upgrade, utcnow
 from vault.dsr import retention
+from vault.dsr.models import DataSubjectRequest
 from vault.runtime import Runtime
 from vault.selfservice.models import SelfserviceSession
+
+NOTE = "Rückruf bei Erika Mustermann, Az. 17/26"  # a request note about the customer
 
 
 @dataclass
@@ -107,11 +111,23 @@ def _populate(disk: Disk, n: int) -> tuple[UUID, dict[str, bytes]]:
             headers={**writer, "Idempotency-Key": key},
         )
         assert r.status_code == 201, r.text
+    staff = _headers(disk, "dsr:execute")
+    for kind, step, body in (
+        ("access", "extension", {"months": 1, "reason": "complexity", "note": NOTE}),
+        ("rectification", "close", {"status": "rejected", "reason": "excessive", "note": NOTE}),
+    ):
+        r = disk.client.post(
+            "/v1/dsr/requests", json={"customer_id": str(cid), "kind": kind}, headers=staff
+        )
+        assert r.status_code == 201, r.text
+        r = disk.client.post(f"/v1/dsr/requests/{r.json()['id']}/{step}", json=body, headers=staff)
+        assert r.status_code == 200, r.text
     with disk.session() as s:
         sign_in(disk.client, s, disk.runtime, cid)
         issue_link(disk.client, s, disk.runtime, cid)  # a spare link
     secrets = {k: v for k, v in _secrets(disk, cid).items() if v}
     secrets["value:last_name(rectified away)"] = old
+    secrets["note (plaintext, never stored)"] = NOTE.encode()
     assert old != secrets["value:last_name"]
     return cid, secrets
 
@@ -139,6 +155,11 @@ def _secrets(disk: Disk, cid: UUID) -> dict[str, bytes]:
             select(SelfserviceSession).where(SelfserviceSession.customer_id == cid)
         ).scalars():
             out["selfservice_session"] = x.id_hash.encode()
+        for d in s.execute(
+            select(DataSubjectRequest).where(DataSubjectRequest.customer_id == cid)
+        ).scalars():
+            out[f"note:{d.kind}:extension"] = d.extension_note
+            out[f"note:{d.kind}:close"] = d.close_note
     return out
 
 
@@ -186,7 +207,10 @@ def test_no_byte_of_an_erased_customer_is_left_in_the_data_directory(disk, door,
     assert len([k for k in secrets if k.startswith("value:")]) >= 6
     assert any(k.startswith("digest:") for k in secrets)
     assert "selfservice_session" in secrets and "confirmation:newsletter" in secrets
+    assert "note:access:extension" in secrets and "note:rectification:close" in secrets
     assert _residue(disk.data_dir, secrets), "the scan must see the bytes before the erasure"
+    # a note is sealed: its plaintext is never on the disk, before or after
+    assert not [x for x in _residue(disk.data_dir, secrets) if "plaintext" in x]
 
     _erase(disk, door, cid, tmp_path)
 

@@ -66,7 +66,7 @@ def test_retention_run_deletes_exactly_the_expired_values_twice_the_same(
         _age(session, c.id, 100, "dietary_restrictions", "phone", "street", "email")
     staff = dsr(session, runtime)
     client.post(f"/v1/customers/{restricted.id}/restriction", headers=staff)
-    client.post(f"/v1/customers/{held.id}/legal-hold", json={"reason": "Open claim"}, headers=staff)
+    client.post(f"/v1/customers/{held.id}/legal-hold", json={"reason": "litigation"}, headers=staff)
     # consent working copies: a double opt-in token and an idempotency answer
     writer = auth_headers(session, runtime, "consent:write")
     r = client.post(

@@ -431,13 +431,15 @@ ROUTES: dict[tuple[str, str], Route] = {
         DSR, 200, get(lambda t: f"/v1/customers/{t.erased}/erasure-certificate")
     ),
     ("POST", "/v1/customers/{customer_id}/legal-hold"): Route(
-        DSR, 200, send(cust("/legal-hold"), {"reason": "Steuerprüfung 2026"})
+        DSR,
+        200,
+        send(cust("/legal-hold"), {"reason": "tax_retention", "note": "Steuerprüfung 2026"}),
     ),
     ("DELETE", "/v1/customers/{customer_id}/legal-hold"): Route(
-        DSR, 200, send(cust("/legal-hold"), {"reason": "Prüfung beendet"})
+        DSR, 200, send(cust("/legal-hold"), {"reason": "retention_period_ended"})
     ),
     ("POST", "/v1/customers/{customer_id}/restriction"): Route(
-        DSR, 200, send(cust("/restriction"))
+        DSR, 200, send(cust("/restriction"), {"reason": "accuracy_contested"})
     ),
     ("DELETE", "/v1/customers/{customer_id}/restriction"): Route(
         DSR, 200, send(cust("/restriction"))
@@ -458,7 +460,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("GET", "/v1/dsr/requests/{request_uuid}"): Route(DSR, 200, get(dsr())),
     ("POST", "/v1/dsr/requests/{request_uuid}/extension"): Route(
-        DSR, 200, send(dsr("/extension"), {"months": 2, "reason": "Umfangreiche Anfrage"})
+        DSR,
+        200,
+        send(dsr("/extension"), {"months": 2, "reason": "complexity", "note": "Umfangreich"}),
     ),
     ("POST", "/v1/dsr/requests/{request_uuid}/close"): Route(
         DSR, 200, send(dsr("/close"), {"status": "completed"})
@@ -562,7 +566,8 @@ def _fingerprint(world: World) -> dict[str, list[str]]:
     denials on purpose."""
     queries = {
         "client": "SELECT * FROM client",
-        "customer": "SELECT id, status, dek_wrapped, objections, legal_hold FROM customer",
+        "customer": "SELECT id, status, dek_wrapped, objections, legal_hold, legal_hold_reason, "
+        "legal_hold_note, restriction_reason, restriction_note FROM customer",
         "customer_value": "SELECT * FROM customer_value",
         "blind_index": "SELECT * FROM blind_index",
         "consent_event": "SELECT id FROM consent_event",
@@ -571,7 +576,8 @@ def _fingerprint(world: World) -> dict[str, list[str]]:
         "outbox_event": "SELECT id FROM outbox_event",
         "webhook": "SELECT id, status, secret_ciphertext FROM webhook",
         "webhook_delivery": "SELECT id, status FROM webhook_delivery",
-        "dsr_request": "SELECT id, status, extension_months FROM dsr_request",
+        "dsr_request": "SELECT id, status, extension_months, extension_reason, extension_note, "
+        "close_reason, close_note FROM dsr_request",
         "selfservice_link": "SELECT * FROM selfservice_link",
         "selfservice_session": "SELECT id_hash, customer_id, expires_at FROM selfservice_session",
     }

@@ -2,10 +2,10 @@
 same data, and check that nothing acknowledged was lost and nothing was half-written.
 
 The stream: several threads send grants and withdrawals on a few overlapping customers and
-purposes (each with its own ``Idempotency-Key``, repeated in the evidence so the ledger row of
-an unanswered write can be found) and reads. Every 201 is an acknowledged write. Then the kill,
-a restart, and the checks: every acknowledged event is in the ledger as answered; each
-unanswered write exists completely (event, idempotency answer, audit event, outbox event,
+purposes (each with its own ``Idempotency-Key``, repeated in the evidence's user agent so the
+ledger row of an unanswered write can be found) and reads. Every 201 is an acknowledged write.
+Then the kill, a restart, and the checks: every acknowledged event is in the ledger as answered;
+each unanswered write exists completely (event, idempotency answer, audit event, outbox event,
 projection) or not at all; projection == replay (``vault consent rebuild --check``); the audit
 chain verifies after the restarted server's sealer has chained everything; the restarted
 server answers reads as the ledger says.
@@ -60,6 +60,13 @@ class Stream:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
+AGENT = "crash-test/"  # the evidence allowlist has no free key: the attempt rides in the agent
+
+
+def _attempt(event: ConsentEvent) -> str:
+    return event.evidence.get("user_agent", "").removeprefix(AGENT)
+
+
 def _writer(url: str, headers: dict, customers: list[uuid.UUID], stream: Stream, seed: int):
     rnd = random.Random(seed)
     with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
@@ -70,7 +77,7 @@ def _writer(url: str, headers: dict, customers: list[uuid.UUID], stream: Stream,
                 "purpose": rnd.choice(PURPOSES),
                 "status": rnd.choice(("granted", "withdrawn")),
                 "channel": "app",
-                "evidence": {"attempt": key},
+                "evidence": {"user_agent": f"{AGENT}{key}"},
             }
             stream.attempts[key] = {"customer_id": str(customer), **body}
             try:
@@ -204,7 +211,7 @@ def _check_ledger(runtime, client, stream: Stream) -> None:
     by_id = {str(e.id): e for e in events}
     by_attempt: dict[str, list[ConsentEvent]] = defaultdict(list)
     for e in events:
-        by_attempt[e.evidence.get("attempt", "")].append(e)
+        by_attempt[_attempt(e)].append(e)
     assert all(len(v) == 1 for v in by_attempt.values()), "a write landed twice"
     with Session(reader(runtime.engine)) as s:
         answers = {
@@ -274,7 +281,7 @@ def _retry_unanswered(runtime, server: Server, headers: dict, stream: Stream) ->
             assert r.status_code == 201, r.text
             if key in stream.landed:
                 assert r.json()["event"]["id"] == stream.landed[key]
-    seen = Counter(e.evidence.get("attempt") for e in _ledger(runtime.engine))
+    seen = Counter(_attempt(e) for e in _ledger(runtime.engine))
     assert all(seen[key] == 1 for key in stream.attempts if key in seen)
     assert all(seen[key] == 1 for key in stream.unanswered)
 

@@ -181,10 +181,10 @@ VALID: dict[tuple[str, str], Callable[[Call], dict[str, Any]]] = {
         "params": {"purpose": "order_fulfilment"}
     },
     ("POST", "/v1/customers/{customer_id}/legal-hold"): lambda x: {
-        "json": {"reason": "tax audit 2026"}
+        "json": {"reason": "tax_retention", "note": "Betriebsprüfung 2026"}
     },
     ("DELETE", "/v1/customers/{customer_id}/legal-hold"): lambda x: {
-        "json": {"reason": "audit closed"}
+        "json": {"reason": "retention_period_ended"}
     },
     ("POST", "/v1/customers/{customer_id}/objection"): lambda x: {
         "json": {"scope": "direct_marketing"}
@@ -195,7 +195,7 @@ VALID: dict[tuple[str, str], Callable[[Call], dict[str, Any]]] = {
     ("POST", "/v1/dsr/requests"): lambda x: {"json": {"customer_id": x.customer, "kind": "access"}},
     ("POST", "/v1/dsr/requests/{request_uuid}/close"): lambda x: {"json": {"status": "completed"}},
     ("POST", "/v1/dsr/requests/{request_uuid}/extension"): lambda x: {
-        "json": {"months": 1, "reason": "many systems to search"}
+        "json": {"months": 1, "reason": "complexity", "note": "many systems to search"}
     },
     ("POST", "/v1/webhooks"): lambda x: {
         "json": {"url": "http://127.0.0.1:9/hook", "events": ["consent.withdrawn"]}
@@ -309,7 +309,7 @@ def never_erased(x: Call) -> None:
 def legal_hold(x: Call) -> None:
     r = x.client.post(
         f"/v1/customers/{x.customer}/legal-hold",
-        json={"reason": "tax audit 2026"},
+        json={"reason": "tax_retention"},
         headers=x.bearer("dsr:execute"),
     )
     assert r.status_code == 200, r.text
@@ -353,6 +353,22 @@ def webhook_events_not_readable(x: Call) -> None:
     asked for (webhooks:manage alone reads nothing)."""
     wrong_scope(x)
     expect(x.call(auth=x.bearer("webhooks:manage")), 403, "event_type_not_permitted")
+
+
+def note_after_erasure(x: Call) -> None:
+    """A request of a customer erased since keeps codes only: a note is refused."""
+    cid = str(create_customer(x.session, x.runtime).id)
+    staff = x.bearer("dsr:execute")
+    r = x.client.post(
+        "/v1/dsr/requests", json={"customer_id": cid, "kind": "access"}, headers=staff
+    )
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    assert x.client.delete(f"/v1/customers/{cid}", headers=staff).status_code == 204
+    body = {"reason": "complexity", "months": 1, "status": "rejected", "note": "see letter"}
+    if x.path.endswith("/close"):
+        body["reason"] = "identity_not_verified"
+    expect(x.call(url=x.url(request_uuid=rid), json=body), 410, "customer_erased")
 
 
 def webhook_disabled(x: Call) -> None:
@@ -441,6 +457,8 @@ SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
     ("POST", "/v1/dsr/requests/{request_uuid}/close", 409): dsr_closed,
     ("POST", "/v1/dsr/requests/{request_uuid}/extension", 409): dsr_closed,
     ("POST", "/v1/webhooks", 403): webhook_events_not_readable,
+    ("POST", "/v1/dsr/requests/{request_uuid}/close", 410): note_after_erasure,
+    ("POST", "/v1/dsr/requests/{request_uuid}/extension", 410): note_after_erasure,
     ("POST", "/v1/webhooks/{webhook_id}/rotate-secret", 409): webhook_disabled,
     ("POST", "/v1/webhooks/{webhook_id}/redeliver", 409): webhook_disabled,
     ("POST", "/v1/clients/{client_id}/disable", 409): client_deleted,

@@ -20,6 +20,7 @@ from vault.db import reader
 
 PAGE_MAX = 1000
 EXPORT_BATCH = 5000
+_MAX_ID = 2**63 - 1  # the id column is a 64-bit integer: a larger cursor cannot name a row
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,12 @@ def decode_cursor(cursor: str | None) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         tag, _, value = raw.partition(":")
-        if tag != "a1" or not value.isdigit():
+        if tag != "a1" or not value.isascii() or not value.isdigit() or len(value) > 19:
             raise ValueError
-        return int(value)
+        after = int(value)
+        if after > _MAX_ID:
+            raise ValueError
+        return after
     except ValueError:
         raise InvalidCursor() from None
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -19,7 +18,7 @@ from vault.audit.schemas import AuditEventPage, VerifyResult
 from vault.audit.seal import seal_pending
 from vault.audit.verify import verify_engine
 from vault.auth.deps import AuditReadBearer, AuditReader, check_bearer
-from vault.db import SessionDep, transaction
+from vault.db import Instant, SessionDep, transaction
 from vault.errors import responses
 from vault.http import page_size
 from vault.runtime import RuntimeDep
@@ -110,8 +109,12 @@ def list_audit_events(
         ),
     ] = None,
     outcome: Annotated[str | None, Query(pattern=r"^(success|allowed|denied|error)$")] = None,
-    since: Annotated[datetime | None, Query(description="occurred at or after (UTC)")] = None,
-    until: Annotated[datetime | None, Query(description="occurred before (UTC)")] = None,
+    since: Annotated[
+        Instant | None, Query(description="occurred at or after (ISO 8601 with a time zone)")
+    ] = None,
+    until: Annotated[
+        Instant | None, Query(description="occurred before (ISO 8601 with a time zone)")
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, page_size(PAGE_MAX)] = 100,
     accept: Annotated[str | None, Header()] = None,

@@ -23,10 +23,30 @@ class OccurredInFuture(VaultError):
     default_detail = "occurred_at lies more than 2 minutes in the future."
 
 
+class OccurredTooLongAgo(VaultError):
+    code = "occurred_at_too_old"
+    status = 422
+    default_detail = (
+        "occurred_at lies further back than the vault accepts without late_import "
+        "(VAULT_CONSENT_BACKDATE_DAYS); send late_import: true for a statement collected "
+        "that long ago."
+    )
+
+
 class InvalidEvidence(VaultError):
+    """A value of an allowed evidence key that is not of its type (``key`` names it)."""
+
     code = "invalid_evidence"
     status = 422
-    default_detail = "evidence must be a flat object of short scalar values."
+    default_detail = "evidence must be an object of the allowed keys with their typed values."
+
+
+class EvidenceKeyNotAllowed(VaultError):
+    """An evidence key outside the allowlist (``key`` names it when it is an identifier)."""
+
+    code = "evidence_key_not_allowed"
+    status = 422
+    default_detail = "evidence holds a key that is not allowed."
 
 
 class EvidenceContainsContactData(VaultError):

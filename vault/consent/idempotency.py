@@ -31,7 +31,9 @@ from vault.provenance import Caller
 
 
 def _request_hash(customer_id: UUID, write: ConsentWrite) -> str:
-    doc = {"customer_id": str(customer_id), **write.model_dump(mode="json")}
+    # late_import only when set: answers kept before it existed still match their retries
+    fields = write.model_dump(mode="json", exclude=None if write.late_import else {"late_import"})
+    doc = {"customer_id": str(customer_id), **fields}
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -86,6 +88,7 @@ def submit(
         language=write.language,
         occurred_at=write.occurred_at,
         evidence=write.evidence,
+        late_import=write.late_import,
         now=now,
     )
     response = write_result(result, policy.purposes[write.purpose], now)

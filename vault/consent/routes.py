@@ -5,7 +5,6 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Header, Query, Response, status
-from pydantic import AwareDatetime
 from sqlmodel import Session
 
 from vault.auth.deps import (
@@ -23,7 +22,7 @@ from vault.consent.schemas import (
     ConsentWriteResult,
     CustomerConsents,
 )
-from vault.db import SessionDep, utcnow
+from vault.db import Instant, SessionDep, utcnow
 from vault.errors import (
     CustomerErased,
     CustomerNotFound,
@@ -66,7 +65,9 @@ IdempotencyKey = Annotated[
         errors.ConsentNotApplicable,
         errors.InvalidConsentStatus,
         errors.OccurredInFuture,
+        errors.OccurredTooLongAgo,
         errors.InvalidEvidence,
+        errors.EvidenceKeyNotAllowed,
         errors.EvidenceContainsContactData,
         errors.IdempotencyKeyReused,
         errors.IdempotencyConflict,
@@ -162,7 +163,7 @@ def get_consents(
     runtime: RuntimeDep,
     principal: ConsentReader,
     as_of: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(description="answer as of this past instant (replayed from the ledger)"),
     ] = None,
 ) -> dict:

@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 from pydantic import Field as PField
 
 from vault.consent.models import Channel, ConsentEvent, EffectiveStatus
 from vault.consent.rules import EffectiveConsent, effective
 from vault.consent.service import RecordResult
 from vault.consent.store import LedgerEvent
+from vault.db import Instant
 from vault.policy import Purpose
 
 
@@ -36,12 +37,22 @@ class ConsentWrite(BaseModel):
         description="who made the statement: the customer, or staff:<id> on their behalf",
     )
     language: str = PField("de", pattern=r"^(de|en)$")
-    occurred_at: AwareDatetime | None = PField(
-        None, description="when the customer decided (default: now); at most 2 minutes ahead"
+    occurred_at: Instant | None = PField(
+        None,
+        description="when the customer decided (default: now); at most 2 minutes ahead, and at "
+        "most VAULT_CONSENT_BACKDATE_DAYS (30) back unless late_import is true",
+    )
+    late_import: bool = PField(
+        False,
+        description="the statement was collected before the backdating horizon (e.g. migrated "
+        "from another system); recorded in the audit event",
     )
     evidence: dict[str, Any] = PField(
         default_factory=dict,
-        description="user agent, IP (truncated on write), GPC signal ...; no contact data",
+        description="only these keys: ip (also ip_address, client_ip, remote_addr, remote_ip; "
+        "truncated to /24 or /48 on write), user_agent (at most 512), gpc (bool), language, "
+        "tc_string (IAB TCF, base64url, at most 2048), staff_id, store_id, script_version; "
+        "any other key is 422 evidence_key_not_allowed",
     )
 
 

@@ -39,6 +39,7 @@ from vault.consent.errors import (
     ConsentNotApplicable,
     InvalidConsentStatus,
     OccurredInFuture,
+    OccurredTooLongAgo,
 )
 from vault.consent.evidence import clean_evidence
 from vault.consent.models import (
@@ -51,7 +52,7 @@ from vault.consent.rules import CLOCK_SKEW, apply, as_projection
 from vault.consent.store import LedgerEvent, Statement, StateRecord
 from vault.crypto.signing import Signer
 from vault.customers import store as customers_store
-from vault.db import utcnow
+from vault.db import OUT_OF_RANGE, OUT_OF_RANGE_MESSAGE, in_range, utcnow
 from vault.errors import InvalidRequest
 from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
@@ -89,6 +90,27 @@ def consent_purpose(policy: Policy, purpose_id: str) -> Purpose:
     return purpose
 
 
+def check_occurred_at(
+    occurred_at: datetime | None, *, now: datetime, backdate_days: int, late_import: bool
+) -> datetime:
+    """When a statement may say it was made (every door: the API, the import, the pages):
+    1900 to 2100; at most :data:`CLOCK_SKEW` ahead of ``now``; and at most ``backdate_days``
+    (``VAULT_CONSENT_BACKDATE_DAYS``) back unless the caller says ``late_import`` (a statement
+    collected long ago, e.g. from a system being migrated). ``None`` is ``now``."""
+    if occurred_at is None:
+        return now
+    if not in_range(occurred_at):
+        raise InvalidRequest(f"occurred_at must be {OUT_OF_RANGE_MESSAGE}.", code=OUT_OF_RANGE)
+    if occurred_at > now + CLOCK_SKEW:
+        raise OccurredInFuture()
+    if not late_import and occurred_at < now - timedelta(days=backdate_days):
+        raise OccurredTooLongAgo(
+            f"occurred_at lies more than {backdate_days} days in the past; send late_import: "
+            "true to record a statement collected that long ago."
+        )
+    return occurred_at
+
+
 def lock_customer_state(session: Session, customer_id: UUID, purpose: str) -> StateRecord | None:
     """:func:`vault.customers.store.lock_customer`, then the current state of one purpose.
 
@@ -113,6 +135,7 @@ def _append(
     now: datetime,
     current: StateRecord | None,
     by: Caller,
+    late_import: bool = False,
 ) -> tuple[LedgerEvent, StateRecord, bool]:
     """Insert one event (Core, no ORM objects: this is the hot path) and apply it."""
     event = consent_store.insert_event(
@@ -140,6 +163,8 @@ def _append(
             "status": statement.status,
             "channel": statement.channel,
             "version": statement.version,
+            # the caller vouched for a statement dated beyond the backdating horizon
+            **({"late_import": True} if late_import else {}),
         },
         now=now,
     )
@@ -201,6 +226,7 @@ def record_event(
     language: str = "de",
     occurred_at: datetime | None = None,
     evidence: Mapping[str, Any] | None = None,
+    late_import: bool = False,
     now: datetime | None = None,
 ) -> RecordResult:
     """Record one consent statement of a customer and update the projection with it.
@@ -209,23 +235,29 @@ def record_event(
     double opt-in purpose a grant is recorded as ``pending_confirmation`` and a single-use
     confirmation token (valid 7 days, stored only as its hash) is returned; only
     :func:`confirm` makes it count. A withdrawal of a consent never given is recorded too.
-    ``occurred_at`` (default ``now``) may lie at most 2 minutes ahead; an older one than the
-    current decision is kept in the ledger without deciding (``applied`` is false).
+    ``occurred_at`` (default ``now``) may lie at most 2 minutes ahead and, unless
+    ``late_import``, at most ``settings.consent_backdate_days`` back
+    (:func:`check_occurred_at`); an older one than the current decision is kept in the ledger
+    without deciding (``applied`` is false).
     ``channel`` names the door (``selfservice`` for the self-service page), ``actor`` who spoke
     (``customer`` or ``staff:<id>``), ``recorded_by`` who wrote it (``client:<id>``).
     ``evidence`` must hold no contact data; IP addresses are truncated.
 
     Raises UnknownPurpose, ConsentNotApplicable, InvalidConsentStatus, OccurredInFuture,
-    InvalidEvidence, EvidenceContainsContactData, CustomerNotFound, CustomerErased."""
+    OccurredTooLongAgo, InvalidEvidence, EvidenceKeyNotAllowed, EvidenceContainsContactData,
+    CustomerNotFound, CustomerErased."""
     now = now or utcnow()
     the_purpose = consent_purpose(policy, purpose)
     if status not in WRITABLE_STATUSES:
         raise InvalidConsentStatus()
     if channel not in Channel.__members__.values():
         raise InvalidRequest(f"Unknown channel '{channel[:32]}'.", code="invalid_channel")
-    occurred_at = occurred_at or now
-    if occurred_at > now + CLOCK_SKEW:
-        raise OccurredInFuture()
+    occurred_at = check_occurred_at(
+        occurred_at,
+        now=now,
+        backdate_days=settings.consent_backdate_days,
+        late_import=late_import,
+    )
     clean = clean_evidence(evidence)
     current = lock_customer_state(session, customer_id, the_purpose.id)
     if status == ConsentStatus.GRANTED and the_purpose.double_opt_in:
@@ -250,6 +282,7 @@ def record_event(
         by=by,
         now=now,
         current=current,
+        late_import=late_import,
     )
     token = None
     if applied and status == ConsentStatus.PENDING_CONFIRMATION:

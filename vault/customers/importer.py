@@ -4,7 +4,8 @@ One line per customer::
 
     {"external_id": "CRM-17", "attributes": {"email": "…", …},
      "consents": [{"purpose": "newsletter", "status": "confirmed", "channel": "web",
-                   "occurred_at": "2025-03-01T10:00:00Z", "method": "legacy_form"}]}
+                   "occurred_at": "2025-03-01T10:00:00Z", "late_import": true,
+                   "method": "legacy_form"}]}
 
 Bad lines are rejected with a report entry (line number, code, attribute, sentence — never the
 value); good lines are kept. Lines are processed in chunks: values are validated and encrypted in
@@ -29,6 +30,7 @@ from sqlmodel import Session
 from vault.audit import record as audit_record
 from vault.audit.actions import AuditAction
 from vault.config import Settings
+from vault.consent import service as consent_service
 from vault.consent import store as consent_store
 from vault.consent.evidence import clean_evidence
 from vault.consent.schemas import Channel
@@ -45,7 +47,6 @@ from vault.provenance import Caller
 MAX_LINE_BYTES = 65_536
 MAX_ERRORS_REPORTED = 1000
 IMPORT_STATUSES = {"granted", "withdrawn", "refused", "confirmed"}
-CLOCK_SKEW_SECONDS = 120
 
 
 class LineError(Exception):
@@ -90,23 +91,33 @@ class _Row:
     consents: list[dict[str, Any]]
 
 
-def _parse_time(text: Any, now: datetime) -> datetime:
-    if text is None:
-        return now
-    if not isinstance(text, str):
-        raise LineError("invalid_consent", "occurred_at must be an ISO 8601 string.")
+def _parse_time(text: Any, now: datetime, backdate_days: int, late_import: Any) -> datetime:
+    """A consent's ``occurred_at``: ISO 8601 with a zone, then the consent service's one rule
+    (:func:`vault.consent.service.check_occurred_at`: 1900 to 2100, not ahead, not further back
+    than the horizon unless ``late_import``)."""
+    if not isinstance(late_import, bool):
+        raise LineError("invalid_consent", "late_import must be true or false.")
+    value = None
+    if text is not None:
+        if not isinstance(text, str):
+            raise LineError("invalid_consent", "occurred_at must be an ISO 8601 string.")
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise LineError("invalid_consent", "occurred_at is not an ISO 8601 time.") from None
+        if value.tzinfo is None:
+            raise LineError("invalid_consent", "occurred_at needs a time zone.")
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise LineError("invalid_consent", "occurred_at is not an ISO 8601 time.") from None
-    if value.tzinfo is None:
-        raise LineError("invalid_consent", "occurred_at needs a time zone.")
-    if (value - now).total_seconds() > CLOCK_SKEW_SECONDS:
-        raise LineError("occurred_in_future", "occurred_at lies in the future.")
-    return value
+        return consent_service.check_occurred_at(
+            value, now=now, backdate_days=backdate_days, late_import=late_import
+        )
+    except VaultError as exc:
+        raise LineError(exc.code, exc.detail) from None
 
 
-def _parse_line(raw: bytes, line: int, policy: Policy, envelope: Envelope, now: datetime) -> _Row:
+def _parse_line(
+    raw: bytes, line: int, policy: Policy, envelope: Envelope, now: datetime, backdate_days: int
+) -> _Row:
     if len(raw) > MAX_LINE_BYTES:
         raise LineError("line_too_long", f"A line may have at most {MAX_LINE_BYTES} bytes.")
     try:
@@ -184,8 +195,11 @@ def _parse_line(raw: bytes, line: int, policy: Policy, envelope: Envelope, now: 
                 "channel": channel,
                 "method": method,
                 "language": language,
-                "occurred_at": _parse_time(c.get("occurred_at"), now),
+                "occurred_at": _parse_time(
+                    c.get("occurred_at"), now, backdate_days, c.get("late_import", False)
+                ),
                 "evidence": evidence,
+                "late_import": c.get("late_import", False),
             }
         )
     return _Row(line, customer_id, values, index, consents)
@@ -222,7 +236,7 @@ def import_chunk(
     for line, raw in chunk:
         report.received += 1
         try:
-            row = _parse_line(raw, line, policy, envelope, now)
+            row = _parse_line(raw, line, policy, envelope, now, settings.consent_backdate_days)
             if row.consents and not may_write_consent:
                 raise LineError("insufficient_scope", "Consents need the scope consent:write.")
             rows.append(row)
@@ -314,6 +328,12 @@ def import_chunk(
                 "attributes": sorted(r.values),
                 "request_id": by.request_id,
                 "now": now,
+                # the importer vouched for consents dated beyond the backdating horizon
+                **(
+                    {"details": {"late_import": True}}
+                    if any(c["late_import"] for c in r.consents)
+                    else {}
+                ),
             }
         )
     # Core inserts on the connection: the ORM's bulk path costs more than the SQL here.

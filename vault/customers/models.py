@@ -29,9 +29,15 @@ class Customer(SQLModel, table=True):
     # GDPR Art. 21 objections: "direct_marketing" (Art. 21(2), absolute) and/or ids of
     # legitimate-interest purposes, space-separated. On the row so a read needs no extra query.
     objections: str = Field(default="", max_length=2000)
-    # GDPR Art. 17(3): while set, erasure answers 409 with the reason (vault.dsr).
+    # GDPR Art. 17(3): while set, erasure answers 409 with the reason (vault.dsr). Reasons are
+    # codes (vault.dsr.models.LegalHoldReason, RestrictionReason); a note beside one is
+    # encrypted under this customer's DEK (vault.dsr.notes) and nulled by erasure.
     legal_hold: bool = Field(default=False)
-    legal_hold_reason: str | None = Field(default=None, max_length=500)
+    legal_hold_reason: str | None = Field(default=None, max_length=500)  # a code (0010)
+    legal_hold_note: bytes | None = Field(default=None, sa_type=Bytes)
+    # GDPR Art. 18(1): the ground of the current restriction (status restricted), if given.
+    restriction_reason: str | None = Field(default=None, max_length=32)
+    restriction_note: bytes | None = Field(default=None, sa_type=Bytes)
     # The tombstone: who asked for the erasure (``erased_at`` says when).
     erased_by: str | None = Field(default=None, max_length=80)
 

@@ -82,7 +82,8 @@ def lock_many(session: Session, ids: Sequence[UUID]) -> dict[UUID, tuple[str, bo
 
 def shred(session: Session, ids: Sequence[UUID], actor: str, now: datetime) -> None:
     """Crypto-shred customers: the wrapped data key goes (NULL), their values and blind-index
-    rows are deleted, the customer row stays as a tombstone (``erased_at``, ``erased_by``).
+    rows are deleted, the customer row stays as a tombstone (``erased_at``, ``erased_by``; the
+    codes of a legal hold or restriction stay, their notes, sealed under the key, go).
     The caller's transaction; the rows must be locked (:func:`lock_customer`, :func:`lock_many`)."""
     conn = session.connection()
     conn.execute(
@@ -95,6 +96,8 @@ def shred(session: Session, ids: Sequence[UUID], actor: str, now: datetime) -> N
             erased_at=now,
             erased_by=actor,
             updated_at=now,
+            legal_hold_note=None,
+            restriction_note=None,
         )
     )
     # Every table whose rows hold a customer's data or a secret derived from it.

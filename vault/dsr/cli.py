@@ -26,6 +26,7 @@ def list_cmd(
     """List tracked requests, earliest deadline first; exit 1 with --overdue if any is."""
     from vault.db import reader, transaction, utcnow
     from vault.dsr import requests
+    from vault.dsr.notes import NoteReader
     from vault.runtime import cli_runtime
 
     now = utcnow()
@@ -33,8 +34,9 @@ def list_cmd(
         rows = requests.list_requests(
             session=session, overdue=overdue, status=status, kind=kind, now=now, limit=limit
         )
-    for r in rows:
-        item = requests.request_public(r, now)
+        notes = NoteReader(session, rt.envelope)
+        items = [requests.request_public(r, notes, now) for r in rows]
+    for r, item in zip(rows, items, strict=True):
         if as_json:
             typer.echo(json.dumps(item, default=str))
         else:

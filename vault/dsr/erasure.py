@@ -1,7 +1,9 @@
 """Erasure (GDPR Art. 17) by crypto-shredding.
 
 :func:`erase` / :func:`erase_many`: the wrapped data key is set to NULL and values, blind-index
-rows, confirmation tokens and idempotency answers are deleted in the caller's one transaction;
+rows, confirmation tokens and idempotency answers are deleted, and the notes beside the reason
+codes of the customer's legal hold, restriction and requests nulled, in the caller's one
+transaction;
 the customer row stays as a tombstone (``erased_at``, ``erased_by``); the consent ledger, its
 projection and the audit log stay (ids only, no clear PII). A legal hold (Art. 17(3)) refuses
 with 409 (:func:`record_refused_erasure` audits the refusal). Each erasure is audited as
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, or_, select, update
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
@@ -64,6 +66,7 @@ ERASED_TABLES = (
     "blind_index",
     "consent_confirmation",
     "consent_idempotency",
+    "dsr_request",
 )
 
 _CERTIFICATE = ErasureCertificate.__table__
@@ -127,6 +130,16 @@ def _shred(session: Session, ids: list[UUID], actor: str, now: datetime) -> dict
     consent_store.shred(session, ids)
     selfservice_sessions.shred(session, ids)
     conn = session.connection()
+    # The requests stay (with their reason codes); their notes, sealed under the destroyed key,
+    # go with it (vault.dsr.notes).
+    conn.execute(
+        update(_REQUEST)
+        .where(
+            _REQUEST.c.customer_id.in_(ids),
+            or_(_REQUEST.c.extension_note.is_not(None), _REQUEST.c.close_note.is_not(None)),
+        )
+        .values(extension_note=None, close_note=None)
+    )
     # Close every open erasure request of these customers; record one for the others.
     request_of: dict[UUID, UUID] = {
         cid: rid

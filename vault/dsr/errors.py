@@ -49,11 +49,12 @@ class RejectionReasonRequired(InvalidRequest):
     default_detail = "Rejecting a request needs a reason (GDPR Art. 12(4))."
 
 
-class ReasonContainsPersonalData(InvalidRequest):
-    code = "reason_contains_personal_data"
+class InvalidCloseReason(InvalidRequest):
+    code = "invalid_close_reason"
     default_detail = (
-        "The reason looks like it contains personal data (an e-mail address or a long number); "
-        "describe it without them."
+        "A rejection takes a rejection reason (manifestly_unfounded, excessive, "
+        "identity_not_verified, legal_exemption, other), a completion a completion reason "
+        "(fulfilled, no_data_held, withdrawn, other)."
     )
 
 

@@ -22,6 +22,7 @@ from vault.customers import service as customers_service
 from vault.customers import store as customers_store
 from vault.customers.schemas import Customer
 from vault.db import utcnow
+from vault.dsr import notes
 from vault.dsr.models import RequestKind
 from vault.dsr.requests import complete_request, list_requests, record_audit, request_public
 from vault.errors import InvalidRequest
@@ -128,13 +129,16 @@ def _purposes(
     return purposes
 
 
-def _requests(session: Session, customer_id: UUID, now: datetime) -> list[dict[str, Any]]:
-    """The customer's tracked requests as JSON values (ISO times, string ids)."""
+def _requests(
+    session: Session, envelope: Envelope, customer_id: UUID, now: datetime
+) -> list[dict[str, Any]]:
+    """The customer's tracked requests as JSON values (ISO times, string ids), notes opened."""
     requests = list_requests(session=session, customer_id=customer_id, now=now, limit=1000)
+    reader = notes.NoteReader(session, envelope)
     return [
         {
             k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v)
-            for k, v in request_public(r, now).items()
+            for k, v in request_public(r, reader, now).items()
         }
         for r in requests
     ]
@@ -161,7 +165,7 @@ def build_export(
     history = _consent_history(session, customer.id, include_receipts)
     objections = customer.objection_set
     purposes = _purposes(policy, states, objections)
-    requests = _requests(session, customer.id, now)
+    requests = _requests(session, envelope, customer.id, now)
     return {
         "format": EXPORT_FORMAT,
         "generated_at": now,
@@ -173,6 +177,14 @@ def build_export(
             "updated_at": customer.updated_at.isoformat(),
             "objections": sorted(objections),
             "legal_hold": customer.legal_hold,
+            "legal_hold_reason": customer.legal_hold_reason,
+            "legal_hold_note": notes.open_note(
+                envelope, customer, notes.LEGAL_HOLD, customer.legal_hold_note
+            ),
+            "restriction_reason": customer.restriction_reason,
+            "restriction_note": notes.open_note(
+                envelope, customer, notes.RESTRICTION, customer.restriction_note
+            ),
         },
         "attributes": attributes,
         "consents": [consent_schemas.state_public(s) for s in states.values()],

@@ -1,8 +1,9 @@
 """Tracked data-subject requests (GDPR Art. 12(3)/(4)): the deadline calendar, create, get,
 extend, close, list and :func:`complete_request`, which every right calls to close (or record)
-the request it answers. Also the two helpers every DSR function shares: :func:`record_audit`
-(each of them is audited as ``dsr.<what>``) and :func:`check_free_text_reason` (free text that
-goes into the audit log)."""
+the request it answers. Also the helper every DSR function shares: :func:`record_audit` (each
+of them is audited as ``dsr.<what>``). Extensions and closings carry a coded reason
+(:mod:`vault.dsr.models`) and an optional note sealed under the customer's key
+(:mod:`vault.dsr.notes`); the audit log gets the code only."""
 
 from __future__ import annotations
 
@@ -17,19 +18,28 @@ from sqlmodel import Session
 
 from vault.audit import record as audit_record
 from vault.audit.actions import AuditAction
-from vault.audit.errors import AuditPiiRefused, InvalidAuditEvent
+from vault.crypto.envelope import Envelope
 from vault.customers import service as customers_service
+from vault.customers import store as customers_store
 from vault.db import utcnow
+from vault.dsr import notes
 from vault.dsr.errors import (
     ExtensionReasonRequired,
     ExtensionTooLong,
-    ReasonContainsPersonalData,
+    InvalidCloseReason,
     RejectionReasonRequired,
     RequestClosed,
     RequestNotFound,
 )
-from vault.dsr.models import DataSubjectRequest, RequestKind, RequestStatus
-from vault.errors import InvalidRequest
+from vault.dsr.models import (
+    CompletionReason,
+    DataSubjectRequest,
+    ExtensionReason,
+    RejectionReason,
+    RequestKind,
+    RequestStatus,
+)
+from vault.errors import CustomerErased, InvalidRequest
 from vault.provenance import Caller
 
 MAX_EXTENSION_MONTHS = 2
@@ -60,16 +70,27 @@ def record_audit(
     )
 
 
-def check_free_text_reason(reason: str) -> str:
-    """Free-text reasons go into the audit log: refuse what the audit log would refuse as PII."""
-    reason = " ".join(reason.split())
-    try:
-        audit_record.canonical_details({"reason": reason})
-    except AuditPiiRefused:
-        raise ReasonContainsPersonalData() from None
-    except InvalidAuditEvent:
-        raise InvalidRequest("The reason is not valid.", code="invalid_reason") from None
-    return reason
+def _seal_note(
+    session: Session, envelope: Envelope, customer_id: UUID, label: str, note: str | None
+) -> bytes | None:
+    """A note for one of the customer's records, sealed under its key; an erased customer's
+    records take codes only (410)."""
+    if notes.clean(note) is None:
+        return None
+    customer = customers_service.get_customer(session, customer_id, allow_erased=True)
+    if customer.dek_wrapped is None:
+        raise CustomerErased(
+            "This customer has been erased: its requests keep a reason code, not a note."
+        )
+    return notes.seal(envelope, customer, label, note)
+
+
+def _lock_for_update(session: Session, request_uuid: UUID) -> DataSubjectRequest:
+    """The request, locked for a change, after its customer's row (the lock order every writer
+    of a customer follows; erasure nulls the notes of the customer's requests)."""
+    row = get_request(session, request_uuid)
+    customers_store.lock_many(session, [row.customer_id])
+    return get_request(session, request_uuid, lock=True)
 
 
 # --- calendar ------------------------------------------------------------------------------
@@ -92,7 +113,10 @@ def due_at(received_at: datetime, extension_months: int = 0) -> datetime:
 # --- request tracking ---------------------------------------------------------------------
 
 
-def request_public(row: DataSubjectRequest, now: datetime | None = None) -> dict[str, Any]:
+def request_public(
+    row: DataSubjectRequest, reader: notes.NoteReader, now: datetime | None = None
+) -> dict[str, Any]:
+    """The answer for one request: codes, and the notes while the customer exists."""
     now = now or utcnow()
     return {
         "id": row.id,
@@ -103,10 +127,14 @@ def request_public(row: DataSubjectRequest, now: datetime | None = None) -> dict
         "due_at": row.due_at,
         "extension_months": row.extension_months,
         "extension_reason": row.extension_reason,
+        "extension_note": reader.open(
+            row.customer_id, notes.extension_label(row.id), row.extension_note
+        ),
         "created_by": row.created_by,
         "handled_by": row.handled_by,
         "closed_at": row.closed_at,
         "close_reason": row.close_reason,
+        "close_note": reader.open(row.customer_id, notes.close_label(row.id), row.close_note),
         "overdue": row.status == RequestStatus.OPEN and row.due_at < now,
     }
 
@@ -161,19 +189,23 @@ def get_request(session: Session, request_uuid: UUID, *, lock: bool = False) -> 
 def extend_request(
     *,
     session: Session,
+    envelope: Envelope,
     request_uuid: UUID,
     months: int,
     reason: str | None,
     by: Caller,
+    note: str | None = None,
     now: datetime | None = None,
 ) -> DataSubjectRequest:
     """Extend the deadline by ``months`` (Art. 12(3): at most two further months in total,
-    only with a reason, which must be told to the data subject within the first month)."""
+    only for the complexity or the number of requests (``reason``, an
+    :class:`~vault.dsr.models.ExtensionReason`), which must be told to the data subject within
+    the first month). ``note`` is kept sealed under the customer's key."""
     now = now or utcnow()
-    if not reason or not reason.strip():
+    if not reason:
         raise ExtensionReasonRequired()
-    reason = check_free_text_reason(reason)
-    row = get_request(session, request_uuid, lock=True)
+    reason = ExtensionReason(reason)
+    row = _lock_for_update(session, request_uuid)
     if row.status != RequestStatus.OPEN:
         raise RequestClosed()
     total = row.extension_months + months
@@ -184,6 +216,9 @@ def extend_request(
         )
     row.extension_months = total
     row.extension_reason = reason
+    row.extension_note = _seal_note(
+        session, envelope, row.customer_id, notes.extension_label(row.id), note
+    )
     row.due_at = due_at(row.received_at, total)
     session.add(row)
     session.flush()
@@ -195,37 +230,51 @@ def extend_request(
         now,
         kind=row.kind,
         months=total,
-        reason=reason,
+        reason=str(reason),
     )
     return row
+
+
+_CLOSE_REASONS: dict[str, type[RejectionReason | CompletionReason]] = {
+    RequestStatus.REJECTED: RejectionReason,
+    RequestStatus.COMPLETED: CompletionReason,
+}
 
 
 def close_request(
     *,
     session: Session,
+    envelope: Envelope,
     request_uuid: UUID,
     status: str,
     by: Caller,
     reason: str | None = None,
+    note: str | None = None,
     now: datetime | None = None,
 ) -> DataSubjectRequest:
-    """Close a request as ``completed`` or ``rejected`` (a rejection needs a reason)."""
+    """Close a request as ``completed`` (optionally with a
+    :class:`~vault.dsr.models.CompletionReason`) or ``rejected`` (with a
+    :class:`~vault.dsr.models.RejectionReason`, required: Art. 12(4)). ``note`` is kept
+    sealed under the customer's key."""
     now = now or utcnow()
     status = RequestStatus(status)
     if status == RequestStatus.OPEN:
         raise InvalidRequest("Close with 'completed' or 'rejected'.", code="invalid_status")
-    if status == RequestStatus.REJECTED and not (reason and reason.strip()):
+    if status == RequestStatus.REJECTED and not reason:
         raise RejectionReasonRequired()
-    clean = check_free_text_reason(reason) if reason and reason.strip() else None
-    row = get_request(session, request_uuid, lock=True)
+    codes = _CLOSE_REASONS[status]
+    if reason is not None and reason not in codes.__members__.values():
+        raise InvalidCloseReason(f"A request closed as {status} takes one of: {', '.join(codes)}.")
+    row = _lock_for_update(session, request_uuid)
     if row.status != RequestStatus.OPEN:
         raise RequestClosed()
-    row.status, row.handled_by, row.closed_at, row.close_reason = status, by.actor, now, clean
+    row.status, row.handled_by, row.closed_at, row.close_reason = status, by.actor, now, reason
+    row.close_note = _seal_note(session, envelope, row.customer_id, notes.close_label(row.id), note)
     session.add(row)
     session.flush()
     details: dict[str, Any] = {"kind": row.kind, "status": status}
-    if clean:
-        details["reason"] = clean
+    if reason:
+        details["reason"] = str(reason)
     record_audit(
         session,
         by,

@@ -5,6 +5,9 @@ itself.
   :func:`withdraw_objection` (Art. 21) set ``customer.status`` and ``customer.objections``, which
   the pure access decision (:mod:`vault.policy.decision`) already honours.
 - :func:`set_legal_hold` / :func:`clear_legal_hold` (Art. 17(3)) make erasure refuse.
+- Reasons are codes (:class:`~vault.dsr.models.LegalHoldReason`, ``LegalHoldRelease``,
+  ``RestrictionReason``), audited; a note beside one is sealed under the customer's key
+  (:mod:`vault.dsr.notes`) and shown only while the customer exists.
 - Every one of them is audited (``dsr.<what>``), emits its outbox event where downstream tools
   must act, and records or closes a tracked request (:func:`vault.dsr.requests.complete_request`).
 """
@@ -19,12 +22,14 @@ from uuid import UUID
 from sqlmodel import Session
 
 from vault.audit.actions import AuditAction
+from vault.crypto.envelope import Envelope
 from vault.customers import service as customers_service
 from vault.customers.schemas import Customer, CustomerStatus
 from vault.db import utcnow
+from vault.dsr import notes
 from vault.dsr.errors import InvalidObjectionScope
-from vault.dsr.models import RequestKind
-from vault.dsr.requests import check_free_text_reason, complete_request, record_audit
+from vault.dsr.models import LegalHoldReason, LegalHoldRelease, RequestKind, RestrictionReason
+from vault.dsr.requests import complete_request, record_audit
 from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
 from vault.policy import LegalBasis, Policy
@@ -41,7 +46,8 @@ class RightsResult:
     changed: bool = True
 
 
-def rights_public(result: RightsResult) -> dict[str, Any]:
+def rights_public(result: RightsResult, envelope: Envelope) -> dict[str, Any]:
+    """Where the customer stands: codes, and the notes (opened with the customer's key)."""
     c = result.customer
     return {
         "customer_id": c.id,
@@ -49,6 +55,9 @@ def rights_public(result: RightsResult) -> dict[str, Any]:
         "objections": sorted(c.objection_set),
         "legal_hold": c.legal_hold,
         "legal_hold_reason": c.legal_hold_reason,
+        "legal_hold_note": notes.open_note(envelope, c, notes.LEGAL_HOLD, c.legal_hold_note),
+        "restriction_reason": c.restriction_reason,
+        "restriction_note": notes.open_note(envelope, c, notes.RESTRICTION, c.restriction_note),
         "erased_at": c.erased_at,
         "request_id": result.request_uuid,
     }
@@ -69,6 +78,17 @@ def _save(
         )
 
 
+def _seal(
+    envelope: Envelope | None, customer: Customer, label: str, note: str | None
+) -> bytes | None:
+    """A note for the customer row, sealed under the customer's key (None without one)."""
+    if notes.clean(note) is None:
+        return None
+    if envelope is None:
+        raise ValueError("a note needs the envelope")
+    return notes.seal(envelope, customer, label, note)
+
+
 # --- restriction (Art. 18) and objection (Art. 21) --------------------------------------------
 
 
@@ -77,13 +97,24 @@ def restrict(
     session: Session,
     customer_id: UUID,
     by: Caller,
+    envelope: Envelope | None = None,
+    reason: str | None = None,
+    note: str | None = None,
     now: datetime | None = None,
 ) -> RightsResult:
     """Restrict processing: from now on nothing is released to any purpose (the customer's
-    data is stored, not used). Idempotent."""
+    data is stored, not used). ``reason`` is the Art. 18(1) ground
+    (:class:`~vault.dsr.models.RestrictionReason`), ``note`` is sealed under the customer's key
+    (it needs ``envelope``); a repeated restriction with a reason or note replaces them.
+    Idempotent."""
     now = now or utcnow()
+    reason = RestrictionReason(reason) if reason is not None else None
     customer = customers_service.lock_customer(session, customer_id)
     changed = customer.status != CustomerStatus.RESTRICTED
+    noted = reason is not None or notes.clean(note) is not None
+    if noted:
+        customer.restriction_reason = reason
+        customer.restriction_note = _seal(envelope, customer, notes.RESTRICTION, note)
     if changed:
         customer.status = CustomerStatus.RESTRICTED
         _save(
@@ -93,6 +124,8 @@ def restrict(
             EventType.CUSTOMER_RESTRICTED,
             {"status": CustomerStatus.RESTRICTED},
         )
+    elif noted:
+        _save(session, customer, now)
     req = complete_request(
         session=session, customer_id=customer.id, kind=RequestKind.RESTRICTION, by=by, now=now
     )
@@ -103,6 +136,7 @@ def restrict(
         customer.id,
         now,
         changed=changed,
+        reason=str(reason) if reason is not None else None,
     )
     return RightsResult(customer, req, changed)
 
@@ -120,6 +154,7 @@ def lift_restriction(
     changed = customer.status == CustomerStatus.RESTRICTED
     if changed:
         customer.status = CustomerStatus.ACTIVE
+        customer.restriction_reason, customer.restriction_note = None, None
         _save(
             session,
             customer,
@@ -239,16 +274,21 @@ def withdraw_objection(
 def set_legal_hold(
     *,
     session: Session,
+    envelope: Envelope,
     customer_id: UUID,
     reason: str,
     by: Caller,
+    note: str | None = None,
     now: datetime | None = None,
 ) -> RightsResult:
-    """Refuse erasure until cleared (e.g. data needed for legal claims, Art. 17(3)(e))."""
+    """Refuse erasure until cleared (e.g. § 147 AO records, data needed for legal claims,
+    Art. 17(3)(e)). ``reason`` is a :class:`~vault.dsr.models.LegalHoldReason`; ``note`` is
+    sealed under the customer's key. Setting it again replaces reason and note."""
     now = now or utcnow()
-    reason = check_free_text_reason(reason)
+    reason = LegalHoldReason(reason)
     customer = customers_service.lock_customer(session, customer_id)
     customer.legal_hold, customer.legal_hold_reason = True, reason
+    customer.legal_hold_note = _seal(envelope, customer, notes.LEGAL_HOLD, note)
     _save(session, customer, now)
     record_audit(
         session,
@@ -256,7 +296,7 @@ def set_legal_hold(
         AuditAction.DSR_LEGAL_HOLD_SET,
         customer.id,
         now,
-        reason=reason,
+        reason=str(reason),
     )
     return RightsResult(customer)
 
@@ -269,11 +309,14 @@ def clear_legal_hold(
     by: Caller,
     now: datetime | None = None,
 ) -> RightsResult:
+    """Lift the legal hold; ``reason`` (a :class:`~vault.dsr.models.LegalHoldRelease`) says why
+    it no longer applies, and the hold's note goes with it."""
     now = now or utcnow()
-    reason = check_free_text_reason(reason)
+    reason = LegalHoldRelease(reason)
     customer = customers_service.lock_customer(session, customer_id)
     changed = customer.legal_hold
     customer.legal_hold, customer.legal_hold_reason = False, None
+    customer.legal_hold_note = None
     _save(session, customer, now)
     record_audit(
         session,
@@ -281,7 +324,7 @@ def clear_legal_hold(
         AuditAction.DSR_LEGAL_HOLD_CLEARED,
         customer.id,
         now,
-        reason=reason,
+        reason=str(reason),
         changed=changed,
     )
     return RightsResult(customer, None, changed)

@@ -17,10 +17,12 @@ from vault.db import SessionDep, utcnow
 from vault.dsr import erasure, export, requests, rights, ropa
 from vault.dsr import errors as dsr_errors
 from vault.dsr.models import RequestKind, RequestStatus
+from vault.dsr.notes import NoteReader
 from vault.dsr.schemas import (
     CustomerRights,
     DataExport,
     ErasureCertificatePublic,
+    LegalHoldClear,
     LegalHoldSet,
     ObjectionBody,
     RequestClose,
@@ -28,6 +30,7 @@ from vault.dsr.schemas import (
     RequestExtend,
     RequestList,
     RequestPublic,
+    RestrictionSet,
 )
 from vault.errors import (
     CustomerErased,
@@ -148,23 +151,28 @@ def get_erasure_certificate(
     "/v1/customers/{customer_id}/legal-hold",
     operation_id="set_legal_hold",
     response_model=CustomerRights,
-    responses=responses(*_CUSTOMER, dsr_errors.ReasonContainsPersonalData),
+    responses=responses(*_CUSTOMER),
 )
 def set_legal_hold(
     request: Request,
     customer_id: UUID,
     body: LegalHoldSet,
     session: SessionDep,
+    runtime: RuntimeDep,
     principal: DsrExecutor,
 ) -> dict[str, Any]:
-    """Put the customer's data under a legal hold: erasure answers 409 until it is cleared."""
+    """Put the customer's data under a legal hold (a reason code, an optional note kept
+    encrypted under the customer's key): erasure answers 409 until it is cleared."""
     return rights.rights_public(
         rights.set_legal_hold(
             session=session,
+            envelope=runtime.envelope,
             customer_id=customer_id,
             reason=body.reason,
+            note=body.note,
             by=principal.caller,
-        )
+        ),
+        runtime.envelope,
     )
 
 
@@ -172,23 +180,25 @@ def set_legal_hold(
     "/v1/customers/{customer_id}/legal-hold",
     operation_id="clear_legal_hold",
     response_model=CustomerRights,
-    responses=responses(*_CUSTOMER, dsr_errors.ReasonContainsPersonalData),
+    responses=responses(*_CUSTOMER),
 )
 def clear_legal_hold(
     request: Request,
     customer_id: UUID,
-    body: LegalHoldSet,
+    body: LegalHoldClear,
     session: SessionDep,
+    runtime: RuntimeDep,
     principal: DsrExecutor,
 ) -> dict[str, Any]:
-    """Clear the legal hold (the body's reason says why it no longer applies)."""
+    """Clear the legal hold (the body's reason code says why it no longer applies)."""
     return rights.rights_public(
         rights.clear_legal_hold(
             session=session,
             customer_id=customer_id,
             reason=body.reason,
             by=principal.caller,
-        )
+        ),
+        runtime.envelope,
     )
 
 
@@ -202,15 +212,26 @@ def clear_legal_hold(
     responses=responses(*_CUSTOMER),
 )
 def restrict_customer(
-    request: Request, customer_id: UUID, session: SessionDep, principal: DsrExecutor
+    request: Request,
+    customer_id: UUID,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: DsrExecutor,
+    body: RestrictionSet | None = None,
 ) -> dict[str, Any]:
-    """Restrict processing (Art. 18): nothing is released to any purpose until lifted."""
+    """Restrict processing (Art. 18): nothing is released to any purpose until lifted. The
+    optional body names the Art. 18(1) ground and a note (kept encrypted)."""
+    body = body or RestrictionSet()
     return rights.rights_public(
         rights.restrict(
             session=session,
+            envelope=runtime.envelope,
             customer_id=customer_id,
+            reason=body.reason,
+            note=body.note,
             by=principal.caller,
-        )
+        ),
+        runtime.envelope,
     )
 
 
@@ -221,7 +242,11 @@ def restrict_customer(
     responses=responses(*_CUSTOMER),
 )
 def lift_restriction(
-    request: Request, customer_id: UUID, session: SessionDep, principal: DsrExecutor
+    request: Request,
+    customer_id: UUID,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: DsrExecutor,
 ) -> dict[str, Any]:
     """Lift a restriction (Art. 18(3)); reads follow the legal basis again."""
     return rights.rights_public(
@@ -229,7 +254,8 @@ def lift_restriction(
             session=session,
             customer_id=customer_id,
             by=principal.caller,
-        )
+        ),
+        runtime.envelope,
     )
 
 
@@ -255,7 +281,8 @@ def object_to_processing(
             customer_id=customer_id,
             scope=body.scope,
             by=principal.caller,
-        )
+        ),
+        runtime.envelope,
     )
 
 
@@ -281,7 +308,8 @@ def withdraw_objection(
             customer_id=customer_id,
             scope=body.scope,
             by=principal.caller,
-        )
+        ),
+        runtime.envelope,
     )
 
 
@@ -296,6 +324,7 @@ def withdraw_objection(
 )
 def list_dsr_requests(
     session: SessionDep,
+    runtime: RuntimeDep,
     principal: DsrExecutor,
     customer_id: UUID | None = None,
     kind: RequestKind | None = None,
@@ -318,8 +347,9 @@ def list_dsr_requests(
     )
     more = len(rows) > limit
     rows = rows[:limit]
+    reader = NoteReader(session, runtime.envelope)
     return {
-        "requests": [requests.request_public(r, now) for r in rows],
+        "requests": [requests.request_public(r, reader, now) for r in rows],
         "next_cursor": str(rows[-1].id) if more else None,
     }
 
@@ -332,7 +362,11 @@ def list_dsr_requests(
     responses=responses(CustomerNotFound, InvalidRequest),
 )
 def create_dsr_request(
-    request: Request, body: RequestCreate, session: SessionDep, principal: DsrExecutor
+    request: Request,
+    body: RequestCreate,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: DsrExecutor,
 ) -> dict[str, Any]:
     """Record a request as received; it is due one calendar month later (Art. 12(3))."""
     row = requests.create_request(
@@ -342,7 +376,7 @@ def create_dsr_request(
         received_at=body.received_at,
         by=principal.caller,
     )
-    return requests.request_public(row)
+    return requests.request_public(row, NoteReader(session, runtime.envelope))
 
 
 @router.get(
@@ -352,10 +386,11 @@ def create_dsr_request(
     responses=responses(dsr_errors.RequestNotFound),
 )
 def get_dsr_request(
-    request_uuid: UUID, session: SessionDep, principal: DsrExecutor
+    request_uuid: UUID, session: SessionDep, runtime: RuntimeDep, principal: DsrExecutor
 ) -> dict[str, Any]:
     """One tracked request."""
-    return requests.request_public(requests.get_request(session, request_uuid))
+    row = requests.get_request(session, request_uuid)
+    return requests.request_public(row, NoteReader(session, runtime.envelope))
 
 
 @router.post(
@@ -367,7 +402,7 @@ def get_dsr_request(
         dsr_errors.RequestClosed,
         dsr_errors.ExtensionReasonRequired,
         dsr_errors.ExtensionTooLong,
-        dsr_errors.ReasonContainsPersonalData,
+        CustomerErased,
     ),
 )
 def extend_dsr_request(
@@ -375,17 +410,21 @@ def extend_dsr_request(
     request_uuid: UUID,
     body: RequestExtend,
     session: SessionDep,
+    runtime: RuntimeDep,
     principal: DsrExecutor,
 ) -> dict[str, Any]:
-    """Extend the deadline by up to two further months in total, with a reason."""
+    """Extend the deadline by up to two further months in total, with a reason code
+    (complexity, number_of_requests) and an optional note (410 once the customer is erased)."""
     row = requests.extend_request(
         session=session,
+        envelope=runtime.envelope,
         request_uuid=request_uuid,
         months=body.months,
         reason=body.reason,
+        note=body.note,
         by=principal.caller,
     )
-    return requests.request_public(row)
+    return requests.request_public(row, NoteReader(session, runtime.envelope))
 
 
 @router.post(
@@ -396,7 +435,8 @@ def extend_dsr_request(
         dsr_errors.RequestNotFound,
         dsr_errors.RequestClosed,
         dsr_errors.RejectionReasonRequired,
-        dsr_errors.ReasonContainsPersonalData,
+        dsr_errors.InvalidCloseReason,
+        CustomerErased,
     ),
 )
 def close_dsr_request(
@@ -404,17 +444,21 @@ def close_dsr_request(
     request_uuid: UUID,
     body: RequestClose,
     session: SessionDep,
+    runtime: RuntimeDep,
     principal: DsrExecutor,
 ) -> dict[str, Any]:
-    """Close a request as completed or rejected (a rejection needs a reason)."""
+    """Close a request as completed or rejected (a rejection needs a reason code), with an
+    optional note (410 once the customer is erased)."""
     row = requests.close_request(
         session=session,
+        envelope=runtime.envelope,
         request_uuid=request_uuid,
         status=body.status,
         reason=body.reason,
+        note=body.note,
         by=principal.caller,
     )
-    return requests.request_public(row)
+    return requests.request_public(row, NoteReader(session, runtime.envelope))
 
 
 # --- Art. 30 record ----------------------------------------------------------------------------

@@ -6,30 +6,67 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PField
 
-from vault.dsr.models import RequestKind, RequestStatus
+from vault.db import Instant
+from vault.dsr.models import (
+    CompletionReason,
+    ExtensionReason,
+    LegalHoldReason,
+    LegalHoldRelease,
+    RejectionReason,
+    RequestKind,
+    RequestStatus,
+    RestrictionReason,
+)
+from vault.dsr.notes import MAX_NOTE, NOTE_PATTERN
 
 
 class RequestCreate(BaseModel):
     customer_id: UUID
     kind: RequestKind
-    received_at: AwareDatetime | None = PField(
+    received_at: Instant | None = PField(
         None, description="when the request reached the company (default: now)"
+    )
+
+
+def _note(what: str) -> Any:
+    return PField(
+        None,
+        max_length=MAX_NOTE,
+        pattern=NOTE_PATTERN,
+        description=f"optional free text {what}, kept encrypted under the customer's key "
+        f"(gone with an erasure); at most {MAX_NOTE} characters, no control characters but "
+        "newline and tab",
     )
 
 
 class RequestExtend(BaseModel):
     months: int = PField(ge=1, le=2, description="further months; in total at most 2")
-    reason: str | None = PField(
-        None, max_length=500, description="required (Art. 12(3)): why the extension is needed"
+    reason: ExtensionReason | None = PField(
+        None,
+        description="required (Art. 12(3)): complexity | number_of_requests",
     )
+    note: str | None = _note("on the extension")
 
 
 class RequestClose(BaseModel):
     status: RequestStatus = PField(description="completed | rejected")
-    reason: str | None = PField(None, max_length=500, description="required for rejected")
+    reason: RejectionReason | CompletionReason | None = PField(
+        None,
+        description="rejected (required): manifestly_unfounded | excessive | "
+        "identity_not_verified | legal_exemption | other; completed (optional): fulfilled | "
+        "no_data_held | withdrawn | other",
+    )
+    note: str | None = _note("on the closing")
+
+
+_CODE = (
+    "a reason code (docs/dsr.md); 'other' also stands for a free-text reason written before "
+    "the codes (migration 0010 dropped the text)"
+)
+_SHOWN_NOTE = "the note, while the customer exists (null once erased)"
 
 
 class RequestPublic(BaseModel):
@@ -40,11 +77,13 @@ class RequestPublic(BaseModel):
     received_at: datetime
     due_at: datetime
     extension_months: int
-    extension_reason: str | None
+    extension_reason: str | None = PField(description=_CODE)
+    extension_note: str | None = PField(description=_SHOWN_NOTE)
     created_by: str
     handled_by: str | None
     closed_at: datetime | None
-    close_reason: str | None
+    close_reason: str | None = PField(description=_CODE)
+    close_note: str | None = PField(description=_SHOWN_NOTE)
     overdue: bool
 
 
@@ -54,7 +93,29 @@ class RequestList(BaseModel):
 
 
 class LegalHoldSet(BaseModel):
-    reason: str = PField(min_length=3, max_length=500, description="why erasure must wait")
+    reason: LegalHoldReason = PField(
+        description="why erasure must wait: tax_retention (§ 147 AO) | commercial_retention "
+        "(§ 257 HGB) | litigation | authority_request | other"
+    )
+    note: str | None = _note("on the hold")
+
+
+class LegalHoldClear(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a note here would have nowhere to go
+
+    reason: LegalHoldRelease = PField(
+        description="why the hold no longer applies: retention_period_ended | "
+        "litigation_concluded | authority_request_closed | set_in_error | other"
+    )
+
+
+class RestrictionSet(BaseModel):
+    reason: RestrictionReason | None = PField(
+        None,
+        description="the Art. 18(1) ground: accuracy_contested (a) | unlawful_processing (b) | "
+        "legal_claims (c) | objection_pending (d)",
+    )
+    note: str | None = _note("on the restriction")
 
 
 class ObjectionBody(BaseModel):
@@ -72,7 +133,10 @@ class CustomerRights(BaseModel):
     status: str
     objections: list[str]
     legal_hold: bool
-    legal_hold_reason: str | None
+    legal_hold_reason: str | None = PField(description=_CODE)
+    legal_hold_note: str | None = PField(description=_SHOWN_NOTE)
+    restriction_reason: str | None = PField(description="the Art. 18(1) ground, if given")
+    restriction_note: str | None = PField(description=_SHOWN_NOTE)
     erased_at: datetime | None
     request_id: UUID | None = None
 
