@@ -318,7 +318,10 @@ class Deliverer:
         """Delete finished mails past ``VAULT_MAIL_RETENTION_DAYS`` (and their drop files)."""
         retention = timedelta(days=self.settings.mail_retention_days)
         total = 0
-        while True:
+        with Session(reader(self.runtime.engine)) as peek:
+            expired = outbox.any_expired(peek, now=self.clock(), retention=retention)
+            peek.rollback()
+        while expired:
             n = self._transaction(
                 lambda s: outbox.purge(
                     s,
@@ -329,8 +332,7 @@ class Deliverer:
                 )
             )
             total += n
-            if n < PURGE_BATCH:
-                break
+            expired = n == PURGE_BATCH
         if isinstance(self.transport, drop.MailDrop):
             cutoff = (self.clock() - retention).timestamp()
             total += drop.remove_older_than(self.transport.directory, cutoff)

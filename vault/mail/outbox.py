@@ -29,7 +29,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
-from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy import and_, delete, exists, func, insert, select
 from sqlmodel import Session
 
 from vault.config import Settings
@@ -221,13 +221,22 @@ def shred(session: Session, ids: Sequence[UUID], *, drop_dir: Path | None) -> li
     return mail_ids
 
 
+def _expired(now: datetime, retention: timedelta) -> Any:
+    return and_(_M.c.status.in_(FINISHED), _M.c.finished_at < now - retention)
+
+
+def any_expired(session: Session, *, now: datetime, retention: timedelta) -> bool:
+    """Whether :func:`purge` has anything to do (a read: no write lock for nothing)."""
+    return bool(session.execute(select(exists().where(_expired(now, retention)))).scalar())
+
+
 def purge(
     session: Session, *, now: datetime, retention: timedelta, drop_dir: Path | None, limit: int
 ) -> int:
     """One retention batch: delete up to ``limit`` mails that finished (sent, bounced, failed)
     more than ``retention`` ago, and (after commit) their drop files. Returns how many."""
     conn = session.connection()
-    old = and_(_M.c.status.in_(FINISHED), _M.c.finished_at < now - retention)
+    old = _expired(now, retention)
     ids = list(conn.execute(select(_M.c.id).where(old).limit(limit)).scalars())
     if ids:
         conn.execute(delete(_M).where(_M.c.id.in_(ids), old))

@@ -66,6 +66,20 @@ def failure(exc: BaseException) -> SendFailed:
     return SendFailed(f"error:{type(exc).__name__}"[:64])
 
 
+def _login(conn: smtplib.SMTP, user: str, password: str) -> None:
+    """AUTH with one mechanism (PLAIN, else LOGIN), tried once: ``smtplib.login`` would try
+    each offered mechanism with the same wrong password, and servers lock accounts out."""
+    if not conn.has_extn("auth"):
+        raise SendFailed("smtp_auth_not_offered")
+    offered = conn.esmtp_features["auth"].upper().split()
+    for mechanism in ("PLAIN", "LOGIN"):
+        if mechanism in offered:
+            conn.user, conn.password = user, password
+            conn.auth(mechanism, getattr(conn, f"auth_{mechanism.lower()}"))
+            return
+    raise SendFailed("smtp_auth_mechanism_unsupported")
+
+
 class SmtpTransport:
     in_transaction = False  # a network round trip: never while holding a database transaction
 
@@ -94,7 +108,7 @@ class SmtpTransport:
                 conn.starttls(context=tls_context(self.ca_file))
                 conn.ehlo()
             if url.username is not None:
-                conn.login(url.username, url.password or "")
+                _login(conn, url.username, url.password or "")
         except BaseException:
             self._abort(conn)
             raise
