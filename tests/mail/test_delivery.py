@@ -277,3 +277,19 @@ def test_finished_mails_and_their_drop_files_are_purged_after_the_retention(sess
     assert {m.id for m in mails(runtime)} == {fresh, waiting}
     assert not drop.path_of(directory, old).exists() and not orphan.exists()
     assert drop.path_of(directory, fresh).exists() and recent.exists()
+
+
+def test_a_mail_that_does_not_open_is_given_up_not_sent(session, runtime):
+    """A ciphertext moved to another row (an insider's edit) fails its associated data."""
+    c = create_customer(session, runtime)
+    first, second = enqueue(runtime, c.id), enqueue(runtime, c.id, note=None)
+    moved = mail(runtime, first).message_ciphertext
+    with transaction(runtime.engine) as s:
+        s.execute(
+            update(MailMessage).where(MailMessage.id == second).values(message_ciphertext=moved)
+        )
+    drain(Deliverer(runtime))
+    row = mail(runtime, second)
+    assert row.status == MailStatus.FAILED and row.last_error == "unreadable"
+    assert not drop.path_of(drop.drop_dir(runtime.settings), second).exists()
+    assert mail(runtime, first).status == MailStatus.SENT

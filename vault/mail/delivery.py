@@ -64,6 +64,8 @@ log = logging.getLogger("vault.mail")
 _M = MailMessage.__table__
 PURGE_EVERY = 600.0  # seconds between retention passes of one deliverer
 PURGE_BATCH = 1000
+# the error of a mail whose ciphertext does not open (moved or altered row)
+UNREADABLE = "unreadable"
 
 
 class Transport(Protocol):
@@ -194,6 +196,9 @@ def complete(
     }
     if error is None:
         state = MailStatus.SENT
+        values.update(finished_at=now)
+    elif error.code == UNREADABLE:  # nothing to send, ever: given up, not a bounce
+        state = MailStatus.FAILED
         values.update(finished_at=now)
     elif error.permanent:
         state = MailStatus.BOUNCED
@@ -343,7 +348,7 @@ class Deliverer:
     def deliver(self, job: Job) -> str | None:
         """Send one claimed mail and record the outcome; returns the new state."""
         if job.message is None:
-            state = self._record(job, SendFailed("unreadable", permanent=True))
+            state = self._record(job, SendFailed(UNREADABLE, permanent=True))
         elif self.transport.in_transaction:
             state = self._deliver_locally(job, job.message)
         else:
