@@ -54,6 +54,8 @@ def _production_env(data) -> dict[str, str]:
         "VAULT_INDEX_KEY": key,
         "VAULT_SIGNING_SEED": key,
         "VAULT_AUDIT_SEAL_INTERVAL": "0",
+        "VAULT_SMTP_URL": "smtps://mail.example.com",  # production needs one (vault.mail)
+        "VAULT_MAIL_FROM": "service@example.com",
     }
 
 

@@ -14,7 +14,17 @@ import pytest
 from vault import PROJECT_ROOT
 
 VAULT = PROJECT_ROOT / "vault"
-DOMAINS = ("auth", "customers", "consent", "access", "audit", "dsr", "events", "selfservice")
+DOMAINS = (
+    "auth",
+    "customers",
+    "consent",
+    "access",
+    "audit",
+    "dsr",
+    "events",
+    "selfservice",
+    "mail",
+)
 # Shared modules and packages: every domain may use them, they use no domain.
 SHARED = (
     "config",
@@ -48,6 +58,7 @@ PUBLIC = {
     "dsr": {"requests", "rights", "erasure", "export", "schemas", "errors"},
     "events": {"outbox", "schemas", "errors"},
     "selfservice": {"sessions", "schemas", "errors"},
+    "mail": {"outbox", "delivery"},
 }
 # Composition modules that assemble domains (and may import any of their modules).
 ASSEMBLY = {"app", "backup", "cli", "ops", "demo", "openapi", "__init__"}

@@ -23,6 +23,7 @@ from vault.customers.routes import router as customers_router
 from vault.dsr.routes import router as dsr_router
 from vault.events.routes import router as events_router
 from vault.http import EdgeMiddleware, document_edge_errors, install_error_handlers
+from vault.mail.delivery import running_deliverer
 from vault.ops import router as ops_router
 from vault.runtime import Runtime
 from vault.selfservice.i18n import STATIC_DIR
@@ -35,8 +36,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # The audit sealer chains committed events every VAULT_AUDIT_SEAL_INTERVAL seconds.
-        with running_sealer(runtime):
+        # The audit sealer chains committed events every VAULT_AUDIT_SEAL_INTERVAL seconds; on
+        # the embedded default the server also sends the mail outbox (no 'vault worker' needed).
+        with running_sealer(runtime), running_deliverer(runtime):
             yield
 
     app = FastAPI(

@@ -18,6 +18,7 @@ from vault.dsr.cli import app as dsr_app
 from vault.dsr.cli import retention_app
 from vault.events.cli import app as webhooks_app
 from vault.events.cli import worker
+from vault.mail.cli import app as mail_app
 from vault.policy.cli import app as policies_app
 
 # No rich tracebacks with local variables: they would print secrets and plaintext.
@@ -37,6 +38,7 @@ app.add_typer(consent_app, name="consent")
 app.add_typer(audit_app, name="audit")
 app.add_typer(webhooks_app, name="webhooks")
 app.command("worker")(worker)
+app.add_typer(mail_app, name="mail")
 app.add_typer(dsr_app, name="dsr")
 app.add_typer(retention_app, name="retention")
 app.command("import")(import_file)

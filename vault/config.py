@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,8 +29,80 @@ def parse_ports(value: str) -> frozenset[int]:
     return frozenset(ports)
 
 
+SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+DEVELOPMENT_MAIL_FROM = "Consent Vault <consent-vault@localhost>"
+
+
+@dataclass(frozen=True, repr=False)
+class SmtpUrl:
+    """``VAULT_SMTP_URL`` taken apart: ``smtp://`` (no TLS), ``smtp+starttls://`` (STARTTLS,
+    required), ``smtps://`` (TLS from the first byte), optional ``user:password@``
+    (percent-encoded)."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __repr__(self) -> str:  # the password never
+        user = f"{self.username}:***@" if self.username else ""
+        return f"SmtpUrl({self.scheme}://{user}{self.host}:{self.port})"
+
+
+def parse_smtp_url(url: str) -> SmtpUrl:
+    """Parse ``VAULT_SMTP_URL``; ``ValueError`` names what is wrong, never the URL (it may hold
+    a password)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in SMTP_SCHEMES:
+        raise ValueError("the scheme must be smtp://, smtp+starttls:// or smtps://")
+    try:
+        port = parts.port or SMTP_SCHEMES[scheme]
+    except ValueError:
+        raise ValueError("the port is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError("a host name is required, e.g. smtps://mail.example.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("only scheme, user:password@, host and port are understood")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if (username is None) != (password is None):
+        raise ValueError("give both user and password (user:password@host) or neither")
+    return SmtpUrl(scheme, parts.hostname, port, username, password)
+
+
+_NOT_AN_ADDRESS = "not an e-mail address such as 'Tante Emma <service@example.de>'"
+
+
+def _mail_address(value: str) -> str:
+    """A ``From``/``Reply-To`` value: ``addr@host`` or ``Name <addr@host>``, one line."""
+    if "\r" in value or "\n" in value:
+        raise ValueError("must be one line")
+    name, addr = parseaddr(value)
+    if not addr or "@" not in addr:
+        raise ValueError(_NOT_AN_ADDRESS)
+    try:
+        Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError):
+        raise ValueError(_NOT_AN_ADDRESS) from None
+    return value.strip()
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VAULT_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused VAULT_SMTP_URL (or key) must not print its password
+    model_config = SettingsConfigDict(
+        env_prefix="VAULT_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # Only known values: "prod" must not start a vault that silently skips production's checks.
     environment: Literal["development", "production"] = Field(
@@ -117,6 +194,55 @@ class Settings(BaseSettings):
             "believes (default: none, the peer address counts); '*' trusts every peer"
         ),
     )
+
+    # --- mail to customers (vault.mail) ---
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="smtp://, smtp+starttls:// or smtps://[user:password@]host[:port]; unset: "
+        "mails go to the mail drop in data_dir/mail (development only)",
+    )
+    smtp_ca_file: Path | None = Field(
+        None, description="CA bundle that verifies the SMTP server (default: the system's)"
+    )
+    smtp_timeout: float = Field(30.0, gt=0, le=300, description="seconds per SMTP operation")
+    mail_from: str | None = Field(
+        None, description=f"From of every mail (development default: {DEVELOPMENT_MAIL_FROM})"
+    )
+    mail_reply_to: str | None = Field(None, description="Reply-To of every mail")
+    mail_max_attempts: int = Field(
+        8, ge=1, le=100, description="attempts before a mail is given up as failed"
+    )
+    mail_backoff_base: float = Field(
+        60.0, gt=0, description="seconds before the first retry; doubles per attempt, jittered"
+    )
+    mail_backoff_max: float = Field(21600.0, gt=0, description="longest wait between attempts")
+    mail_lease_seconds: float = Field(
+        300.0, gt=0, description="a claimed mail is retried by another deliverer after this"
+    )
+    mail_retention_days: int = Field(
+        30, ge=1, description="sent, bounced and failed mails (and drop files) are purged after"
+    )
+    mail_poll_interval: float = Field(
+        1.0, gt=0, description="seconds a mail deliverer sleeps when there is nothing to send"
+    )
+    mail_in_server: bool | None = Field(
+        None,
+        description="deliver mails from 'vault serve' too (default: on the embedded default, "
+        "i.e. without VAULT_DATABASE_URL; off otherwise: run 'vault worker')",
+    )
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            parse_smtp_url(value.get_secret_value())
+            return value
+        return None
+
+    @field_validator("mail_from", "mail_reply_to")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        return _mail_address(value) if value and value.strip() else None
 
     # --- rate limits (vault.ratelimit); values in the 'limits' notation: "10/minute" ---
     rate_limit_storage: str = Field(
@@ -213,6 +339,49 @@ class Settings(BaseSettings):
         if self.webhook_lease_seconds <= self.webhook_timeout:
             raise ValueError("VAULT_WEBHOOK_LEASE_SECONDS must exceed VAULT_WEBHOOK_TIMEOUT")
         return self
+
+    @model_validator(mode="after")
+    def _mail_is_configured_in_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        if self.smtp_url is None:
+            raise ValueError(
+                "VAULT_SMTP_URL is required when VAULT_ENVIRONMENT=production (the mail drop "
+                "is for development)"
+            )
+        if self.mail_from is None:
+            raise ValueError("VAULT_MAIL_FROM is required when VAULT_ENVIRONMENT=production")
+        smtp = self.smtp
+        assert smtp is not None
+        if smtp.scheme == "smtp" and smtp.username and not smtp.loopback:
+            raise ValueError(
+                "VAULT_SMTP_URL: a password over smtp:// would cross the network in clear; "
+                "use smtp+starttls:// or smtps://"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mail_lease_outlasts_a_send(self) -> Settings:
+        if self.mail_lease_seconds <= 2 * self.smtp_timeout:
+            raise ValueError("VAULT_MAIL_LEASE_SECONDS must exceed twice VAULT_SMTP_TIMEOUT")
+        return self
+
+    @property
+    def smtp(self) -> SmtpUrl | None:
+        """``VAULT_SMTP_URL`` parsed (None: the mail drop)."""
+        if self.smtp_url is None:
+            return None
+        return parse_smtp_url(self.smtp_url.get_secret_value())
+
+    @property
+    def resolved_mail_from(self) -> str:
+        return self.mail_from or DEVELOPMENT_MAIL_FROM
+
+    @property
+    def mail_delivered_by_server(self) -> bool:
+        if self.mail_in_server is not None:
+            return self.mail_in_server
+        return not self.database_url
 
     @cached_property
     def resolved_policies_dir(self) -> Path:

@@ -415,6 +415,7 @@ DOMAIN_MODEL_MODULES = (
     "vault.dsr.models",
     "vault.events.models",
     "vault.selfservice.models",
+    "vault.mail.models",
 )
 
 

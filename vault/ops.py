@@ -6,11 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
 from vault import __version__
 from vault.audit.verify import public_jwk
-from vault.events.metrics import render
+from vault.events.metrics import DeliveryCollector
+from vault.mail.metrics import MailCollector
 from vault.runtime import RuntimeDep
 
 router = APIRouter(tags=["ops"])
@@ -26,9 +28,11 @@ def healthz(runtime: RuntimeDep) -> dict[str, str]:
 
 @router.get("/metrics", operation_id="metrics", response_class=PlainTextResponse)
 def metrics(runtime: RuntimeDep) -> PlainTextResponse:
-    """Prometheus metrics (webhook deliveries by state), read from the database."""
-    body, content_type = render(runtime.engine)
-    return PlainTextResponse(body, media_type=content_type)
+    """Prometheus metrics (webhook deliveries and mails by state), read from the database."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DeliveryCollector(runtime.engine))
+    registry.register(MailCollector(runtime.engine))
+    return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/.well-known/jwks.json", operation_id="jwks")

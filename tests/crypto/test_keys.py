@@ -69,6 +69,8 @@ def test_pkcs11_provider_needs_module_label_and_pin(tmp_path):
         pkcs11_module=tmp_path / "lib.so",
         pkcs11_token_label="t",
         pkcs11_pin="p",
+        smtp_url="smtps://mail.example.com",
+        mail_from="service@example.com",
         _env_file=None,
     )
     assert s.key_provider == "pkcs11" and "p" not in repr(s.pkcs11_pin)

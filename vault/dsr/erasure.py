@@ -1,9 +1,9 @@
 """Erasure (GDPR Art. 17) by crypto-shredding.
 
 :func:`erase` / :func:`erase_many`: the wrapped data key is set to NULL and values, blind-index
-rows, confirmation tokens and idempotency answers are deleted, and the notes beside the reason
-codes of the customer's legal hold, restriction and requests nulled, in the caller's one
-transaction;
+rows, confirmation tokens, idempotency answers and mails (sent or not; their mail drop files
+once the erasure has committed) are deleted, and the notes beside the reason codes of the
+customer's legal hold, restriction and requests nulled, in the caller's one transaction;
 the customer row stays as a tombstone (``erased_at``, ``erased_by``); the consent ledger, its
 projection and the audit log stay (ids only, no clear PII). A legal hold (Art. 17(3)) refuses
 with 409 (:func:`record_refused_erasure` audits the refusal). Each erasure is audited as
@@ -52,6 +52,7 @@ from vault.dsr.models import DataSubjectRequest, ErasureCertificate, RequestKind
 from vault.dsr.requests import due_at, record_audit
 from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
+from vault.mail import outbox as mail_outbox
 from vault.provenance import Caller
 from vault.runtime import Runtime
 from vault.selfservice import sessions as selfservice_sessions
@@ -67,6 +68,7 @@ ERASED_TABLES = (
     "consent_confirmation",
     "consent_idempotency",
     "dsr_request",
+    "mail_outbox",
 )
 
 _CERTIFICATE = ErasureCertificate.__table__
@@ -77,16 +79,23 @@ JOURNAL_NAME = "erasure-journal.ndjson"
 @dataclass(frozen=True, repr=False)
 class Notary:
     """What an erasure needs besides the session: the signer of its certificate, the vault's
-    issuer, and the erasure journal to append to (None: none kept, e.g. a replay)."""
+    issuer, the erasure journal to append to (None: none kept, e.g. a replay) and the mail
+    drop whose files of the erased customers go (None: none)."""
 
     signer: Signer
     issuer: str
     journal: Path | None
+    mail_drop: Path | None = None
 
     @classmethod
     def of(cls, runtime: Runtime) -> Notary:
         settings = runtime.settings
-        return cls(runtime.signer, settings.issuer, settings.data_dir / JOURNAL_NAME)
+        return cls(
+            runtime.signer,
+            settings.issuer,
+            settings.data_dir / JOURNAL_NAME,
+            mail_outbox.drop_dir(settings),
+        )
 
     def __repr__(self) -> str:
         return f"Notary(issuer={self.issuer}, journal={self.journal})"
@@ -122,13 +131,16 @@ def _chunks(ids: Sequence[UUID], size: int = _CHUNK) -> Iterable[list[UUID]]:
         yield list(ids[i : i + size])
 
 
-def _shred(session: Session, ids: list[UUID], actor: str, now: datetime) -> dict[UUID, UUID]:
+def _shred(
+    session: Session, ids: list[UUID], actor: str, now: datetime, mail_drop: Path | None = None
+) -> dict[UUID, UUID]:
     """One transaction (the caller's): destroy the keys, delete the data, leave tombstones.
     Each domain deletes what it holds of the customers (its ``store.shred``). Returns the
     erasure request of each customer (for its certificate)."""
     customers_store.shred(session, ids, actor, now)
     consent_store.shred(session, ids)
     selfservice_sessions.shred(session, ids)
+    mail_outbox.shred(session, ids, drop_dir=mail_drop)
     conn = session.connection()
     # The requests stay (with their reason codes); their notes, sealed under the destroyed key,
     # go with it (vault.dsr.notes).
@@ -192,7 +204,8 @@ def _inventory(session: Session, ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
     """What the erasure of ``ids`` is about to destroy (read before :func:`_shred`)."""
     held = customers_store.shred_inventory(session, ids)
     tokens = consent_store.shred_counts(session, ids)
-    return {cid: {**held[cid], **tokens[cid]} for cid in ids}
+    mails = mail_outbox.shred_counts(session, ids)
+    return {cid: {**held[cid], **tokens[cid], "mails": mails[cid]} for cid in ids}
 
 
 def _certify(
@@ -220,6 +233,7 @@ def _certify(
                 "index_entries": held["index_entries"],
                 "confirmation_tokens": held["confirmation_tokens"],
                 "idempotency_answers": held["idempotency_answers"],
+                "mails": held["mails"],
                 "attributes": held["attributes"],
             },
             "dsr_request_id": str(request_of[cid]) if cid in request_of else None,
@@ -429,7 +443,7 @@ def erase(
         )
     names = customers_service.stored_attribute_names(session, customer.id)
     inventory = _inventory(session, [customer.id])
-    request_of = _shred(session, [customer.id], by.actor, now)
+    request_of = _shred(session, [customer.id], by.actor, now, notary.mail_drop)
     certificates = _certify(session, notary, inventory, request_of, by, now)
     _emit_erased(session, [customer.id], now)
     record_audit(
@@ -492,7 +506,7 @@ def erase_many(
         if not ids:
             continue
         inventory = _inventory(session, ids)
-        request_of = _shred(session, ids, by.actor, now)
+        request_of = _shred(session, ids, by.actor, now, notary.mail_drop)
         result.certificates.update(_certify(session, notary, inventory, request_of, by, now))
         _emit_erased(session, ids, now)
         _audit_erased(session, ids, by, now)

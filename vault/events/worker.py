@@ -8,7 +8,11 @@ short transaction. A round that found nothing sleeps ``worker_poll_interval``.
 
 Each request is a ``POST`` of the JSON payload ``{"type", "timestamp", "data"}`` with the
 headers ``webhook-id`` (the event id: the same for every retry, so receivers can de-duplicate),
-``webhook-timestamp`` and ``webhook-signature`` made by the ``standardwebhooks`` library. Before
+``webhook-timestamp`` and ``webhook-signature`` made by the ``standardwebhooks`` library.
+
+The worker also sends the mail outbox (:class:`vault.mail.delivery.Deliverer`): in a thread of
+its own under :meth:`Worker.run`, so a slow SMTP server never holds up webhooks; inline in
+:meth:`Worker.run_once` (``vault worker --once``, tests). Before
 every request the URL is checked again against SSRF rules and the connection goes to the
 address that was checked (TLS still verifies the host name); redirects are not followed.
 Only a 2xx answer counts as delivered. Secrets, payloads and URLs are never logged.
@@ -41,6 +45,7 @@ from vault.errors import VaultError
 from vault.events import queue, webhooks
 from vault.events.secrets import decrypt_secret
 from vault.events.urls import Allowlist, Resolver, check_url
+from vault.mail import delivery as mail_delivery
 from vault.runtime import Runtime
 
 log = logging.getLogger("vault.events.worker")
@@ -122,11 +127,13 @@ class Worker:
         # name that happens to resolve to the same address.
         self._clients: dict[str, httpx.Client] = {}
         self._clients_lock = threading.Lock()
+        self.mail = mail_delivery.Deliverer(runtime, worker_id=f"{self.worker_id}-mail"[:64])
 
     # --- lifecycle ---
 
     def stop(self) -> None:
         self._stop.set()
+        self.mail.stop(wait=False)  # may run in a signal handler; run() waits for it
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -155,10 +162,21 @@ class Worker:
         self.close()
 
     def run(self, *, max_rounds: int | None = None) -> None:
+        # Mail on its own thread when running for good; rounds counted (--once) send inline.
+        threaded = max_rounds is None
+        if threaded:
+            self.mail.start()
+        try:
+            self._run(max_rounds=max_rounds, mail=not threaded)
+        finally:
+            if threaded:
+                self.mail.stop()
+
+    def _run(self, *, max_rounds: int | None, mail: bool) -> None:
         rounds = 0
         while not self._stop.is_set():
             try:
-                busy = self.run_once()
+                busy = self.run_once(mail=mail)
             except Exception as exc:  # a database hiccup must not end the worker
                 log.error("worker round failed: %s", type(exc).__name__)
                 busy = 0
@@ -174,9 +192,10 @@ class Worker:
         with transaction(self.runtime.engine) as session:
             return fn(session)
 
-    def run_once(self) -> int:
-        """Sweep (when due), dispatch and deliver one batch; returns the work done."""
-        done = 0
+    def run_once(self, *, mail: bool = True) -> int:
+        """Sweep (when due), dispatch and deliver one batch of webhooks (and, with ``mail``,
+        one batch of mails); returns the work done."""
+        done = self.mail.run_once() if mail else 0
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + self.settings.worker_expiry_sweep_interval
             done += self._transaction(

@@ -1,0 +1,43 @@
+"""Templates: every one in German and English, text and HTML, escaped, nothing remote."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from vault.mail.render import LANGUAGES, TEMPLATE_DIR, UnknownTemplate, render, templates
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("name", templates())
+def test_every_template_exists_in_every_language_with_both_parts(name, lang):
+    assert (TEMPLATE_DIR / f"{name}.{lang}.txt").exists()
+    assert (TEMPLATE_DIR / f"{name}.{lang}.html").exists()
+
+
+def test_html_is_escaped_text_is_not_and_the_subject_is_one_line():
+    r = render("test_message", "en", {"note": '<script>alert(1)</script> & "x"'})
+    assert "<script>" not in r.html and "&lt;script&gt;" in r.html
+    assert '<script>alert(1)</script> & "x"' in r.text
+    assert "\n" not in r.subject and r.subject == "Consent Vault test message"
+    assert "***" in repr(r)
+
+
+def test_german_is_the_fallback_language():
+    assert render("test_message", "fr", {"note": None}).subject == "Testnachricht der Consent Vault"
+    assert render("test_message", "EN-us", {"note": None}).subject == "Consent Vault test message"
+
+
+def test_no_template_loads_anything_remote_or_tracks():
+    """No images, scripts, styles or fonts from elsewhere: opening a mail tells nobody."""
+    for path in TEMPLATE_DIR.glob("*.html"):
+        html = path.read_text()
+        assert not re.search(r"<(img|script|link|iframe|object)\b", html, re.I), path.name
+        assert "url(" not in html and "@import" not in html, path.name
+
+
+def test_unknown_templates_are_refused():
+    for name in ("nope", "base", "../base", "Test_message"):
+        with pytest.raises(UnknownTemplate):
+            render(name, "de", {})
