@@ -1,12 +1,14 @@
 """The app factory: where a request enters.
 
-Each domain brings its router; :mod:`vault.http` brings the edge (request id, body caps, security
-headers, error bodies) and :mod:`vault.ops` the health, metrics and key endpoints.
+Each domain brings its router; :mod:`vault.http` brings the edge (request id, header and body caps,
+the bearer token checked before a body is received, security headers, error bodies) and
+:mod:`vault.ops` the health, metrics and key endpoints. The edge's token check is
+:func:`vault.auth.deps.check_before_body`, handed to it here (shared modules know no domain).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -17,12 +19,13 @@ from vault import __version__, apidocs
 from vault.access.routes import router as access_router
 from vault.audit.routes import router as audit_router
 from vault.audit.seal import running_sealer
+from vault.auth import deps as auth_deps
 from vault.auth.routes import router as auth_router
 from vault.consent.routes import router as consent_router
 from vault.customers.routes import router as customers_router
 from vault.dsr.routes import router as dsr_router
 from vault.events.routes import router as events_router
-from vault.http import EdgeMiddleware, document_edge_errors, install_error_handlers
+from vault.http import EdgeMiddleware, document_edge_errors, doors, install_error_handlers
 from vault.mail.delivery import running_deliverer
 from vault.ops import router as ops_router
 from vault.runtime import Runtime
@@ -67,13 +70,21 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.mount("/me/static", StaticFiles(directory=STATIC_DIR), name="selfservice-static")
     app.include_router(document_edge_errors(dsr_router))
 
-    app.include_router(ops_router)
+    app.include_router(document_edge_errors(ops_router))
     apidocs.install(app)
+
+    def gate(authorization: str | None, scopes: Sequence[str]) -> None:
+        auth_deps.check_before_body(runtime=runtime, authorization=authorization, scopes=scopes)
 
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=runtime.settings.max_body_bytes,
-        larger={"/v1/customers/import": runtime.settings.max_import_bytes},
+        doors=doors(
+            app,
+            max_body_bytes=runtime.settings.max_body_bytes,
+            larger={"/v1/customers/import": runtime.settings.max_import_bytes},
+        ),
+        gate=gate,
         page_csp=apidocs.PAGE_CSP,
     )
     # X-Forwarded-For/-Proto count only from the proxies the operator names (none by default):

@@ -1,25 +1,38 @@
-"""The HTTP edge shared by every door: request ids, body caps, security headers, error bodies,
-and the OpenAPI entries for errors a route answers before its own code runs.
+"""The HTTP edge shared by every door: request ids, header and body caps, the bearer token
+checked before a body is received, security headers, error bodies, and the OpenAPI entries for
+errors a route answers before its own code runs.
 
 :class:`EdgeMiddleware` wraps the whole app as plain ASGI; :func:`install_error_handlers` turns
 :class:`vault.errors.VaultError` (and FastAPI's own errors) into ``{"error", "detail"}`` bodies.
+
+Why the token is checked here: FastAPI receives and parses a route's body before it runs the
+route's dependencies, so a dependency that checks the token comes too late to spare the server
+an unauthenticated body. The edge knows each route's door (:func:`doors`: its bearer scopes, or
+none, and its body cap) and, before the app may receive a byte of the body, asks the gate the
+app gives it (the token check of :mod:`vault.auth`, which this module may not import) about the
+``Authorization`` header. Routes without a bearer token (the token endpoint, whose body is the
+credentials, the self-service forms, public routes) get a small body cap instead.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request, params
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security.base import SecurityBase
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault.errors import (
@@ -64,23 +77,119 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 CACHEABLE_PREFIXES = ("/me/static/", "/docs/static/")
 
 
+# Request headers, all together: what a client may send before anything is read. Counted as on
+# the wire (name, value, ": " and CRLF per header). uvicorn's parser buffers them first.
+MAX_HEADER_BYTES = 16 * 1024
+# The body cap of routes that take no bearer token: the token endpoint (its body is the
+# credentials), the self-service forms, public routes. Their bodies are read before anyone is
+# known, so they stay small (and never above VAULT_MAX_BODY_BYTES).
+UNAUTHENTICATED_BODY_BYTES = 16 * 1024
+# Starlette's limit on the fields of one form (urlencoded or multipart).
+MAX_FORM_FIELDS = 1000
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class HeadersTooLarge(VaultError):
+    code = "request_headers_too_large"
+    status = 431
+    default_detail = f"The request headers are too large (at most {MAX_HEADER_BYTES} bytes)."
+
+
+class TooManyFields(VaultError):
+    code = "too_many_fields"
+    status = 413
+    default_detail = f"A form may have at most {MAX_FORM_FIELDS} fields."
+
+
+# The edge's question to the auth domain: (Authorization header or None, scopes the route
+# needs) -> None, or raises the 401/403 VaultError the route's own dependency would raise.
+Gate = Callable[[str | None, Sequence[str]], None]
+
+
+@dataclass(frozen=True)
+class Door:
+    """What the edge knows of one route before the app sees a request to it: where it is, the
+    bearer scopes it needs (None: it takes no bearer token) and its body cap."""
+
+    path_regex: re.Pattern[str]
+    methods: frozenset[str]
+    scopes: tuple[str, ...] | None
+    max_body: int
+
+
+def _security_scopes(dependant: Dependant) -> tuple[str, ...] | None:
+    """The scopes of a route's bearer-token checks (every one must be held), None if the route
+    checks no token."""
+    found: list[str] | None = None
+    for dep in dependant.dependencies:
+        if isinstance(dep.call, SecurityBase):
+            found = found or []
+            wanted = [*(dep.parent_oauth_scopes or []), *(dep.own_oauth_scopes or [])]
+        else:
+            sub = _security_scopes(dep)
+            if sub is None:
+                continue
+            found = found or []
+            wanted = list(sub)
+        found.extend(s for s in wanted if s not in found)
+    return None if found is None else tuple(found)
+
+
+def doors(app: FastAPI, *, max_body_bytes: int, larger: dict[str, int] | None = None) -> list[Door]:
+    """Every API route of ``app``, in routing order, as the edge sees it. ``larger``: route path
+    -> its own body cap (the bulk import)."""
+    larger = larger or {}
+    out = []
+    for rc in iter_route_contexts(app.routes):
+        if not isinstance(rc.original_route, APIRoute):
+            continue  # static files, the docs: they read no body
+        scopes = _security_scopes(rc.dependant)
+        if scopes is None:
+            cap = min(max_body_bytes, UNAUTHENTICATED_BODY_BYTES)
+        else:
+            cap = larger.get(rc.path, max_body_bytes)
+        out.append(Door(rc.path_regex, frozenset(rc.methods or ()), scopes, cap))
+    return out
+
+
 class EdgeMiddleware:
-    """Request id, body-size cap, security headers and ``Cache-Control: no-store`` (unless the
-    route set its own), as plain ASGI (no per-request task). ``page_csp`` gives a few exact
-    paths a Content-Security-Policy of their own (the API docs); every other answer, errors
-    included, gets the strict default."""
+    """Request id, header-size cap, the bearer token of a route checked before its body is
+    received, body-size caps, security headers and ``Cache-Control: no-store`` (unless the route
+    set its own), as plain ASGI (no per-request task). ``page_csp`` gives a few exact paths a
+    Content-Security-Policy of their own (the API docs); every other answer, errors included,
+    gets the strict default.
+
+    A request that may carry a body (any method but GET, HEAD and OPTIONS, or a body announced
+    by ``Content-Length`` or ``Transfer-Encoding``) is matched to its :class:`Door` first: a
+    ``Content-Length`` past the door's cap is 413, a route that needs a bearer token asks
+    ``gate`` about the header (401/403), all before the app runs; the body is counted while the
+    app receives it (413 past the cap, chunked bodies too). A request without a body has
+    nothing to spare: its token is checked by the route's dependency, as on every request."""
 
     def __init__(
         self,
         app: ASGIApp,
         max_body_bytes: int,
-        larger: dict[str, int] | None = None,
+        doors: Sequence[Door] = (),
+        gate: Gate | None = None,
         page_csp: dict[str, bytes] | None = None,
     ):
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.larger = larger or {}  # path -> its own limit (bulk import)
+        self.gate = gate
         self.page_headers = {path: security_headers(csp) for path, csp in (page_csp or {}).items()}
+        by_method: dict[str, list[Door]] = {}
+        for door in doors:
+            for method in door.methods:
+                by_method.setdefault(method, []).append(door)
+        self.doors = by_method
+
+    def _door(self, method: str, path: str) -> Door | None:
+        # the first route that matches path and method, as the router will pick it
+        for door in self.doors.get(method, ()):
+            if door.path_regex.match(path):
+                return door
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,13 +197,40 @@ class EdgeMiddleware:
             return
         request_id = secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
-        limit = self.larger.get(scope["path"], self.max_body_bytes)
+        header_bytes = 0
+        length: int | None = None
+        chunked = False
+        authorization: bytes | None = None
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
+            header_bytes += len(name) + len(value) + 4
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else None
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"authorization":
+                authorization = value
+        if header_bytes > MAX_HEADER_BYTES:
+            await _send_error(send, HeadersTooLarge(), request_id)
+            return
+        limit = self.max_body_bytes
+        if scope["method"] not in _SAFE_METHODS or chunked or length:
+            door = self._door(scope["method"], scope["path"])
+            if door is not None:
+                limit = door.max_body
+            if length is not None and length > limit:
                 await _send_error(send, PayloadTooLarge(), request_id)
                 return
+            if door is not None and door.scopes is not None and self.gate is not None:
+                try:
+                    self.gate(
+                        None if authorization is None else authorization.decode("latin-1"),
+                        door.scopes,
+                    )
+                except VaultError as exc:  # 401/403: the body is never received
+                    await _send_error(send, exc, request_id)
+                    return
         received = 0
-        too_large = started = answered = False
+        too_large = started = replaced = False
 
         async def capped_receive() -> Message:
             nonlocal received, too_large
@@ -110,15 +246,17 @@ class EdgeMiddleware:
         edge_headers = self.page_headers.get(scope["path"], SECURITY_HEADERS)
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started, answered
-            if too_large and not started:
-                # A body without Content-Length went past the cap while the app read it; the
-                # framework answers that as a parse error (400): answer 413 instead.
-                if message["type"] == "http.response.start":
-                    await _send_error(send, PayloadTooLarge(), request_id)
-                    answered = True
+            nonlocal started, replaced
+            if replaced:
                 return
             if message["type"] == "http.response.start":
+                if too_large and message["status"] != 413:
+                    # A body without Content-Length went past the cap while the app read it;
+                    # the framework answers that as a parse error (400): answer 413 instead.
+                    # (A route that streams its body answers its own 413: the bulk import.)
+                    await _send_error(send, PayloadTooLarge(), request_id)
+                    replaced = True
+                    return
                 started = True
                 headers = list(message.get("headers", []))
                 if not cacheable and not any(n == b"cache-control" for n, _ in headers):
@@ -135,12 +273,13 @@ class EdgeMiddleware:
             # errors carry bound parameters, and a traceback would carry locals. Not re-raised,
             # so the server does not log it again with its traceback.
             log.error("request %s failed: %s", request_id, type(exc).__name__)
-            if not started and not answered:
+            if not started and not replaced:
                 await _send_error(send, InternalError(), request_id)
 
 
 async def _send_error(send: Send, err: VaultError, request_id: str) -> None:
     body = orjson.dumps(err.body())
+    extra = [(k.lower().encode(), v.encode("latin-1")) for k, v in (err.headers() or {}).items()]
     await send(
         {
             "type": "http.response.start",
@@ -151,6 +290,7 @@ async def _send_error(send: Send, err: VaultError, request_id: str) -> None:
                 (b"x-request-id", request_id.encode()),
                 NO_STORE_HEADER,
                 *SECURITY_HEADERS,
+                *extra,
             ],
         }
     )
@@ -180,7 +320,8 @@ def document_edge_errors(router: APIRouter) -> APIRouter:
     """Errors a route answers before its own code runs, so the OpenAPI document lists them
     exactly where they can happen: 401 and 403 where a bearer token is checked (unless the
     route documents its own entry for that status), 422 where there are parameters or a body to
-    validate, 413 where there is a body for the edge middleware to cap. Idempotent."""
+    validate, 413 where there is a body for the edge middleware to cap (and too many fields
+    where the body is a form), 431 everywhere (request headers past the cap). Idempotent."""
     for route in router.routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
@@ -193,6 +334,9 @@ def document_edge_errors(router: APIRouter) -> APIRouter:
             add_responses(route.responses, RequestInvalid)
         if takes_body:
             add_responses(route.responses, RequestInvalid, PayloadTooLarge)
+        if route.body_field is not None and isinstance(route.body_field.field_info, params.Form):
+            add_responses(route.responses, TooManyFields)
+        add_responses(route.responses, HeadersTooLarge)
     return router
 
 
@@ -202,6 +346,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(VaultError)
     async def _vault_error(request: Request, exc: VaultError) -> Response:
+        return _vault_error_response(request, exc)
+
+    def _vault_error_response(request: Request, exc: VaultError) -> Response:
         if exc.status >= 500:
             log.error("request %s failed: %s", request.state.request_id, exc.code)
         # A route class may answer its errors in its own form (the self-service pages: HTML).
@@ -225,7 +372,13 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and isinstance(exc.__context__, MultiPartException):
+            # Starlette's form parser refused the form (400, undocumented): past its field or
+            # file count that is our 413; otherwise the form is malformed, as below.
+            if str(exc.detail).startswith("Too many"):
+                return _vault_error_response(request, TooManyFields())
+            exc = StarletteHTTPException(400, _FASTAPI_BODY_PARSE_ERROR)
         if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_PARSE_ERROR:
             # FastAPI answers 400 when a body is not even text (bytes that are not UTF-8);
             # it is as malformed as bad JSON, which is a 422 everywhere else.

@@ -258,6 +258,12 @@ def too_large(x: Call) -> None:
     expect(r, 413, "payload_too_large")
 
 
+def headers_too_large(x: Call) -> None:
+    from vault.http import MAX_HEADER_BYTES
+
+    expect(x.call(headers={"x-fill": "a" * MAX_HEADER_BYTES}), 431, "request_headers_too_large")
+
+
 def unknown_id(x: Call) -> None:
     name = x.id_params[0]
     unknown = auth_service.new_client_id() if name == "client_id" else str(uuid.uuid4())
@@ -281,6 +287,8 @@ def generic(x: Call, status: int) -> Callable[[Call], None] | None:
         return unknown_id
     if status == 410 and "{customer_id}" in x.path:
         return erased
+    if status == 431:
+        return headers_too_large
     return None
 
 
@@ -418,6 +426,28 @@ def import_too_many_lines(x: Call) -> None:
     expect(r, 422, "too_many_lines")
 
 
+def import_in_progress(x: Call) -> None:
+    """The client's slot is taken, as while another import of it streams (the real race:
+    tests/hardening/test_edge_server.py)."""
+    from vault.customers import importer
+
+    with importer.one_import_per_client(x.app_client.id):
+        expect(x.call(), 409, "import_in_progress")
+
+
+def token_form_too_large(x: Call) -> None:
+    """Both 413s of a form: too many bytes, and (under the byte cap) too many fields."""
+    from vault.http import MAX_FORM_FIELDS
+
+    too_large(x)
+    fields = "&".join(["a="] * (MAX_FORM_FIELDS + 1))  # 3 KiB: under MAX_BODY
+    expect(
+        x.call(content=fields.encode(), headers={"content-type": x.body_type}),
+        413,
+        "too_many_fields",
+    )
+
+
 def _until_throttled(send: Callable[[], Any], tries: int = 200):
     for _ in range(tries):
         r = send()
@@ -447,6 +477,8 @@ SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
     ("PATCH", "/v1/customers/{customer_id}", 409): email_taken,
     ("POST", "/v1/customers/lookup", 404): nobody_has_it,
     ("POST", "/v1/customers/import", 422): import_too_many_lines,
+    ("POST", "/v1/customers/import", 409): import_in_progress,
+    ("POST", "/v1/oauth/token", 413): token_form_too_large,
     ("DELETE", "/v1/customers/{customer_id}", 409): legal_hold,
     ("GET", "/v1/customers/{customer_id}/erasure-certificate", 404): never_erased,
     ("POST", "/v1/customers/{customer_id}/consents", 409): idempotency_race,

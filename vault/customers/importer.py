@@ -9,15 +9,24 @@ One line per customer::
 
 Bad lines are rejected with a report entry (line number, code, attribute, sentence — never the
 value); good lines are kept. Lines are processed in chunks: values are validated and encrypted in
-Python, and customers, values, blind-index rows, consent events and consent states go to the
-database with one ``executemany`` per table and chunk. Every consent event gets its signed
-receipt like any other. For double opt-in purposes an import may state ``confirmed``: the
-importing system attests a completed double opt-in it ran itself (method and evidence say how).
+Python (:func:`prepare_chunk`, no database), and customers, values, blind-index rows, consent
+events and consent states go to the database with one ``executemany`` per table and chunk
+(:func:`store_chunk`). Every consent event gets its signed receipt like any other. For double
+opt-in purposes an import may state ``confirmed``: the importing system attests a completed
+double opt-in it ran itself (method and evidence say how).
+
+Over HTTP the body is never held whole: :class:`LineSplitter` cuts lines as the bytes arrive,
+counts them against the request's line limit and never buffers more of a line than
+:data:`MAX_LINE_BYTES`; each chunk commits on its own, so other requests wait at most for one
+chunk, never for the whole import. :func:`one_import_per_client` lets each client run one
+import at a time.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,13 +48,16 @@ from vault.crypto.signing import Signer
 from vault.customers.models import BlindIndex, Customer, CustomerValue
 from vault.customers.service import EXTERNAL_ID, clean_external_id
 from vault.db import utcnow
-from vault.errors import UnknownAttribute, VaultError
+from vault.errors import Conflict, InvalidRequest, UnknownAttribute, VaultError
 from vault.policy import Policy
 from vault.policy.values import index_form, normalise
 from vault.provenance import Caller
 
 MAX_LINE_BYTES = 65_536
 MAX_ERRORS_REPORTED = 1000
+CHUNK_LINES = 1000
+# A chunk is also cut when its lines hold this many bytes, so a chunk of long lines stays small.
+CHUNK_BYTES = 4 * 1024 * 1024
 IMPORT_STATUSES = {"granted", "withdrawn", "refused", "confirmed"}
 
 
@@ -53,6 +65,17 @@ class LineError(Exception):
     def __init__(self, code: str, detail: str, attribute: str | None = None):
         super().__init__(detail)
         self.code, self.detail, self.attribute = code, detail, attribute
+
+
+class TooManyLines(InvalidRequest):
+    code = "too_many_lines"
+
+
+class ImportInProgress(Conflict):
+    code = "import_in_progress"
+    default_detail = (
+        "This client is already running an import; send the next one when it has answered."
+    )
 
 
 @dataclass
@@ -70,6 +93,16 @@ class ImportReport:
             if err.attribute:
                 entry["attribute"] = err.attribute
             self.errors.append(entry)
+
+    def merge(self, other: ImportReport) -> None:
+        """Add a committed chunk's report to this one."""
+        self.received += other.received
+        self.created += other.created
+        self.consents += other.consents
+        self.rejected += other.rejected
+        room = MAX_ERRORS_REPORTED - len(self.errors)
+        if room > 0:
+            self.errors.extend(other.errors[:room])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +122,7 @@ class _Row:
     values: dict[str, Any]
     index: list[tuple[str, bytes]]
     consents: list[dict[str, Any]]
+    db: dict[str, Any] = field(default_factory=dict)  # its rows, once built (prepare_chunk)
 
 
 def _parse_time(text: Any, now: datetime, backdate_days: int, late_import: Any) -> datetime:
@@ -116,9 +150,14 @@ def _parse_time(text: Any, now: datetime, backdate_days: int, late_import: Any) 
 
 
 def _parse_line(
-    raw: bytes, line: int, policy: Policy, envelope: Envelope, now: datetime, backdate_days: int
+    raw: bytes | None,
+    line: int,
+    policy: Policy,
+    envelope: Envelope,
+    now: datetime,
+    backdate_days: int,
 ) -> _Row:
-    if len(raw) > MAX_LINE_BYTES:
+    if raw is None or len(raw) > MAX_LINE_BYTES:  # None: LineSplitter dropped an overlong line
         raise LineError("line_too_long", f"A line may have at most {MAX_LINE_BYTES} bytes.")
     try:
         doc = orjson.loads(raw)
@@ -218,20 +257,132 @@ def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[tuple[int, bytes
         yield chunk
 
 
-def import_chunk(
+Chunk = list[tuple[int, bytes | None]]
+
+
+class LineSplitter:
+    """NDJSON lines cut from a body as its bytes arrive, in numbered chunks ready for
+    :func:`prepare_chunk`; nothing of the body is kept beyond the chunk being filled.
+
+    Lines end with ``\\n`` (``\\r\\n`` too); a blank line counts (for the numbers and the limit)
+    but is not imported. A line longer than :data:`MAX_LINE_BYTES` is not buffered: its bytes are
+    dropped as they come and it is handed on as ``None`` (rejected ``line_too_long``). The line
+    after ``max_lines`` raises :class:`TooManyLines` as soon as its first byte arrives: the lines
+    of the chunk being filled are then not imported, chunks handed on before stay."""
+
+    def __init__(self, *, max_lines: int, chunk_lines: int = CHUNK_LINES):
+        self.max_lines = max_lines
+        self.chunk_lines = chunk_lines
+        self.lines = 0  # lines completed so far
+        self._tail = bytearray()  # the line being received
+        self._overlong = False
+        self._chunk: Chunk = []
+        self._chunk_bytes = 0
+
+    def feed(self, data: bytes) -> Iterator[Chunk]:
+        """The chunks that ``data`` completes."""
+        start, end = 0, len(data)
+        while start < end:
+            if self.lines >= self.max_lines:
+                raise self._too_many()
+            nl = data.find(b"\n", start)
+            stop = end if nl < 0 else nl
+            if not self._overlong:
+                if len(self._tail) + stop - start > MAX_LINE_BYTES + 1:  # + 1: a '\r'
+                    self._overlong = True
+                    self._tail.clear()
+                else:
+                    self._tail += data[start:stop]
+            if nl < 0:
+                return
+            start = nl + 1
+            if self._end_line():
+                yield self._take()
+
+    def finish(self) -> Iterator[Chunk]:
+        """The last chunk, once the body has ended (a last line without ``\\n`` included)."""
+        if self._tail or self._overlong:
+            self._end_line()
+        if self._chunk:
+            yield self._take()
+
+    def _end_line(self) -> bool:
+        """Hand on the line received; whether the chunk is full."""
+        self.lines += 1
+        if self._overlong:
+            self._chunk.append((self.lines, None))
+            self._overlong = False
+        else:
+            raw = bytes(self._tail.removesuffix(b"\r"))
+            self._tail.clear()
+            if raw.strip():
+                self._chunk.append((self.lines, raw))
+                self._chunk_bytes += len(raw)
+        return len(self._chunk) >= self.chunk_lines or self._chunk_bytes >= CHUNK_BYTES
+
+    def _take(self) -> Chunk:
+        chunk, self._chunk, self._chunk_bytes = self._chunk, [], 0
+        return chunk
+
+    def _too_many(self) -> TooManyLines:
+        return TooManyLines(f"At most {self.max_lines} lines per request.")
+
+
+class _Running:
+    """The clients with an import running in this process (every thread and the event loop)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: set[str] = set()
+
+    @contextmanager
+    def hold(self, client_id: str) -> Iterator[None]:
+        with self._lock:
+            if client_id in self._clients:
+                raise ImportInProgress()
+            self._clients.add(client_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._clients.discard(client_id)
+
+
+_running = _Running()
+
+
+def one_import_per_client(client_id: str) -> Any:
+    """``with one_import_per_client(client_id):`` — 409 ``import_in_progress`` while another
+    import of this client runs in this process (so an import's chunks never race a second
+    import of the same file for the same unique values)."""
+    return _running.hold(client_id)
+
+
+@dataclass
+class PreparedChunk:
+    """A chunk validated, encrypted and signed, not yet stored: its lines' report (rejections
+    so far) and the rows of its good lines."""
+
+    report: ImportReport
+    rows: list[_Row]
+    now: datetime
+    by: Caller
+
+
+def prepare_chunk(
     *,
-    session: Session,
     envelope: Envelope,
     policy: Policy,
     signer: Signer,
     settings: Settings,
-    chunk: list[tuple[int, bytes]],
-    report: ImportReport,
+    chunk: Chunk,
     by: Caller,
     may_write_consent: bool = True,
-) -> None:
-    """Validate, encrypt and insert one chunk of lines (the caller commits)."""
+) -> PreparedChunk:
+    """The CPU work of a chunk, without the database (so it holds no transaction): validate,
+    normalise, encrypt, sign the receipts."""
     now = utcnow()
+    report = ImportReport()
     rows: list[_Row] = []
     for line, raw in chunk:
         report.received += 1
@@ -242,6 +393,74 @@ def import_chunk(
             rows.append(row)
         except LineError as err:
             report.reject(line, err)
+    for r in rows:
+        _build(
+            r, envelope=envelope, policy=policy, signer=signer, settings=settings, by=by, now=now
+        )
+    return PreparedChunk(report, rows, now, by)
+
+
+def _build(
+    r: _Row,
+    *,
+    envelope: Envelope,
+    policy: Policy,
+    signer: Signer,
+    settings: Settings,
+    by: Caller,
+    now: datetime,
+) -> None:
+    key, wrapped, kek_id = envelope.new_data_key(r.customer_id)
+    r.db["customer"] = {
+        "id": r.customer_id,
+        "status": "active",
+        "dek_wrapped": wrapped,
+        "kek_id": kek_id,
+        "created_at": now,
+        "updated_at": now,
+        "objections": "",
+    }
+    r.db["values"] = [
+        {
+            "customer_id": r.customer_id,
+            "attribute": name,
+            "ciphertext": key.encrypt(name, orjson.dumps(v)),
+            "updated_at": now,
+        }
+        for name, v in r.values.items()
+    ]
+    events = [
+        consent_store.event_row(
+            signer=signer,
+            issuer=settings.issuer,
+            policy=policy,
+            statement=consent_store.Statement(
+                customer_id=r.customer_id,
+                purpose=c["purpose"],
+                version=c["purpose"].version,
+                status=c["status"],
+                channel=c["channel"],
+                method=c["method"],
+                actor="customer",
+                language=c["language"],
+                occurred_at=c["occurred_at"],
+                evidence=c["evidence"],
+            ),
+            recorded_by=by.actor,
+            now=now,
+        )
+        for c in r.consents
+    ]
+    r.db["events"] = events
+    r.db["states"] = consent_store.state_rows(events, now)
+
+
+def store_chunk(*, session: Session, prepared: PreparedChunk, report: ImportReport) -> None:
+    """Insert a prepared chunk (the caller commits): lines whose unique values (searchable
+    attributes, external id) another customer or an earlier line of the chunk holds are
+    rejected ``duplicate_value``; ``report`` gets the chunk's counts."""
+    part, now, by = prepared.report, prepared.now, prepared.by
+    rows = prepared.rows
     # searchable values and external ids are unique: within the chunk and against the vault
     seen: dict[bytes, int] = {}
     digests = [d for r in rows for _, d in r.index]
@@ -258,7 +477,7 @@ def import_chunk(
     for r in rows:
         clash = next(((n, d) for n, d in r.index if d in taken or d in seen), None)
         if clash is not None:
-            report.reject(
+            part.reject(
                 r.line,
                 LineError(
                     "duplicate_value", f"Another customer already has this {clash[0]}.", clash[0]
@@ -268,59 +487,15 @@ def import_chunk(
         for _, d in r.index:
             seen[d] = r.line
         kept.append(r)
-    if not kept:
-        return
-    customers, values, index, events, states, audit = [], [], [], [], [], []
-    for r in kept:
-        key, wrapped, kek_id = envelope.new_data_key(r.customer_id)
-        customers.append(
-            {
-                "id": r.customer_id,
-                "status": "active",
-                "dek_wrapped": wrapped,
-                "kek_id": kek_id,
-                "created_at": now,
-                "updated_at": now,
-                "objections": "",
-            }
-        )
-        for name, v in r.values.items():
-            values.append(
-                {
-                    "customer_id": r.customer_id,
-                    "attribute": name,
-                    "ciphertext": key.encrypt(name, orjson.dumps(v)),
-                    "updated_at": now,
-                }
-            )
-        index.extend(
-            {"attribute": n, "digest": d, "customer_id": r.customer_id} for n, d in r.index
-        )
-        row_events = [
-            consent_store.event_row(
-                signer=signer,
-                issuer=settings.issuer,
-                policy=policy,
-                statement=consent_store.Statement(
-                    customer_id=r.customer_id,
-                    purpose=c["purpose"],
-                    version=c["purpose"].version,
-                    status=c["status"],
-                    channel=c["channel"],
-                    method=c["method"],
-                    actor="customer",
-                    language=c["language"],
-                    occurred_at=c["occurred_at"],
-                    evidence=c["evidence"],
-                ),
-                recorded_by=by.actor,
-                now=now,
-            )
-            for c in r.consents
+    if kept:
+        values = [v for r in kept for v in r.db["values"]]
+        index = [
+            {"attribute": n, "digest": d, "customer_id": r.customer_id}
+            for r in kept
+            for n, d in r.index
         ]
-        events.extend(row_events)
-        states.extend(consent_store.state_rows(row_events, now))
-        audit.append(
+        events = [e for r in kept for e in r.db["events"]]
+        audit = [
             {
                 "actor": by.actor,
                 "action": AuditAction.CUSTOMER_IMPORTED,
@@ -335,21 +510,48 @@ def import_chunk(
                     else {}
                 ),
             }
-        )
-    # Core inserts on the connection: the ORM's bulk path costs more than the SQL here.
-    conn = session.connection()
-    conn.execute(insert(Customer.__table__), customers)
-    if values:
-        conn.execute(insert(CustomerValue.__table__), values)
-    if index:
-        conn.execute(insert(BlindIndex.__table__), index)
-    consent_store.insert_events(session, events)
-    consent_store.insert_states(session, states)
-    audit_record.record_many(session=session, events=audit)
-    report.created += len(kept)
-    report.consents += len(events)
+            for r in kept
+        ]
+        # Core inserts on the connection: the ORM's bulk path costs more than the SQL here.
+        conn = session.connection()
+        conn.execute(insert(Customer.__table__), [r.db["customer"] for r in kept])
+        if values:
+            conn.execute(insert(CustomerValue.__table__), values)
+        if index:
+            conn.execute(insert(BlindIndex.__table__), index)
+        consent_store.insert_events(session, events)
+        consent_store.insert_states(session, [s for r in kept for s in r.db["states"]])
+        audit_record.record_many(session=session, events=audit)
+        part.created += len(kept)
+        part.consents += len(events)
+    report.merge(part)
 
 
-def chunks(lines: Iterable[bytes], size: int = 1000) -> Iterator[list[tuple[int, bytes]]]:
+def import_chunk(
+    *,
+    session: Session,
+    envelope: Envelope,
+    policy: Policy,
+    signer: Signer,
+    settings: Settings,
+    chunk: Chunk,
+    report: ImportReport,
+    by: Caller,
+    may_write_consent: bool = True,
+) -> None:
+    """Validate, encrypt and insert one chunk of lines (the caller commits)."""
+    prepared = prepare_chunk(
+        envelope=envelope,
+        policy=policy,
+        signer=signer,
+        settings=settings,
+        chunk=chunk,
+        by=by,
+        may_write_consent=may_write_consent,
+    )
+    store_chunk(session=session, prepared=prepared, report=report)
+
+
+def chunks(lines: Iterable[bytes], size: int = CHUNK_LINES) -> Iterator[list[tuple[int, bytes]]]:
     """Numbered, non-blank lines in chunks of ``size``."""
     return _chunks(lines, size)

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Security, status
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
+from starlette.requests import ClientDisconnect
 
 from vault.auth.deps import Bearer, CustomerWriter, bearer_for, check_bearer
 from vault.auth.scopes import Scope
+from vault.auth.service import Principal
 from vault.customers import importer, schemas, service
 from vault.customers.schemas import (
     CustomerCreate,
@@ -26,11 +30,13 @@ from vault.errors import (
     PayloadTooLarge,
     UnknownAttribute,
     ValidationFailed,
+    VaultError,
     responses,
 )
 from vault.policy.errors import InvalidCharacters
-from vault.runtime import RuntimeDep
+from vault.runtime import Runtime, RuntimeDep
 
+log = logging.getLogger("vault")
 router = APIRouter(tags=["customers"])
 
 
@@ -99,9 +105,7 @@ def rectify_customer(
     "/v1/customers/import",
     operation_id="import_customers",
     response_model=ImportResult,
-    responses={
-        **responses(InvalidRequest, PayloadTooLarge),
-    },
+    responses=responses(importer.TooManyLines, importer.ImportInProgress, PayloadTooLarge),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -115,38 +119,70 @@ async def import_customers(
     runtime: RuntimeDep,
     bearer: Annotated[Bearer, Security(bearer_for, scopes=[Scope.CUSTOMERS_WRITE.value])],
 ) -> dict:
-    """Bulk import (NDJSON): good lines are stored, bad lines are reported by line number."""
-    body = await request.body()
-    lines = body.splitlines()
-    if len(lines) > runtime.settings.max_import_lines:
-        raise InvalidRequest(
-            f"At most {runtime.settings.max_import_lines} lines per request.",
-            code="too_many_lines",
-        )
-    return await runtime.transaction(
-        _import,
-        runtime=runtime,
-        bearer=bearer,
-        lines=lines,
-    )
+    """Bulk import (NDJSON): good lines are stored, bad lines are reported by line number.
 
-
-def _import(*, session: Session, runtime: RuntimeDep, bearer: Bearer, lines: list[bytes]) -> dict:
-    principal = check_bearer(session=session, runtime=runtime, bearer=bearer)
+    The body is read as it arrives and stored in chunks of up to 1,000 lines, each committed on
+    its own. One import per client at a time: a second one answers 409 ``import_in_progress``.
+    An import that stops midway (too many lines, body too large) keeps the chunks committed
+    before; its error body carries ``report``, the counts and errors of what was stored."""
+    principal = await runtime.transaction(check_bearer, runtime=runtime, bearer=bearer)
     report = importer.ImportReport()
-    for chunk in importer.chunks(lines):
-        importer.import_chunk(
-            session=session,
-            envelope=runtime.envelope,
-            policy=runtime.policy,
-            signer=runtime.signer,
-            settings=runtime.settings,
-            chunk=chunk,
-            report=report,
-            by=principal.caller,
-            may_write_consent=Scope.CONSENT_WRITE.value in principal.scopes,
-        )
+    with importer.one_import_per_client(principal.client_id):
+        try:
+            await _stream(request, runtime, bearer, principal, report)
+        except VaultError as exc:
+            exc.extra["report"] = report.as_dict()
+            raise
+        except ClientDisconnect:
+            log.info("import %s: the client went away", principal.request_id)
     return report.as_dict()
+
+
+async def _stream(
+    request: Request,
+    runtime: Runtime,
+    bearer: Bearer,
+    principal: Principal,
+    report: importer.ImportReport,
+) -> None:
+    lines = importer.LineSplitter(max_lines=runtime.settings.max_import_lines)
+    async for piece in request.stream():
+        for chunk in lines.feed(piece):
+            await _import_chunk(runtime, bearer, principal, chunk, report)
+    for chunk in lines.finish():
+        await _import_chunk(runtime, bearer, principal, chunk, report)
+
+
+async def _import_chunk(
+    runtime: Runtime,
+    bearer: Bearer,
+    principal: Principal,
+    chunk: importer.Chunk,
+    report: importer.ImportReport,
+) -> None:
+    # Validation, encryption and receipts off the database thread, then one short transaction:
+    # other requests wait at most for one chunk's inserts.
+    prepared = await run_in_threadpool(
+        importer.prepare_chunk,
+        envelope=runtime.envelope,
+        policy=runtime.policy,
+        signer=runtime.signer,
+        settings=runtime.settings,
+        chunk=chunk,
+        by=principal.caller,
+        may_write_consent=Scope.CONSENT_WRITE.value in principal.scopes,
+    )
+    stored = await runtime.transaction(_store, runtime=runtime, bearer=bearer, prepared=prepared)
+    report.merge(stored)  # committed
+
+
+def _store(
+    *, session: Session, runtime: Runtime, bearer: Bearer, prepared: importer.PreparedChunk
+) -> importer.ImportReport:
+    check_bearer(session=session, runtime=runtime, bearer=bearer)  # still enabled, still allowed
+    stored = importer.ImportReport()
+    importer.store_chunk(session=session, prepared=prepared, report=stored)
+    return stored
 
 
 @router.post(
