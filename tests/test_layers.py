@@ -58,7 +58,7 @@ PUBLIC = {
     "dsr": {"requests", "rights", "erasure", "export", "schemas", "errors"},
     "events": {"outbox", "schemas", "errors"},
     "selfservice": {"sessions", "schemas", "errors"},
-    "mail": {"outbox", "delivery"},
+    "mail": {"outbox", "delivery", "receipts"},
 }
 # Composition modules that assemble domains (and may import any of their modules).
 ASSEMBLY = {"app", "backup", "cli", "ops", "demo", "openapi", "__init__"}

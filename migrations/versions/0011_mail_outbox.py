@@ -1,4 +1,4 @@
-"""mail: mail_outbox, the encrypted outbox of mails to customers
+"""mail: mail_outbox, the encrypted outbox of mails to customers; mail_receipt, what was sent
 
 Revision ID: 0011
 Revises: 0010
@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("customer_id", sa.Uuid(), nullable=False),
         sa.Column("template", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("template_version", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("language", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("message_ciphertext", sa.LargeBinary(), nullable=False),
@@ -49,9 +50,29 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_mail_outbox_status_next_attempt_at", ["status", "next_attempt_at"], unique=False
         )
+    op.create_table(
+        "mail_receipt",
+        sa.Column("mail_id", sa.Uuid(), nullable=False),
+        sa.Column("customer_id", sa.Uuid(), nullable=False),
+        sa.Column("template", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("template_version", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("language", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("transport", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("accepted_at", vault.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("mail_id", name=op.f("pk_mail_receipt")),
+    )
+    with op.batch_alter_table("mail_receipt", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_mail_receipt_customer_id"), ["customer_id"], unique=False
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("mail_receipt", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mail_receipt_customer_id"))
+    op.drop_table("mail_receipt")
     with op.batch_alter_table("mail_outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_mail_outbox_status_next_attempt_at")
         batch_op.drop_index("ix_mail_outbox_finished_at")

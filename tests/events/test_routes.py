@@ -269,7 +269,9 @@ def test_every_event_type_names_the_scopes_that_read_it():
     assert not any("webhooks:manage" in scopes for scopes in READ_WITH.values())
 
 
-@pytest.mark.parametrize(("extra", "allowed"), ALLOWED, ids=lambda v: "+".join(sorted(v)) or "alone")
+@pytest.mark.parametrize(
+    ("extra", "allowed"), ALLOWED, ids=lambda v: "+".join(sorted(v)) or "alone"
+)
 def test_webhooks_manage_subscribes_only_to_what_its_scopes_read(
     client, session, runtime, extra, allowed
 ):

@@ -80,6 +80,7 @@ class _Handler:
         msg = message_from_bytes(envelope.content, policy=policy.default)
         with self.server.lock:
             self.server.messages.append(msg)
+            self.server.raw.append(envelope.original_content or envelope.content)
             self.server.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self.server.authenticated.append(bool(session.authenticated))
         return "250 Message accepted for delivery"
@@ -101,6 +102,7 @@ class SmtpServer:
         self.delay = delay
         self.auth = auth
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # DATA as received (dot-stuffing undone)
         self.envelopes: list[tuple[str, list[str]]] = []
         self.authenticated: list[bool] = []
         self.auth_attempts = 0

@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlmodel import Session
 
 from vault.config import Settings
@@ -51,8 +51,9 @@ from vault.db import reader, transaction, utcnow
 from vault.errors import VaultError
 from vault.mail import drop, outbox
 from vault.mail.errors import SendFailed
-from vault.mail.models import OPEN, MailMessage, MailStatus
+from vault.mail.models import OPEN, MailMessage, MailReceipt, MailStatus
 from vault.mail.smtp import SmtpTransport, failure
+from vault.mail.wire import message_sha256
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -107,6 +108,8 @@ class Job:
     attempts: int
     claimed_until: datetime
     message: outbox.Message | None
+    template_version: str = ""
+    language: str = ""
 
     def __repr__(self) -> str:
         return f"Job(mail={self.id}, template={self.template}, attempts={self.attempts})"
@@ -159,8 +162,47 @@ def claim(
             message: outbox.Message | None = outbox.open_message(session, envelope, row)
         except VaultError:  # the customer's key is gone (erased meanwhile) or the row was moved
             message = None
-        jobs.append(Job(row.id, row.customer_id, row.template, row.attempts, until, message))
+        jobs.append(
+            Job(
+                row.id,
+                row.customer_id,
+                row.template,
+                row.attempts,
+                until,
+                message,
+                row.template_version,
+                row.language,
+            )
+        )
     return jobs
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a transport accepted: the ``Message-ID``, the SHA-256 of the exact bytes handed
+    over and when the server (or the mail drop) took them."""
+
+    message_id: str
+    sha256: str
+    accepted_at: datetime
+    transport: str
+
+
+def record_receipt(session: Session, job: Job, sent: Sent) -> None:
+    """The mail's :class:`~vault.mail.models.MailReceipt` (kept after purge and erasure)."""
+    session.execute(
+        insert(MailReceipt.__table__).values(
+            mail_id=job.id,
+            customer_id=job.customer_id,
+            template=job.template,
+            template_version=job.template_version,
+            language=job.language,
+            message_id=sent.message_id,
+            sha256=sent.sha256,
+            transport=sent.transport,
+            accepted_at=sent.accepted_at,
+        )
+    )
 
 
 def release(*, session: Session, ids: list[UUID], worker_id: str) -> None:
@@ -352,17 +394,18 @@ class Deliverer:
         elif self.transport.in_transaction:
             state = self._deliver_locally(job, job.message)
         else:
+            sent = None
             try:
-                self._send(job.message)
+                sent = self._send(job.message)
                 error = None
             except SendFailed as exc:
                 error = exc
-            state = self._record(job, error)
+            state = self._record(job, error, sent)
         if state is not None:
             self.stats[state] = self.stats.get(state, 0) + 1
         return state
 
-    def _send(self, message: outbox.Message) -> None:
+    def _send(self, message: outbox.Message) -> Sent:
         composed = outbox.compose(message, self.settings)
         try:
             self.transport.send(
@@ -375,6 +418,12 @@ class Deliverer:
             raise
         except Exception as exc:  # a transport's own error (the drop: disk full ...)
             raise failure(exc) from None
+        return Sent(
+            message_id=str(composed["Message-ID"]),
+            sha256=message_sha256(composed),
+            accepted_at=self.clock(),
+            transport="drop" if self.transport.in_transaction else "smtp",
+        )
 
     def _deliver_locally(self, job: Job, message: outbox.Message) -> str | None:
         # Mark the row sent first: the UPDATE holds the row (PostgreSQL) or the write lock
@@ -389,7 +438,7 @@ class Deliverer:
                 now=self.clock(),
             )
             if state is not None:
-                self._send(message)
+                record_receipt(session, job, self._send(message))
             return state
 
         try:
@@ -397,17 +446,21 @@ class Deliverer:
         except SendFailed as exc:
             return self._record(job, exc)
 
-    def _record(self, job: Job, error: SendFailed | None) -> str | None:
-        state = self._transaction(
-            lambda s: complete(
-                session=s,
+    def _record(self, job: Job, error: SendFailed | None, sent: Sent | None = None) -> str | None:
+        def run(session: Session) -> str | None:
+            state = complete(
+                session=session,
                 job=job,
                 worker_id=self.worker_id,
                 error=error,
                 settings=self.settings,
                 now=self.clock(),
             )
-        )
+            if state == MailStatus.SENT and sent is not None:
+                record_receipt(session, job, sent)
+            return state
+
+        state = self._transaction(run)
         if error is not None:
             log.warning(
                 "mail %s (%s) attempt %d failed (%s): %s",

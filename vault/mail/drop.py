@@ -18,6 +18,7 @@ from uuid import UUID
 
 from vault import datadir
 from vault.config import Settings
+from vault.mail.wire import wire_bytes
 
 DIR_NAME = "mail"
 
@@ -89,7 +90,7 @@ class MailDrop:
         self.directory = directory
 
     def send(self, message: EmailMessage, *, mail_id: UUID, sender: str, recipient: str) -> None:
-        write(self.directory, mail_id, message.as_bytes())
+        write(self.directory, mail_id, wire_bytes(message))
 
     def close(self) -> None:
         pass

@@ -42,6 +42,8 @@ class MailMessage(SQLModel, table=True):
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     customer_id: UUID = Field(foreign_key="customer.id", index=True)
     template: str = Field(max_length=64)
+    # SHA-256 (first 16 hex) of the template's source files as rendered: which text went out
+    template_version: str = Field(default="", max_length=16)
     language: str = Field(max_length=8)
     status: str = Field(default=MailStatus.PENDING, max_length=16)
     # JSON {"to", "subject", "text", "html", "headers"} sealed under the customer's DEK
@@ -58,3 +60,28 @@ class MailMessage(SQLModel, table=True):
 
     def __repr__(self) -> str:
         return f"MailMessage(id={self.id}, template={self.template}, status={self.status}, ***)"
+
+
+class MailReceipt(SQLModel, table=True):
+    """Proof that one mail left the vault, kept when the mail itself is purged or erased.
+
+    Ids, the template and its version, the ``Message-ID``, the SHA-256 of the exact bytes handed
+    to the SMTP server (or written to the mail drop) and when they were accepted: nothing of the
+    recipient or the text, so it stays after the customer's erasure (the hash is of a message
+    that held a random token: it proves a message, it reveals none). The consent dossier shows
+    it for each double opt-in confirmation mail (BGH I ZR 164/09)."""
+
+    __tablename__ = "mail_receipt"
+
+    mail_id: UUID = Field(primary_key=True)
+    customer_id: UUID = Field(index=True)
+    template: str = Field(max_length=64)
+    template_version: str = Field(max_length=16)
+    language: str = Field(max_length=8)
+    message_id: str = Field(max_length=255)
+    sha256: str = Field(max_length=64)
+    transport: str = Field(max_length=16)  # smtp | drop
+    accepted_at: datetime = Field(sa_type=UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"MailReceipt(mail_id={self.mail_id}, template={self.template})"

@@ -38,7 +38,7 @@ from vault.customers import service as customers_service
 from vault.db import after_commit, utcnow
 from vault.mail import drop
 from vault.mail.models import FINISHED, OPEN, MailMessage, MailStatus
-from vault.mail.render import language_of, render
+from vault.mail.render import language_of, render, template_version
 
 _M = MailMessage.__table__
 # Headers a caller may add (e.g. List-Unsubscribe for the marketing purposes' mails); the
@@ -133,6 +133,7 @@ def enqueue(
             id=mail_id,
             customer_id=customer_id,
             template=template,
+            template_version=template_version(template, language or ""),
             language=language_of(language),
             status=MailStatus.PENDING.value,
             message_ciphertext=sealed,

@@ -12,6 +12,7 @@ links. A mail from the vault is about the customer's data and consents, nothing 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -62,6 +63,18 @@ def templates() -> list[str]:
     """The names of the mail templates there are (each in every language)."""
     names = {p.name.split(".")[0] for p in TEMPLATE_DIR.glob("*.*.txt")}
     return sorted(names)
+
+
+@cache
+def template_version(template: str, language: str) -> str:
+    """The first 16 hex digits of the SHA-256 over the files ``template`` renders from in
+    ``language`` (its text and HTML parts and the two bases): it changes with every change of
+    wording, so a receipt names the text that went out."""
+    lang = language_of(language)
+    digest = hashlib.sha256()
+    for name in ("base.txt", "base.html", f"{template}.{lang}.txt", f"{template}.{lang}.html"):
+        digest.update(name.encode() + b"\0" + (TEMPLATE_DIR / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def render(template: str, language: str, context: dict[str, Any]) -> Rendered:

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from vault.config import SmtpUrl
 from vault.mail.errors import SendFailed
+from vault.mail.wire import wire_bytes
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -80,6 +81,11 @@ def _login(conn: smtplib.SMTP, user: str, password: str) -> None:
     raise SendFailed("smtp_auth_mechanism_unsupported")
 
 
+def _options(recipient: str) -> list[str]:
+    """SMTPUTF8 (RFC 6531) only for an address that needs it."""
+    return [] if recipient.isascii() else ["SMTPUTF8"]
+
+
 class SmtpTransport:
     in_transaction = False  # a network round trip: never while holding a database transaction
 
@@ -125,7 +131,10 @@ class SmtpTransport:
         try:
             if self._conn is None:
                 self._conn = self._connect()
-            self._conn.send_message(message, from_addr=sender, to_addrs=[recipient])
+            # the bytes of the receipt's hash (send_message would flatten them the same way)
+            self._conn.sendmail(
+                sender, [recipient], wire_bytes(message), mail_options=_options(recipient)
+            )
         except BaseException as exc:
             if self._conn is not None and not isinstance(exc, smtplib.SMTPRecipientsRefused):
                 self._abort(self._conn)
