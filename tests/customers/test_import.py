@@ -1,4 +1,5 @@
 import json
+import time
 
 import orjson
 import pytest
@@ -431,3 +432,50 @@ def test_the_import_never_holds_the_body_as_a_list(client, session, runtime):
     assert len(r.json()["errors"]) == importer.MAX_ERRORS_REPORTED
     # the test client's copy of the body, one chunk, the report: well under the list of lines
     assert peak < 2 * 1024 * 1024, peak
+
+
+def test_a_unique_value_inserted_meanwhile_by_another_writer_is_a_duplicate_not_a_500(
+    runtime, backend
+):
+    """PostgreSQL: chunk B checks the e-mail (free), chunk A inserts it and commits while B
+    waits on the unique index: B's line is ``duplicate_value`` and the rest of B is stored."""
+    import threading
+
+    from vault.customers import importer as imp
+    from vault.db import transaction
+    from vault.provenance import CLI
+
+    if backend != "postgres":
+        pytest.skip("SQLite serialises writers: nothing can insert between check and insert")
+
+    def chunk(*emails):
+        lines = [
+            (n, orjson.dumps({"attributes": {"email": e, "first_name": "X"}}))
+            for n, e in enumerate(emails, 1)
+        ]
+        return imp.prepare_chunk(
+            envelope=runtime.envelope,
+            policy=runtime.policy,
+            signer=runtime.signer,
+            settings=runtime.settings,
+            chunk=lines,
+            by=CLI,
+        )
+
+    a, b = chunk("race@example.de"), chunk("race@example.de", "other@example.de")
+    a_inserted, b_report = threading.Event(), imp.ImportReport()
+
+    def writer_a():
+        with transaction(runtime.engine) as s:
+            imp.store_chunk(session=s, prepared=a, report=imp.ImportReport())
+            a_inserted.set()
+            time.sleep(0.5)  # B checks now (sees nothing), then waits on the index
+
+    t = threading.Thread(target=writer_a)
+    t.start()
+    assert a_inserted.wait(10)
+    with transaction(runtime.engine) as s:
+        imp.store_chunk(session=s, prepared=b, report=b_report)
+    t.join()
+    assert (b_report.created, b_report.rejected) == (1, 1)
+    assert b_report.errors[0]["error"] == "duplicate_value"

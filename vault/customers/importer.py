@@ -34,6 +34,7 @@ from uuid import UUID, uuid4
 
 import orjson
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
@@ -455,11 +456,47 @@ def _build(
     r.db["states"] = consent_store.state_rows(events, now)
 
 
+STORE_ATTEMPTS = 3
+
+
 def store_chunk(*, session: Session, prepared: PreparedChunk, report: ImportReport) -> None:
     """Insert a prepared chunk (the caller commits): lines whose unique values (searchable
     attributes, external id) another customer or an earlier line of the chunk holds are
-    rejected ``duplicate_value``; ``report`` gets the chunk's counts."""
-    part, now, by = prepared.report, prepared.now, prepared.by
+    rejected ``duplicate_value``; ``report`` gets the chunk's counts.
+
+    On PostgreSQL another transaction (an import by another client, a create) may insert the
+    same unique value between our check and our insert: the unique index then makes us wait for
+    it and fail. The chunk runs in a savepoint and is checked again once the other has committed
+    (its values now count as taken), so such a line is ``duplicate_value``, never a 500. SQLite
+    serialises writers: no other writer runs between check and insert."""
+    if session.connection().dialect.name == "sqlite":
+        _store_chunk(session, prepared, report)
+        return
+    for attempt in range(STORE_ATTEMPTS):
+        part = ImportReport()
+        try:
+            with session.begin_nested():
+                _store_chunk(session, prepared, part)
+        except IntegrityError:
+            if attempt == STORE_ATTEMPTS - 1:
+                raise ImportConflict() from None
+            continue
+        report.merge(part)
+        return
+
+
+class ImportConflict(Conflict):
+    code = "import_conflict"
+    default_detail = (
+        "Other writers kept inserting the same unique values; nothing of this chunk was stored. "
+        "Send it again."
+    )
+
+
+def _store_chunk(session: Session, prepared: PreparedChunk, report: ImportReport) -> None:
+    part = ImportReport()
+    part.merge(prepared.report)
+    now, by = prepared.now, prepared.by
     rows = prepared.rows
     # searchable values and external ids are unique: within the chunk and against the vault
     seen: dict[bytes, int] = {}
