@@ -15,7 +15,10 @@ from vault.runtime import Runtime
 
 
 def subscribe(
-    runtime: Runtime, url: str, events: Sequence[str] = ("consent.withdrawn", "customer.updated")
+    runtime: Runtime,
+    url: str,
+    events: Sequence[str] = ("consent.withdrawn", "customer.updated"),
+    by: Caller = Caller("cli"),
 ):
     with Session(runtime.engine, expire_on_commit=False) as s:
         webhook, secret = events_webhooks.create_webhook(
@@ -24,8 +27,8 @@ def subscribe(
             settings=runtime.settings,
             url=url,
             events=list(events),
-            by=Caller("cli"),
-            subscriber=None,  # the operator
+            by=by,
+            subscriber=None,  # the operator's rule: every type
         )
         s.commit()
     return webhook, secret

@@ -103,9 +103,16 @@ def test_a_failing_event_holds_back_later_events_of_its_customer(runtime, receiv
 
 
 def test_dead_letter_after_max_attempts_then_redeliver(runtime, receiver, worker, client, session):
-    from tests.factories import auth_headers
+    from tests.factories import create_client, token
+    from vault.provenance import Caller
 
-    webhook, secret = subscribe(runtime, receiver.url)
+    app, _ = create_client(
+        session, runtime, scopes=["webhooks:manage", "customers:write", "consent:read"]
+    )
+    headers = {"Authorization": f"Bearer {token(runtime, app)}"}
+    session.rollback()
+    # created by the app that redelivers below: an app manages only its own subscriptions
+    webhook, secret = subscribe(runtime, receiver.url, by=Caller(f"client:{app.id}"))
     receiver.secret = secret
     receiver.status = 500
     cid = uuid.uuid4()
@@ -121,8 +128,6 @@ def test_dead_letter_after_max_attempts_then_redeliver(runtime, receiver, worker
 
     receiver.status = 204
     assert drain(worker, lambda: in_state(runtime, 1, "delivered"))
-    headers = auth_headers(session, runtime, "webhooks:manage")
-    session.rollback()
     r = client.post(f"/v1/webhooks/{webhook.id}/redeliver", headers=headers)
     assert r.status_code == 200, r.text
     assert r.json() == {"webhook_id": str(webhook.id), "requeued": 1}

@@ -124,10 +124,19 @@ def test_unknown_webhook_and_event(client, manager):
         assert r.json()["error"] == "webhook_not_found"
 
 
-def test_redeliver_an_unknown_event_is_404(client, runtime, manager):
-    webhook, _ = subscribe(runtime, "http://127.0.0.1:9/hook")
+def _own_hook(client, manager, url: str) -> tuple[str, str]:
+    """A subscription the manager made itself (an app manages only its own): (id, secret)."""
     r = client.post(
-        f"/v1/webhooks/{webhook.id}/redeliver",
+        "/v1/webhooks", json={"url": url, "events": ["customer.updated"]}, headers=manager
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"], r.json()["secret"]
+
+
+def test_redeliver_an_unknown_event_is_404(client, runtime, manager):
+    webhook_id, _ = _own_hook(client, manager, "http://127.0.0.1:9/hook")
+    r = client.post(
+        f"/v1/webhooks/{webhook_id}/redeliver",
         json={"event_id": str(uuid.uuid4())},
         headers=manager,
     )
@@ -213,18 +222,18 @@ def test_loopback_needs_the_allowlist(client, session, runtime, settings, manage
 def test_deliveries_list(client, runtime, manager, receiver):
     from vault.events.worker import Worker
 
-    webhook, secret = subscribe(runtime, receiver.url)
+    webhook_id, secret = _own_hook(client, manager, receiver.url)
     receiver.secret = secret
     ids = emit_many(runtime, [uuid.uuid4()], 2)
     with Worker(runtime) as w:
         w.run_once()
         w.run_once()
-    r = client.get(f"/v1/webhooks/{webhook.id}/deliveries", headers=manager)
+    r = client.get(f"/v1/webhooks/{webhook_id}/deliveries", headers=manager)
     assert r.status_code == 200
     got = r.json()["deliveries"]
     assert [d["event_id"] for d in got] == [str(i) for i in reversed(ids)]
     assert {d["status"] for d in got} == {"delivered"}
-    r = client.get(f"/v1/webhooks/{webhook.id}/deliveries?status=dead", headers=manager)
+    r = client.get(f"/v1/webhooks/{webhook_id}/deliveries?status=dead", headers=manager)
     assert r.json()["deliveries"] == []
 
 
@@ -373,7 +382,41 @@ def test_dispatch_follows_the_creators_scopes_as_they_are_now(client, session, r
     assert round_of("consent.withdrawn") == []
     assert round_of("customer.erased") == [(cli_hook.id, "customer.erased")]
     # the subscription itself is unchanged: it still shows what it asked for
-    one = client.get(
-        f"/v1/webhooks/{app_hook}", headers=auth_headers(session, runtime, "webhooks:manage")
-    ).json()
-    assert one["events"] == ["consent.withdrawn", "customer.erased"] and one["status"] == "active"
+    from vault.events import webhooks
+    from vault.provenance import CLI
+
+    with Session(runtime.engine) as s:  # the operator's view (the app itself is disabled)
+        one = webhooks.public(webhooks.get_webhook(session=s, webhook_id=app_hook, by=CLI))
+    assert one.events == ["consent.withdrawn", "customer.erased"] and one.status == "active"
+
+
+def test_a_client_sees_and_manages_only_the_subscriptions_it_created(client, session, runtime):
+    """One webhook admin app must not list, disable, rotate the secret of, redeliver or read the
+    deliveries of another app's subscription: 404 as if it did not exist; the CLI sees all."""
+    from vault.events import webhooks
+    from vault.provenance import CLI
+
+    owner = auth_headers(session, runtime, "webhooks:manage", "consent:read")
+    other = auth_headers(session, runtime, "webhooks:manage", "consent:read")
+    session.rollback()
+    created = client.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["consent.granted"]},
+        headers=owner,
+    )
+    assert created.status_code == 201, created.text
+    wid = created.json()["id"]
+    assert [w["id"] for w in client.get("/v1/webhooks", headers=owner).json()["webhooks"]] == [wid]
+    assert client.get("/v1/webhooks", headers=other).json()["webhooks"] == []
+    for method, path in [
+        ("get", "/v1/webhooks/{id}"),
+        ("post", "/v1/webhooks/{id}/disable"),
+        ("post", "/v1/webhooks/{id}/rotate-secret"),
+        ("post", "/v1/webhooks/{id}/redeliver"),
+        ("get", "/v1/webhooks/{id}/deliveries"),
+    ]:
+        r = client.request(method, path.format(id=wid), headers=other)
+        assert r.status_code == 404 and r.json()["error"] == "webhook_not_found", (path, r.text)
+    assert client.get(f"/v1/webhooks/{wid}", headers=owner).json()["status"] == "active"
+    with Session(runtime.engine) as s:
+        assert [str(w.id) for w in webhooks.list_webhooks(session=s, by=CLI)] == [wid]

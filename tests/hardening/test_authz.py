@@ -212,9 +212,10 @@ def target(world: World) -> Target:
     )
     assert r.status_code == 201 and r.json()["confirmation_token"], r.text
     confirmation = r.json()["confirmation_token"]
+    # the webhook manager's own subscription: an app manages only the subscriptions it created
     r = c.post(
         "/v1/webhooks",
-        headers=h,
+        headers={"Authorization": f"Bearer {world.tokens['webhook_manager']}"},
         json={"url": "http://127.0.0.1:9/hook", "events": ["consent.granted"]},
     )
     assert r.status_code == 201, r.text
@@ -255,6 +256,9 @@ class Route:
     # else 403 with ``body_error``
     body_scopes: frozenset[str] = frozenset()
     body_error: str = ""
+    # the object belongs to this caller: any other caller with the scope gets 404 ``not_found``
+    owner: str | None = None
+    not_found: str = ""
 
 
 def scopes(*names: Scope) -> frozenset[str]:
@@ -287,6 +291,10 @@ def form(url: str | Callable[[Target], str], data: dict[str, str] | None = None)
 
 def cust(suffix: str = "") -> Callable[[Target], str]:
     return lambda t: f"/v1/customers/{t.customer}{suffix}"
+
+
+# the target webhook is the webhook manager's; another app holding webhooks:manage gets 404
+OWN_HOOK: dict[str, Any] = {"owner": "webhook_manager", "not_found": "webhook_not_found"}
 
 
 def hook(suffix: str = "") -> Callable[[Target], str]:
@@ -393,18 +401,20 @@ ROUTES: dict[tuple[str, str], Route] = {
         body_error="event_type_not_permitted",
     ),
     ("GET", "/v1/webhooks"): Route(scopes(S.WEBHOOKS_MANAGE), 200, get("/v1/webhooks")),
-    ("GET", "/v1/webhooks/{webhook_id}"): Route(scopes(S.WEBHOOKS_MANAGE), 200, get(hook())),
+    ("GET", "/v1/webhooks/{webhook_id}"): Route(
+        scopes(S.WEBHOOKS_MANAGE), 200, get(hook()), **OWN_HOOK
+    ),
     ("POST", "/v1/webhooks/{webhook_id}/disable"): Route(
-        scopes(S.WEBHOOKS_MANAGE), 200, send(hook("/disable"))
+        scopes(S.WEBHOOKS_MANAGE), 200, send(hook("/disable")), **OWN_HOOK
     ),
     ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): Route(
-        scopes(S.WEBHOOKS_MANAGE), 200, send(hook("/rotate-secret"))
+        scopes(S.WEBHOOKS_MANAGE), 200, send(hook("/rotate-secret")), **OWN_HOOK
     ),
     ("POST", "/v1/webhooks/{webhook_id}/redeliver"): Route(
-        scopes(S.WEBHOOKS_MANAGE), 200, send(hook("/redeliver"), {})
+        scopes(S.WEBHOOKS_MANAGE), 200, send(hook("/redeliver"), {}), **OWN_HOOK
     ),
     ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Route(
-        scopes(S.WEBHOOKS_MANAGE), 200, get(hook("/deliveries"))
+        scopes(S.WEBHOOKS_MANAGE), 200, get(hook("/deliveries")), **OWN_HOOK
     ),
     # self-service: issuing a link is an app's job; the pages need the customer's session
     ("POST", "/v1/customers/{customer_id}/selfservice-link"): Route(
@@ -515,6 +525,8 @@ def expected(route: Route, caller: str, method: str = "GET") -> Expect:
         return Expect(403, "purpose_not_permitted_for_client")
     if route.body_scopes and not held & route.body_scopes:
         return Expect(403, route.body_error)
+    if route.owner is not None and caller != route.owner:
+        return Expect(404, route.not_found)
     return Expect(route.ok)
 
 

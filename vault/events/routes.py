@@ -90,8 +90,9 @@ def list_webhooks(
     principal: WebhookManager,
     limit: Annotated[int, page_size(webhooks.PAGE_MAX)] = webhooks.PAGE_MAX,
 ) -> WebhookList:
-    """All subscriptions, active and disabled, oldest first (never their secrets)."""
-    rows = webhooks.list_webhooks(session=session, limit=limit)
+    """The calling client's subscriptions, active and disabled, oldest first (never their
+    secrets). A client sees and manages only the subscriptions it created."""
+    rows = webhooks.list_webhooks(session=session, limit=limit, by=principal.caller)
     return WebhookList(webhooks=[webhooks.public(w) for w in rows])
 
 
@@ -103,7 +104,9 @@ def list_webhooks(
 )
 def get_webhook(webhook_id: UUID, session: SessionDep, principal: WebhookManager) -> WebhookPublic:
     """One subscription."""
-    return webhooks.public(webhooks.get_webhook(session=session, webhook_id=webhook_id))
+    return webhooks.public(
+        webhooks.get_webhook(session=session, webhook_id=webhook_id, by=principal.caller)
+    )
 
 
 @router.post(
@@ -186,5 +189,6 @@ def list_webhook_deliveries(
             webhook_id=webhook_id,
             status=status.value if status else None,
             limit=limit,
+            by=principal.caller,
         )
     )

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 from sqlmodel import Session
 
 from vault.audit import record as audit_record
@@ -160,8 +160,18 @@ def create_webhook(
     return webhook, secret
 
 
-def get_webhook(*, session: Session, webhook_id: UUID, for_update: bool = False) -> Webhook:
-    stmt = select(Webhook).where(Webhook.id == webhook_id)
+def _owned_by(by: Caller | None) -> Any:
+    """An app client sees and changes only the subscriptions it created (another client's is
+    404, as if it did not exist); the operator (CLI) and the system see all."""
+    if by is None or not by.actor.startswith("client:"):
+        return true()
+    return Webhook.created_by == by.actor
+
+
+def get_webhook(
+    *, session: Session, webhook_id: UUID, for_update: bool = False, by: Caller | None = None
+) -> Webhook:
+    stmt = select(Webhook).where(Webhook.id == webhook_id, _owned_by(by))
     if for_update:
         stmt = stmt.with_for_update()
     webhook = session.execute(stmt).scalar_one_or_none()
@@ -170,8 +180,12 @@ def get_webhook(*, session: Session, webhook_id: UUID, for_update: bool = False)
     return webhook
 
 
-def list_webhooks(*, session: Session, limit: int = PAGE_MAX) -> list[Webhook]:
-    query = select(Webhook).order_by(Webhook.created_at, Webhook.id).limit(limit)
+def list_webhooks(
+    *, session: Session, limit: int = PAGE_MAX, by: Caller | None = None
+) -> list[Webhook]:
+    query = (
+        select(Webhook).where(_owned_by(by)).order_by(Webhook.created_at, Webhook.id).limit(limit)
+    )
     return list(session.execute(query).scalars())
 
 
@@ -186,7 +200,7 @@ def disable_webhook(
     failed) ones are dead-lettered with ``last_error = "webhook_disabled"``, so the metrics do
     not count them as pending forever. Disabling twice is a no-op (audited once)."""
     now = now or utcnow()
-    webhook = get_webhook(session=session, webhook_id=webhook_id, for_update=True)
+    webhook = get_webhook(session=session, webhook_id=webhook_id, for_update=True, by=by)
     if webhook.status == WebhookStatus.DISABLED:
         return webhook
     webhook.status = WebhookStatus.DISABLED
@@ -224,7 +238,7 @@ def rotate_secret(
     """A new signing secret. For 24 hours deliveries carry signatures under both the new and
     the old secret (Standard Webhooks allows several), so the receiver can switch over."""
     now = now or utcnow()
-    webhook = get_webhook(session=session, webhook_id=webhook_id, for_update=True)
+    webhook = get_webhook(session=session, webhook_id=webhook_id, for_update=True, by=by)
     if webhook.status == WebhookStatus.DISABLED:
         raise WebhookDisabled()
     secret = generate_secret()
@@ -256,7 +270,7 @@ def redeliver(
     one of the subscription. They go out at once, ahead of later events of their customer.
     Returns how many were queued."""
     now = now or utcnow()
-    webhook = get_webhook(session=session, webhook_id=webhook_id, for_update=True)
+    webhook = get_webhook(session=session, webhook_id=webhook_id, for_update=True, by=by)
     if webhook.status == WebhookStatus.DISABLED:
         raise WebhookDisabled()
     d = WebhookDelivery.__table__
@@ -294,10 +308,15 @@ def redeliver(
 
 
 def list_deliveries(
-    *, session: Session, webhook_id: UUID, status: str | None = None, limit: int = 100
+    *,
+    session: Session,
+    webhook_id: UUID,
+    status: str | None = None,
+    limit: int = 100,
+    by: Caller | None = None,
 ) -> list[DeliveryPublic]:
     """The subscription's deliveries, newest event first."""
-    get_webhook(session=session, webhook_id=webhook_id)
+    get_webhook(session=session, webhook_id=webhook_id, by=by)
     stmt = (
         select(WebhookDelivery, OutboxEvent.id, OutboxEvent.type)
         .join(OutboxEvent, OutboxEvent.seq == WebhookDelivery.event_seq)
