@@ -57,7 +57,7 @@ PUBLIC = {
     "audit": {"record", "actions", "query", "verify", "schemas", "errors"},
     "dsr": {"requests", "rights", "erasure", "export", "schemas", "errors"},
     "events": {"outbox", "schemas", "errors"},
-    "selfservice": {"sessions", "schemas", "errors"},
+    "selfservice": {"sessions", "schemas", "errors", "dossier"},
     "mail": {"outbox", "delivery", "receipts"},
 }
 # Composition modules that assemble domains (and may import any of their modules).

@@ -382,6 +382,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/customers/{customer_id}/consents/history"): Route(
         scopes(S.CONSENT_READ), 200, get(cust("/consents/history"))
     ),
+    ("GET", "/v1/customers/{customer_id}/consents/dossier"): Route(
+        scopes(S.CONSENT_READ), 200, get(cust("/consents/dossier"))
+    ),
     # consent-gated data
     ("GET", "/v1/customers/{customer_id}/data"): Route(
         scopes(S.DATA_READ), 200, get(cust("/data"), params={"purpose": PURPOSE})

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, and_, func, select
 from sqlmodel import Session
 
 from vault.audit.errors import InvalidCursor
@@ -180,3 +180,32 @@ def latest_releases(
             .limit(limit)
         ).all()
     )
+
+
+def last_releases(session: Session, customer_id: UUID, actions: Iterable[str]) -> dict[str, Any]:
+    """The customer's last allowed release per purpose (``actions``): ``{purpose: row of
+    occurred_at, action, actor_type, actor_id}`` (the consent dossier's "last used").
+
+    Two reads over the customer's own events (index ``customer_id``), however long the log:
+    the newest id per purpose, then those rows."""
+    wanted = list(actions)
+    newest = (
+        select(func.max(AuditEvent.id))
+        .where(
+            AuditEvent.customer_id == customer_id,
+            AuditEvent.action.in_(wanted),
+            AuditEvent.outcome == "allowed",
+            AuditEvent.purpose.is_not(None),
+        )
+        .group_by(AuditEvent.purpose)
+    )
+    rows = session.execute(
+        select(
+            AuditEvent.purpose,
+            AuditEvent.occurred_at,
+            AuditEvent.action,
+            AuditEvent.actor_type,
+            AuditEvent.actor_id,
+        ).where(AuditEvent.customer_id == customer_id, AuditEvent.id.in_(newest))
+    ).all()
+    return {r.purpose: r for r in rows}

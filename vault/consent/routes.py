@@ -5,6 +5,7 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
 from vault.auth.deps import (
@@ -14,13 +15,14 @@ from vault.auth.deps import (
     ConsentWriter,
     check_bearer,
 )
-from vault.consent import errors, idempotency, reads, schemas, service
+from vault.consent import dossier, errors, idempotency, reads, schemas, service
 from vault.consent.schemas import (
     ConfirmRequest,
     ConsentHistory,
     ConsentWrite,
     ConsentWriteResult,
     CustomerConsents,
+    SignedConsentDossier,
 )
 from vault.db import Instant, SessionDep, utcnow
 from vault.errors import (
@@ -32,6 +34,7 @@ from vault.errors import (
 from vault.http import page_size
 from vault.policy.errors import UnknownPurpose
 from vault.runtime import Runtime, RuntimeDep
+from vault.selfservice import dossier as dossier_page
 
 router = APIRouter(tags=["consent"])
 
@@ -196,3 +199,42 @@ def get_consent_history(
         "customer_id": customer_id,
         "events": [{**schemas.event_public(e), "receipt": e.receipt} for e in events],
     }
+
+
+@router.get(
+    "/v1/customers/{customer_id}/consents/dossier",
+    operation_id="get_consent_dossier",
+    response_model=SignedConsentDossier,
+    responses={
+        **responses(CustomerNotFound),
+        200: {
+            "description": "The dossier and its JWS (payload: the same dossier), or with "
+            "`Accept: text/html` a printable page (de/en).",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+    },
+)
+def get_consent_dossier(
+    customer_id: UUID,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: ConsentReader,
+    accept: Annotated[str | None, Header()] = None,
+    accept_language: Annotated[str | None, Header()] = None,
+    lang: Annotated[str | None, Query(pattern="^(de|en)$")] = None,
+) -> Response:
+    """Everything that proves the customer's consents, per purpose (statements, evidence,
+    receipts, double opt-in mails, last use), signed; kept after erasure, without PII."""
+    built = dossier.build(
+        session=session,
+        policy=runtime.policy,
+        customer_id=customer_id,
+        issuer=runtime.settings.issuer,
+        now=utcnow(),
+    )
+    if accept and "text/html" in accept and "application/json" not in accept:
+        language = dossier_page.language(lang, accept_language)
+        return HTMLResponse(
+            dossier_page.render(built, language, base_url=runtime.settings.public_url)
+        )
+    return _json({"dossier": built, "jws": dossier.sign(runtime.signer, built)})

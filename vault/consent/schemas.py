@@ -151,3 +151,94 @@ class CustomerConsents(BaseModel):
 class ConsentHistory(BaseModel):
     customer_id: UUID
     events: list[ConsentEventWithReceipt]
+
+
+# --- the consent dossier (vault/consent/dossier.py builds it as plain data) -----------------
+
+
+class DossierMailReceipt(BaseModel):
+    """What left the vault: ids, template, the SHA-256 of the exact bytes sent, when the SMTP
+    server (or the development mail drop) accepted them. No contact data."""
+
+    mail_id: UUID
+    template: str
+    template_version: str
+    language: str
+    message_id: str
+    sha256: str
+    transport: str = PField(description="smtp | drop")
+    accepted_at: datetime
+
+
+class DossierConfirmationMail(BaseModel):
+    mail_id: UUID
+    receipt: DossierMailReceipt | None = PField(description="null: no receipt (not sent)")
+
+
+class DossierNotice(BaseModel):
+    title: str
+    description: str
+
+
+class DossierStatement(BaseModel):
+    id: UUID = PField(description="the event id, also the receipt id")
+    status: str
+    occurred_at: datetime
+    recorded_at: datetime
+    channel: str
+    method: str
+    actor: str
+    recorded_by: str
+    language: str
+    purpose_version: int
+    notice_hash: str
+    notice: DossierNotice | None = PField(
+        description="the wording shown, when the current policy still has the hashed text"
+    )
+    evidence: dict[str, Any]
+    receipt: str = PField(description="the statement's signed consent receipt (compact JWS)")
+    confirmation_mail: DossierConfirmationMail | None = PField(
+        description="a double opt-in confirmation: the mail whose link was followed"
+    )
+
+
+class DossierLastUsed(BaseModel):
+    at: datetime
+    action: str
+    actor: str
+
+
+class DossierPurpose(BaseModel):
+    purpose: str
+    title: dict[str, str] | None
+    legal_basis: str | None
+    version: int | None
+    double_opt_in: bool | None
+    status: EffectiveStatus | None = PField(description="effective now; null after erasure")
+    last_used: DossierLastUsed | None = PField(description="the last release for this purpose")
+    statements: list[DossierStatement]
+
+
+class DossierCustomer(BaseModel):
+    id: UUID
+    status: str
+    erased_at: datetime | None
+
+
+class ConsentDossier(BaseModel):
+    format: str
+    iss: str
+    iat: int
+    generated_at: datetime
+    controller: dict[str, str]
+    customer: DossierCustomer
+    purposes: list[DossierPurpose]
+    doi_mails: list[DossierMailReceipt]
+
+
+class SignedConsentDossier(BaseModel):
+    """The dossier and a compact JWS (ES256, ``typ: consent-dossier+jwt``) whose payload is
+    the same dossier: verify it with ``/.well-known/jwks.json``."""
+
+    dossier: ConsentDossier
+    jws: str
