@@ -157,6 +157,8 @@ def test_get_shows_the_button_and_changes_nothing(
         assert f">{button}</button>" in r.text
         purpose = runtime.policy.purposes[PURPOSE]
         assert purpose.title.get(lang) in r.text
+        assert "set-cookie" not in r.headers  # not even the language (the form keeps ?lang=)
+        assert "one cookie to keep you signed in" not in r.text
         # no customer data on a page anyone holding the link can open
         assert "Erika" not in r.text and "Mustermann" not in r.text and "@" not in r.text
     assert _events(session, granted.id) == before

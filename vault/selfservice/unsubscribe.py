@@ -39,7 +39,7 @@ from vault.crypto import unsubscribe as tokens
 from vault.db import utcnow
 from vault.errors import CustomerErased, CustomerNotFound, VaultError
 from vault.errors import responses as error_responses
-from vault.http import NO_STORE, TooManyFields
+from vault.http import MAX_FORM_FIELDS, NO_STORE, TooManyFields
 from vault.policy import Policy, Purpose
 from vault.provenance import Caller
 from vault.runtime import Runtime
@@ -247,7 +247,7 @@ async def unsubscribe_page(token: str, request: Request) -> Response:
             "content": {"text/html": {}},
             "description": "withdrawn now, or already: a page for browsers, else JSON",
         },
-        **error_responses(UnsubscribeLinkInvalid, CustomerErased, OneClickRequired),
+        **error_responses(UnsubscribeLinkInvalid, CustomerErased, OneClickRequired, TooManyFields),
     },
     openapi_extra={
         "requestBody": {
@@ -272,7 +272,7 @@ async def one_click_unsubscribe(token: str, request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     link = open_link(runtime=runtime, token=token)  # before the body is read
     try:
-        form = await request.form(max_files=0, max_fields=8)
+        form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     except MultiPartException as exc:
         if str(exc).startswith("Too many"):
             raise TooManyFields() from None
