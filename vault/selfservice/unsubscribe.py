@@ -36,7 +36,7 @@ from starlette.formparsers import MultiPartException
 from vault.access import store as access_store
 from vault.consent import service as consent_service
 from vault.crypto import unsubscribe as tokens
-from vault.db import utcnow
+from vault.db import reader, transaction, utcnow
 from vault.errors import CustomerErased, CustomerNotFound, VaultError
 from vault.errors import responses as error_responses
 from vault.http import MAX_FORM_FIELDS, NO_STORE, TooManyFields
@@ -77,10 +77,12 @@ def open_link(*, runtime: Runtime, token: str) -> Link:
     return Link(customer_id, purpose)
 
 
-def is_unsubscribed(*, session: Session, link: Link) -> bool:
-    """Whether the consent is already withdrawn or refused (a read: nothing is written).
-    Unknown customer: 404; erased: 410."""
-    row = access_store.customer_for_purpose(session.connection(), link.customer_id, link.purpose.id)
+def is_unsubscribed(*, engine: Any, link: Link) -> bool:
+    """Whether the consent is already withdrawn or refused, in a read-only transaction (no
+    write lock, nothing written). Unknown customer: 404; erased: 410."""
+    with transaction(reader(engine)) as session:
+        conn = session.connection()
+        row = access_store.customer_for_purpose(conn, link.customer_id, link.purpose.id)
     if row is None:
         raise UnsubscribeLinkInvalid()
     if row.status == "erased":
@@ -212,7 +214,7 @@ async def unsubscribe_page(token: str, request: Request) -> Response:
     """The page behind an unsubscribe link: what it is for, and the button. Changes nothing."""
     runtime: Runtime = request.app.state.runtime
     link = open_link(runtime=runtime, token=token)
-    done = await runtime.transaction(is_unsubscribed, link=link)
+    done = await runtime.run_db(is_unsubscribed, engine=runtime.engine, link=link)
     lang = language(request)
     _ = translator(lang)
     title = link.purpose.title.get(lang)
