@@ -37,7 +37,7 @@ from vault.access import store as access_store
 from vault.consent import service as consent_service
 from vault.crypto import unsubscribe as tokens
 from vault.db import reader, transaction, utcnow
-from vault.errors import CustomerErased, CustomerNotFound, VaultError
+from vault.errors import CustomerErased, CustomerNotFound, PayloadTooLarge, VaultError
 from vault.errors import responses as error_responses
 from vault.http import MAX_FORM_FIELDS, NO_STORE, TooManyFields
 from vault.policy import Policy, Purpose
@@ -249,7 +249,13 @@ async def unsubscribe_page(token: str, request: Request) -> Response:
             "content": {"text/html": {}},
             "description": "withdrawn now, or already: a page for browsers, else JSON",
         },
-        **error_responses(UnsubscribeLinkInvalid, CustomerErased, OneClickRequired, TooManyFields),
+        **error_responses(
+            UnsubscribeLinkInvalid,
+            CustomerErased,
+            OneClickRequired,
+            PayloadTooLarge,  # first, as on every route with a body; then the form's own 413
+            TooManyFields,
+        ),
     },
     openapi_extra={
         "requestBody": {
