@@ -32,6 +32,7 @@ from vault.runtime import Runtime
 from vault.selfservice.i18n import STATIC_DIR
 from vault.selfservice.routes import api_router as selfservice_api_router
 from vault.selfservice.routes import router as selfservice_router
+from vault.selfservice.unsubscribe import router as unsubscribe_router
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -67,6 +68,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(document_edge_errors(events_router))
     app.include_router(document_edge_errors(selfservice_api_router))
     app.include_router(document_edge_errors(selfservice_router))
+    app.include_router(document_edge_errors(unsubscribe_router))
     app.mount("/me/static", StaticFiles(directory=STATIC_DIR), name="selfservice-static")
     app.include_router(document_edge_errors(dsr_router))
 

@@ -32,6 +32,7 @@ from vault.app import create_app
 from vault.auth.scopes import Scope
 from vault.auth.service import ACCESS_TOKEN_TYP
 from vault.config import Settings
+from vault.crypto.unsubscribe import UnsubscribeTokens
 from vault.db import reader
 from vault.provenance import Caller
 from vault.runtime import Runtime
@@ -41,6 +42,7 @@ from vault.selfservice.pages import SESSION_COOKIE
 PUBLIC = "public"  # anybody, no credentials
 SELF = "self"  # a self-service session cookie (the customer is the session's own)
 LINK = "link"  # the magic link in the path is the credential
+UNSUB = "unsubscribe"  # the one-click unsubscribe token in the path is the credential
 
 # A realistic read-only auditor, and a data client registered for a purpose the table's
 # requests never use.
@@ -80,6 +82,7 @@ class Target:
     receipt: str
     erased: uuid.UUID  # "C": erased, so it has an erasure certificate
     app_client: str  # an app client (audit:read) the admin routes act on
+    unsubscribe: str  # A's one-click unsubscribe token for PURPOSE
 
 
 CALLERS = [
@@ -239,6 +242,7 @@ def target(world: World) -> Target:
         receipt=receipt,
         erased=erased,
         app_client=app_client.id,
+        unsubscribe=UnsubscribeTokens(world.runtime.envelope.keys.index_key).make(a, PURPOSE),
     )
 
 
@@ -424,6 +428,18 @@ ROUTES: dict[tuple[str, str], Route] = {
         scopes(S.SELFSERVICE_ISSUE), 200, send(cust("/selfservice-link"))
     ),
     ("GET", "/me/login/{token}"): Route(LINK, 303, get("/me/login/{token}")),
+    # one-click unsubscribe (RFC 8058): mail clients post without cookies or tokens
+    ("GET", "/unsubscribe/{token}"): Route(
+        UNSUB, 200, get(lambda t: f"/unsubscribe/{t.unsubscribe}")
+    ),
+    ("POST", "/unsubscribe/{token}"): Route(
+        UNSUB,
+        200,
+        lambda t: {
+            "url": f"/unsubscribe/{t.unsubscribe}",
+            "data": {"List-Unsubscribe": "One-Click"},
+        },
+    ),
     ("GET", "/me"): Route(SELF, 200, get("/me")),
     ("GET", "/me/consents"): Route(SELF, 200, get("/me/consents")),
     ("POST", "/me/consents/{purpose}"): Route(
@@ -508,7 +524,7 @@ def caller_scopes(caller: str) -> frozenset[str]:
 
 
 def expected(route: Route, caller: str, method: str = "GET") -> Expect:
-    if route.who in (PUBLIC, LINK):
+    if route.who in (PUBLIC, LINK, UNSUB):
         return Expect(route.ok)
     if route.who == SELF:
         # Only a session cookie opens /me, and the pages act for the session's own customer
@@ -562,7 +578,7 @@ def test_table_agrees_with_the_openapi_security(world: World):
         for method, op in ops.items():
             route = ROUTES[(method.upper(), path)]
             declared = {s for req in op.get("security", []) for v in req.values() for s in v}
-            if route.who == PUBLIC:
+            if route.who in (PUBLIC, UNSUB):
                 assert "security" not in op, (method, path)
             elif declared:
                 assert declared == route.who, (method, path, declared)
@@ -668,6 +684,7 @@ def doc_rows() -> list[str]:
     """The table as docs/security.md shows it (one row per route)."""
     names = {PUBLIC: "anyone", SELF: "the customer's own self-service session"}
     names[LINK] = "the magic link itself"
+    names[UNSUB] = "the unsubscribe link itself (no cookie, no token)"
     rows = []
     for (method, path), route in sorted(ROUTES.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if isinstance(route.who, str):

@@ -6,9 +6,19 @@ import uuid
 from collections.abc import Iterator
 
 from tests import factories
+from vault.crypto.unsubscribe import UnsubscribeTokens
 
 # The self-service pages that take a form (not in the OpenAPI document: they are HTML).
 PAGE_FORMS = ["/me/consents/newsletter", "/me/objection", "/me/export", "/me/erase", "/me/logout"]
+
+
+def _path_value(app, name: str) -> str:
+    """A path parameter's value: a new id, or for ``{token}`` (one-click unsubscribe, which
+    checks its token before it receives the body) a valid token of an unknown customer."""
+    if name == "token":
+        keys = app.state.runtime.envelope.keys
+        return UnsubscribeTokens(keys.index_key).make(uuid.uuid4(), "newsletter")
+    return str(uuid.uuid4())
 
 
 def _body_routes(app) -> list[tuple[str, str, str]]:
@@ -21,7 +31,7 @@ def _body_routes(app) -> list[tuple[str, str, str]]:
                 filled = path
                 for p in op.get("parameters", []):
                     if p["in"] == "path":
-                        filled = filled.replace("{" + p["name"] + "}", str(uuid.uuid4()))
+                        filled = filled.replace("{" + p["name"] + "}", _path_value(app, p["name"]))
                 media = next(iter(op["requestBody"]["content"]))
                 routes.append((method.upper(), filled, media))
     assert len(routes) >= 17

@@ -27,9 +27,10 @@ import pytest
 from sqlalchemy import false
 from sqlmodel import select
 
-from tests.factories import create_client, create_customer, token, unique_email
+from tests.factories import create_client, create_customer, record_consent, token, unique_email
 from vault.auth import service as auth_service
 from vault.auth.scopes import Scope
+from vault.crypto.unsubscribe import UnsubscribeTokens
 from vault.openapi import generate
 
 DOC = json.loads(generate())
@@ -127,8 +128,17 @@ class Call:
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
+    def unsubscribe_token(self, customer_id: str | None = None) -> str:
+        """A one-click unsubscribe token for a customer (a new one with a granted consent)."""
+        if customer_id is None:
+            customer_id = str(create_customer(self.session, self.runtime).id)
+            record_consent(self.session, self.runtime, uuid.UUID(customer_id), "newsletter")
+        tokens = UnsubscribeTokens(self.runtime.envelope.keys.index_key)
+        return tokens.make(uuid.UUID(customer_id), "newsletter")
+
     def url(self, **ids: str) -> str:
         defaults = {
+            "token": lambda: self.unsubscribe_token(),
             "customer_id": lambda: self.customer,
             "webhook_id": lambda: self.webhook,
             "request_uuid": lambda: self.dsr_request,
@@ -197,6 +207,7 @@ VALID: dict[tuple[str, str], Callable[[Call], dict[str, Any]]] = {
     ("POST", "/v1/dsr/requests/{request_uuid}/extension"): lambda x: {
         "json": {"months": 1, "reason": "complexity", "note": "many systems to search"}
     },
+    ("POST", "/unsubscribe/{token}"): lambda x: {"data": {"List-Unsubscribe": "One-Click"}},
     ("POST", "/v1/webhooks"): lambda x: {
         "json": {"url": "http://127.0.0.1:9/hook", "events": ["consent.withdrawn"]}
     },
@@ -468,7 +479,24 @@ def links_rate_limited(x: Call) -> None:
     expect(_until_throttled(lambda: x.call(url=url)), 429, "rate_limited")
 
 
+def unsubscribe_forged(x: Call) -> None:
+    expect(x.call(url="/unsubscribe/AAAAforged"), 404, "unsubscribe_link_invalid")
+
+
+def unsubscribe_erased(x: Call) -> None:
+    url = f"/unsubscribe/{x.unsubscribe_token(x.erased_customer())}"
+    expect(x.call(url=url), 410, "customer_erased")
+
+
+def unsubscribe_without_one_click(x: Call) -> None:
+    expect(x.call(data={"List-Unsubscribe": "yes"}), 422, "one_click_required")
+
+
 SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
+    ("POST", "/unsubscribe/{token}", 404): unsubscribe_forged,
+    ("POST", "/unsubscribe/{token}", 410): unsubscribe_erased,
+    ("POST", "/unsubscribe/{token}", 422): unsubscribe_without_one_click,
+    ("POST", "/unsubscribe/{token}", 413): token_form_too_large,
     ("POST", "/v1/oauth/token", 429): token_rate_limited,
     ("POST", "/v1/customers/{customer_id}/selfservice-link", 429): links_rate_limited,
     ("POST", "/v1/oauth/token", 400): token_unsupported_grant,

@@ -31,6 +31,8 @@ def test_example_policies_cover_the_product_card():
     assert policy.purposes["third_party_ads"].gpc_opt_out
     assert policy.purposes["analytics"].legal_basis is LegalBasis.LEGITIMATE_INTEREST
     assert {"email", "first_name"} <= set(policy.purposes["newsletter"].attributes)
+    assert policy.purposes["newsletter"].contact_channels == ["email"]
+    assert policy.purposes["analytics"].contact_channels == []
     for p in policy.purposes.values():
         assert p.title.de and p.title.en and p.description.de and p.description.en
 
@@ -109,6 +111,25 @@ def _edit(path: Path, old: str, new: str) -> None:
             'value_labels.pl = { de = "Polnisch", en = "Polish" }',
             'value_labels.pl = { de = "Polnisch" }',
             "attribute 'preferred_language': missing en translation of value_labels.pl",
+        ),
+        (
+            "purposes.toml",
+            'contact_channels = ["email"]',
+            'contact_channels = ["fax"]',
+            "purpose 'newsletter': contact_channels.0: Input should be 'email'",
+        ),
+        (
+            "purposes.toml",
+            'contact_channels = ["email"]',
+            'contact_channels = ["email", "email"]',
+            "purpose 'newsletter': contact_channels names a channel twice",
+        ),
+        (
+            "purposes.toml",
+            'contact_channels = ["push"]',
+            'contact_channels = ["email"]',
+            "purpose 'push_notifications': contact_channels has 'email' but the purpose uses "
+            "no e-mail attribute",
         ),
     ],
 )

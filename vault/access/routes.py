@@ -114,7 +114,8 @@ def _read(
     responses={
         200: {
             "content": {"application/x-ndjson": {}},
-            "description": 'one {"customer_id","attributes"} per line',
+            "description": 'one {"customer_id","attributes"} per line, and "unsubscribe_url" '
+            "(RFC 8058 one-click, for List-Unsubscribe) when the purpose contacts by e-mail",
         },
         **responses(UnknownPurpose, UnknownAttribute),
     },
@@ -155,6 +156,7 @@ def export_audience(
         purpose=pur,
         requested=requested,
         now=now,
+        public_url=runtime.settings.public_url,
     )
     return StreamingResponse(stream, media_type="application/x-ndjson", headers=NO_STORE)
 

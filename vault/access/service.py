@@ -8,7 +8,7 @@ consent state and no objection are fetched) and by the same decision function se
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from vault.audit import record as audit_record
 from vault.audit.actions import AuditAction
 from vault.auth.service import Principal
 from vault.consent import rules as consent_rules
+from vault.crypto import unsubscribe
 from vault.crypto.envelope import Envelope
 from vault.customers.schemas import CustomerStatus
 from vault.db import reader, transaction
@@ -29,7 +30,7 @@ from vault.errors import CustomerErased, InvalidRequest, UnknownAttribute
 from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING, Decision, decide
 from vault.policy.errors import UnknownPurpose
-from vault.policy.models import LegalBasis
+from vault.policy.models import ContactChannel, LegalBasis
 from vault.policy.values import reduce
 
 READ_ACTION = AuditAction.DATA_READ
@@ -164,6 +165,22 @@ def _prefilter(purpose: Purpose, now: datetime) -> store.AudienceFilter:
     )
 
 
+UNSUBSCRIBE_PATH = "/unsubscribe/"
+
+
+def unsubscribe_link_maker(
+    *, envelope: Envelope, public_url: str, purpose: Purpose
+) -> Callable[[UUID], str] | None:
+    """``customer id -> {public_url}/unsubscribe/{token}`` for a purpose that contacts by
+    e-mail (``contact_channels`` has ``email``), else None. The token is made, not stored
+    (:mod:`vault.crypto.unsubscribe`): no row, no lookup, a few microseconds a customer."""
+    if ContactChannel.EMAIL not in purpose.contact_channels:
+        return None
+    make = unsubscribe.for_index_key(envelope.keys.index_key).maker(purpose.id)
+    base = public_url.rstrip("/") + UNSUBSCRIBE_PATH
+    return lambda customer_id: base + make(customer_id)
+
+
 def audience(
     *,
     engine: Any,
@@ -173,13 +190,21 @@ def audience(
     purpose: Purpose,
     requested: Sequence[str] | None,
     now: datetime,
+    public_url: str | None = None,
     batch_size: int = 2000,
 ) -> Iterator[bytes]:
-    """NDJSON lines ``{"customer_id","attributes"}`` for every customer the purpose may use now.
+    """NDJSON lines ``{"customer_id","attributes"}`` for every customer the purpose may use now,
+    with ``unsubscribe_url`` (RFC 8058 one-click) when the purpose contacts by e-mail and
+    ``public_url`` is given.
 
     Works in batches with its own session: each batch's audit events are committed before the
     batch is yielded, and memory holds one batch at a time however large the audience."""
     names = tuple(requested) if requested is not None else tuple(purpose.attributes)
+    unsubscribe_url = (
+        unsubscribe_link_maker(envelope=envelope, public_url=public_url, purpose=purpose)
+        if public_url is not None
+        else None
+    )
     sql_filter = _prefilter(purpose, now)
     last: UUID | None = None
     while True:
@@ -216,9 +241,10 @@ def audience(
                     for attr, blob in values.get(cid, {}).items()
                 }
                 released = _released_values(purpose, names, plain)
-                lines.append(
-                    orjson.dumps({"customer_id": str(cid), "attributes": released}) + b"\n"
-                )
+                row: dict[str, Any] = {"customer_id": str(cid), "attributes": released}
+                if unsubscribe_url is not None:
+                    row["unsubscribe_url"] = unsubscribe_url(cid)
+                lines.append(orjson.dumps(row) + b"\n")
                 events.append(
                     {
                         "actor": principal.actor,

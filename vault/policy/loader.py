@@ -13,6 +13,7 @@ from vault.policy.models import (
     REDUCTION_TYPES,
     Attribute,
     AttributeType,
+    ContactChannel,
     LegalBasis,
     Policy,
     Purpose,
@@ -185,6 +186,15 @@ def load_policy(directory: Path) -> Policy:
         for rid in pur.recipients:
             if rid not in recipients:
                 problems.append(f"{where}: unknown recipient {rid!r}")
+        if len(set(pur.contact_channels)) != len(pur.contact_channels):
+            problems.append(f"{where}: contact_channels names a channel twice")
+        if ContactChannel.EMAIL in pur.contact_channels and not any(
+            name in attributes and attributes[name].type is AttributeType.EMAIL
+            for name in pur.attributes
+        ):
+            problems.append(
+                f"{where}: contact_channels has 'email' but the purpose uses no e-mail attribute"
+            )
         consent_only = {
             "double_opt_in": pur.double_opt_in,
             "consent_ttl_days": pur.consent_ttl_days is not None,

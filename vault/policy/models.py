@@ -39,6 +39,16 @@ class LegalBasis(StrEnum):
     LEGAL_OBLIGATION = "legal_obligation"
 
 
+class ContactChannel(StrEnum):
+    """How a purpose reaches the customer (``contact_channels`` of a purpose)."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+    POST = "post"
+    PHONE = "phone"
+
+
 class Reduction(StrEnum):
     """Reduced forms a purpose may receive instead of the full value (data minimisation)."""
 
@@ -113,6 +123,8 @@ class Purpose(Strict):
     retention_days: int | None = Field(None, ge=1)
     dpv: str | None = None
     tcf_purposes: list[int] = []
+    # How the purpose contacts the customer; "email" gives its audience rows an unsubscribe_url
+    contact_channels: list[ContactChannel] = []
 
     @field_validator("attributes")
     @classmethod

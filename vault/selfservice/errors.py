@@ -39,3 +39,19 @@ class CsrfRefused(VaultError):
 class ErasureNotConfirmed(InvalidRequest):
     code = "erasure_not_confirmed"
     default_detail = "Tick the box to confirm that your data should be erased."
+
+
+class UnsubscribeLinkInvalid(VaultError):
+    """An unsubscribe token this vault did not make (forged, altered, cut off) or whose
+    purpose the policy no longer has."""
+
+    code = "unsubscribe_link_invalid"
+    status = 404
+    default_detail = "This unsubscribe link is not valid."
+
+
+class OneClickRequired(InvalidRequest):
+    """A POST to an unsubscribe link without ``List-Unsubscribe=One-Click`` (RFC 8058)."""
+
+    code = "one_click_required"
+    default_detail = "Send List-Unsubscribe=One-Click in the form body to unsubscribe."

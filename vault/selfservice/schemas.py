@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -12,3 +13,10 @@ class SelfserviceLinkPublic(BaseModel):
 
     url: str
     expires_at: datetime
+
+
+class UnsubscribePublic(BaseModel):
+    """The answer to a one-click unsubscribe (RFC 8058): the consent is withdrawn (now, or it
+    already was)."""
+
+    status: Literal["unsubscribed"] = "unsubscribed"
