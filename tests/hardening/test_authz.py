@@ -408,7 +408,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     # self-service: issuing a link is an app's job; the pages need the customer's session
     ("POST", "/v1/customers/{customer_id}/selfservice-link"): Route(
-        scopes(S.SELFSERVICE_ISSUE), 200, send(cust("/selfservice-link"))
+        scopes(S.SELFSERVICE_ISSUE), 202, send(cust("/selfservice-link"))
     ),
     ("GET", "/me/login/{token}"): Route(LINK, 303, get("/me/login/{token}")),
     ("GET", "/me"): Route(SELF, 200, get("/me")),

@@ -3,7 +3,7 @@ unconfirmed erasure (the pages turn each into a friendly HTML page with the erro
 
 from __future__ import annotations
 
-from vault.errors import InvalidRequest, VaultError
+from vault.errors import Conflict, InvalidRequest, VaultError
 
 
 class LinkInvalid(VaultError):
@@ -39,3 +39,13 @@ class CsrfRefused(VaultError):
 class ErasureNotConfirmed(InvalidRequest):
     code = "erasure_not_confirmed"
     default_detail = "Tick the box to confirm that your data should be erased."
+
+
+class NoEmailAddress(Conflict):
+    code = "customer_has_no_email"
+    default_detail = "The customer has no e-mail address to send the link to."
+
+
+class NotAnEmailAddress(InvalidRequest):
+    code = "invalid_email_address"
+    default_detail = "Please enter your e-mail address."

@@ -1,8 +1,9 @@
-"""API shapes of the self-service domain (its one JSON route issues magic links)."""
+"""API shapes of the self-service domain (its one JSON route mails magic links)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -11,4 +12,13 @@ class SelfserviceLinkPublic(BaseModel):
     """A magic link for the customer's e-mail: opens /me once, within ``expires_at``."""
 
     url: str
+    expires_at: datetime
+
+
+class SelfserviceLinkMailed(BaseModel):
+    """A magic link is on its way to the customer's stored e-mail address (never shown here):
+    ``mail_id`` names the mail (its receipt, ``vault mail show``); the link opens /me once,
+    within ``expires_at``."""
+
+    mail_id: UUID
     expires_at: datetime
