@@ -468,9 +468,23 @@ def links_rate_limited(x: Call) -> None:
     expect(_until_throttled(lambda: x.call(url=url)), 429, "rate_limited")
 
 
+def link_without_email(x: Call) -> None:
+    from vault.customers import service as customers_service
+
+    customer, _ = customers_service.create_customer(
+        session=x.session,
+        envelope=x.runtime.envelope,
+        policy=x.runtime.policy,
+        attributes={"first_name": "Otto"},
+    )
+    x.session.commit()
+    expect(x.call(url=x.url(customer_id=str(customer.id))), 409, "customer_has_no_email")
+
+
 SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
     ("POST", "/v1/oauth/token", 429): token_rate_limited,
     ("POST", "/v1/customers/{customer_id}/selfservice-link", 429): links_rate_limited,
+    ("POST", "/v1/customers/{customer_id}/selfservice-link", 409): link_without_email,
     ("POST", "/v1/oauth/token", 400): token_unsupported_grant,
     ("POST", "/v1/oauth/token", 401): token_wrong_secret,
     ("POST", "/v1/customers", 409): email_taken,
