@@ -25,6 +25,7 @@ from tests.mail.helpers import drain, smtp_runtime
 from tests.mail.smtpd import SmtpServer
 from tests.selfservice.helpers import csrf, link_in_text, mailed_link
 from vault.app import create_app
+from vault.consent import errors as consent_errors
 from vault.consent import evidence as consent_evidence
 from vault.consent.models import ConsentEvent
 from vault.customers import service as customers_service
@@ -313,6 +314,12 @@ def test_gpc_refusals_at_sign_in_carry_the_session_origin_too(client, session, r
 def test_origin_of_who_had_the_link_made(actor, origin):
     assert sessions.origin_of(Caller(actor)) == origin
     assert consent_evidence.clean_evidence({"session_origin": origin}) == {"session_origin": origin}
+
+
+@pytest.mark.parametrize("value", ["someone", "client:", "client:a b", "staff:10.0.0.1", 7])
+def test_session_origin_evidence_is_typed(value):
+    with pytest.raises(consent_errors.InvalidEvidence):
+        consent_evidence.clean_evidence({"session_origin": value})
 
 
 # --- the magic-link failure budget is charged before the look-up ----------------------------
