@@ -275,7 +275,7 @@ def test_customer_manages_data_in_a_real_browser(live, backend) -> None:
         # ... and the session, the used link and any new link stop working
         response = page.goto(server.url + "/me")  # no session: the "send me a link" form
         assert response is not None and response.status == 200
-        expect(page.get_by_label("Ihre E-Mail-Adresse")).to_be_visible()
+        expect(page.get_by_label("Your e-mail address")).to_be_visible()  # lang: en by now
         response = page.goto(url)
         assert response is not None and response.status == 410
         page.screenshot(path=shots / "09-link-used.png", full_page=True)
