@@ -180,6 +180,13 @@ class Settings(BaseSettings):
     selfservice_link_ttl_seconds: int = Field(
         900, ge=60, le=86400, description="how long a self-service magic link can be opened"
     )
+    selfservice_link_request_seconds: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description="the least time the /me 'send me a link' form takes to answer, known "
+        "address or not, so its answer time does not tell which addresses are customers",
+    )
     selfservice_idle_seconds: int = Field(
         1800, ge=60, description="a self-service session ends after this long without a request"
     )
@@ -266,6 +273,12 @@ class Settings(BaseSettings):
     rate_limit_login_failures_ip: str = Field(
         "20/10 minutes", description="failed magic-link redemptions per client address"
     )
+    rate_limit_link_request_address: str = Field(
+        "3/hour", description="'send me a link' requests on /me per e-mail address asked for"
+    )
+    rate_limit_link_request_ip: str = Field(
+        "10/hour", description="'send me a link' requests on /me per client address"
+    )
 
     @field_validator(
         "rate_limit_token_client",
@@ -273,6 +286,8 @@ class Settings(BaseSettings):
         "rate_limit_token_failures_ip",
         "rate_limit_link_customer",
         "rate_limit_login_failures_ip",
+        "rate_limit_link_request_address",
+        "rate_limit_link_request_ip",
     )
     @classmethod
     def _rate_limit_notation(cls, value: str) -> str:

@@ -1,12 +1,14 @@
 """Rate limits of the doors that can be guessed at or abused, built on the ``limits`` package.
 
-Five rules, each a ``limits`` string from the settings (``VAULT_RATE_LIMIT_*``):
+Seven rules, each a ``limits`` string from the settings (``VAULT_RATE_LIMIT_*``):
 
 - ``token_client``: failed token requests per client id (known and unknown ids alike);
 - ``token_ip``: token requests per client address;
 - ``token_failures_ip``: failed token requests per client address (secret guessing);
 - ``link_customer``: magic links issued per customer (mail bombing, link flooding);
-- ``login_failures_ip``: failed magic-link redemptions per client address (token guessing).
+- ``login_failures_ip``: failed magic-link redemptions per client address (token guessing);
+- ``link_request_address``: "send me a link" requests on /me per e-mail address asked for;
+- ``link_request_ip``: "send me a link" requests on /me per client address (address probing).
 
 Every rule is decided before the expensive or revealing work (Argon2, the database), so a
 throttled request costs a dictionary look-up and tells nothing about whether a client id or a
@@ -52,7 +54,15 @@ from vault.errors import VaultError
 
 log = logging.getLogger("vault.ratelimit")
 
-RULES = ("token_client", "token_ip", "token_failures_ip", "link_customer", "login_failures_ip")
+RULES = (
+    "token_client",
+    "token_ip",
+    "token_failures_ip",
+    "link_customer",
+    "login_failures_ip",
+    "link_request_address",
+    "link_request_ip",
+)
 # how long an address that succeeded for an identifier is remembered (see remember())
 REMEMBER = parse("1/day")
 

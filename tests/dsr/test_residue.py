@@ -52,7 +52,13 @@ class Disk:
         return self.runtime.engine
 
     def session(self) -> Session:
+        """For looking only (deferred on SQLite: it takes no write lock)."""
         return Session(reader(self.engine), expire_on_commit=False)
+
+    def writer(self) -> Session:
+        """For arranging state: a deferred session that reads, then writes, fails on SQLite
+        when another writer (the in-process mail deliverer) committed in between."""
+        return Session(self.engine, expire_on_commit=False)
 
 
 @pytest.fixture
@@ -73,12 +79,12 @@ def disk(tmp_path: Path) -> Iterator[Disk]:
 
 
 def _headers(disk: Disk, *scopes: str, purposes: tuple[str, ...] = ()) -> dict[str, str]:
-    with disk.session() as s:
+    with disk.writer() as s:
         return auth_headers(s, disk.runtime, *scopes, purposes=purposes)
 
 
 def _customer(disk: Disk, n: int, **extra) -> UUID:
-    with disk.session() as s:
+    with disk.writer() as s:
         c = create_customer(
             s,
             disk.runtime,
@@ -122,7 +128,7 @@ def _populate(disk: Disk, n: int) -> tuple[UUID, dict[str, bytes]]:
         assert r.status_code == 201, r.text
         r = disk.client.post(f"/v1/dsr/requests/{r.json()['id']}/{step}", json=body, headers=staff)
         assert r.status_code == 200, r.text
-    with disk.session() as s:
+    with disk.writer() as s:
         sign_in(disk.client, s, disk.runtime, cid)
         issue_link(disk.client, s, disk.runtime, cid)  # a spare link
     secrets = {k: v for k, v in _secrets(disk, cid).items() if v}

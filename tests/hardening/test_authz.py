@@ -105,6 +105,9 @@ def world(template, tmp_path_factory) -> Iterator[World]:
         public_url="http://testserver",
         audit_seal_interval=0,
         webhook_allowed_hosts="127.0.0.1",
+        # every caller posts the /me link form from the one test address, at once
+        rate_limit_link_request_ip="10000/hour",
+        selfservice_link_request_seconds=0,
         _env_file=None,
     )
     runtime = Runtime.build(settings)
@@ -425,7 +428,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     # self-service: issuing a link is an app's job; the pages need the customer's session
     ("POST", "/v1/customers/{customer_id}/selfservice-link"): Route(
-        scopes(S.SELFSERVICE_ISSUE), 200, send(cust("/selfservice-link"))
+        scopes(S.SELFSERVICE_ISSUE), 202, send(cust("/selfservice-link"))
     ),
     ("GET", "/me/login/{token}"): Route(LINK, 303, get("/me/login/{token}")),
     # one-click unsubscribe (RFC 8058): mail clients post without cookies or tokens
@@ -440,7 +443,11 @@ ROUTES: dict[tuple[str, str], Route] = {
             "data": {"List-Unsubscribe": "One-Click"},
         },
     ),
-    ("GET", "/me"): Route(SELF, 200, get("/me")),
+    # without a session /me is the "send me a link" form (nothing of any customer)
+    ("GET", "/me"): Route(PUBLIC, 200, get("/me")),
+    ("POST", "/me/link"): Route(
+        PUBLIC, 200, lambda t: {"url": "/me/link", "data": {"email": factories.unique_email()}}
+    ),
     ("GET", "/me/consents"): Route(SELF, 200, get("/me/consents")),
     ("POST", "/me/consents/{purpose}"): Route(
         SELF, 303, form(f"/me/consents/{PURPOSE}", {"status": "withdrawn"})

@@ -492,6 +492,19 @@ def unsubscribe_without_one_click(x: Call) -> None:
     expect(x.call(data={"List-Unsubscribe": "yes"}), 422, "one_click_required")
 
 
+def link_without_email(x: Call) -> None:
+    from vault.customers import service as customers_service
+
+    customer, _ = customers_service.create_customer(
+        session=x.session,
+        envelope=x.runtime.envelope,
+        policy=x.runtime.policy,
+        attributes={"first_name": "Otto"},
+    )
+    x.session.commit()
+    expect(x.call(url=x.url(customer_id=str(customer.id))), 409, "customer_has_no_email")
+
+
 SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
     ("POST", "/unsubscribe/{token}", 404): unsubscribe_forged,
     ("POST", "/unsubscribe/{token}", 410): unsubscribe_erased,
@@ -499,6 +512,7 @@ SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
     ("POST", "/unsubscribe/{token}", 413): token_form_too_large,
     ("POST", "/v1/oauth/token", 429): token_rate_limited,
     ("POST", "/v1/customers/{customer_id}/selfservice-link", 429): links_rate_limited,
+    ("POST", "/v1/customers/{customer_id}/selfservice-link", 409): link_without_email,
     ("POST", "/v1/oauth/token", 400): token_unsupported_grant,
     ("POST", "/v1/oauth/token", 401): token_wrong_secret,
     ("POST", "/v1/customers", 409): email_taken,

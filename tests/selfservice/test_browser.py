@@ -24,6 +24,7 @@ import uvicorn
 from sqlmodel import Session
 
 from tests import factories
+from tests.selfservice.helpers import mailed_link
 from vault.app import create_app
 from vault.config import Settings
 from vault.db import reader
@@ -157,9 +158,8 @@ def test_customer_manages_data_in_a_real_browser(live, backend) -> None:
     data_url = f"/v1/customers/{customer.id}/data?purpose=personalised_offers"
 
     link = api.post(f"/v1/customers/{customer.id}/selfservice-link", headers=issuer)
-    assert link.status_code == 200
-    url = link.json()["url"]
-    assert url.startswith(server.url + "/me/login/")
+    assert link.status_code == 202
+    url = server.url + mailed_link(runtime, link.json()["mail_id"])
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -273,8 +273,9 @@ def test_customer_manages_data_in_a_real_browser(live, backend) -> None:
         page.screenshot(path=shots / "08-erased.png", full_page=True)
 
         # ... and the session, the used link and any new link stop working
-        response = page.goto(server.url + "/me")
-        assert response is not None and response.status == 401
+        response = page.goto(server.url + "/me")  # no session: the "send me a link" form
+        assert response is not None and response.status == 200
+        expect(page.get_by_label("Your e-mail address")).to_be_visible()  # lang: en by now
         response = page.goto(url)
         assert response is not None and response.status == 410
         page.screenshot(path=shots / "09-link-used.png", full_page=True)
@@ -350,7 +351,10 @@ def test_pages_read_well_at_desktop_and_phone_width_in_both_languages(live, back
     data_url = f"/v1/customers/{customer.id}/data?purpose=personalised_offers"
     for _ in range(2):  # "who used my data" has rows
         assert api.get(data_url, headers=reader_headers).status_code == 200
-    url = api.post(f"/v1/customers/{customer.id}/selfservice-link", headers=issuer).json()["url"]
+    mail_id = api.post(f"/v1/customers/{customer.id}/selfservice-link", headers=issuer).json()[
+        "mail_id"
+    ]
+    url = server.url + mailed_link(runtime, mail_id)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from tests import factories
-from tests.selfservice.helpers import csrf, issue_link, sign_in
+from tests.selfservice.helpers import csrf, issue_link, mailed_link, sign_in
 from vault.app import create_app
 from vault.audit.models import AuditEvent
 from vault.config import Settings
@@ -67,12 +67,15 @@ def test_link_is_issued_for_known_customers_only_and_stored_as_hash(
     r = client.post(f"/v1/customers/{uuid4()}/selfservice-link", headers=headers)
     assert r.status_code == 404
     r = client.post(f"/v1/customers/{customer.id}/selfservice-link", headers=headers)
-    assert r.status_code == 200
+    assert r.status_code == 202
     body = r.json()
-    assert set(body) == {"url", "expires_at"}
+    assert set(body) == {"mail_id", "expires_at"}
     assert r.headers["cache-control"] == "no-store"
-    token = body["url"].rsplit("/", 1)[1]
-    assert body["url"] == f"http://testserver/me/login/{token}"
+    path = mailed_link(runtime, body["mail_id"])
+    token = path.rsplit("/", 1)[1]
+    # the app never sees the link: not in the body, not in a header
+    assert token not in r.text
+    assert not [v for v in r.headers.values() if token in v or "/me/login/" in v]
     rows = list(session.execute(select(SelfserviceLink)).scalars())
     session.rollback()
     assert len(rows) == 1
@@ -176,10 +179,15 @@ def test_secure_cookie_behind_https(db_url, data_dir, session, customer):
 
 
 def test_pages_need_a_session_and_are_never_cached(client, session, runtime, customer):
-    for path in ("/me", "/me/consents", "/me/data", "/me/activity", "/me/export", "/me/erase"):
+    for path in ("/me/consents", "/me/data", "/me/activity", "/me/export", "/me/erase"):
         r = client.get(path)
         assert r.status_code == 401, path
         assert "text/html" in r.headers["content-type"]
+    # /me without a session: the form that mails a link, and nothing of any customer
+    r = client.get("/me")
+    assert r.status_code == 200
+    assert 'action="/me/link"' in r.text and "csrf_token" not in r.text
+    assert "Erika" not in r.text and r.headers["cache-control"] == "no-store"
     sign_in(client, session, runtime, customer.id)
     for path in ("/me", "/me/consents", "/me/data", "/me/activity", "/me/export", "/me/erase"):
         r = client.get(path)
@@ -198,7 +206,7 @@ def test_idle_session_ends(client, session, runtime, customer):
         update(SelfserviceSession).values(last_seen_at=utcnow() - timedelta(minutes=31))
     )
     session.commit()
-    r = client.get("/me")
+    r = client.get("/me/consents")
     assert r.status_code == 401
     assert "erneut an" in r.text
 
@@ -213,7 +221,10 @@ def test_logout_ends_the_session(client, session, runtime, customer):
     session.rollback()
     # the old cookie value is worthless now
     other = TestClient(client.app, cookies={"vault_session": cookie})
-    assert other.get("/me").status_code == 401
+    assert other.get("/me/consents").status_code == 401
+    r = other.get("/me")  # the form instead of the overview, and the dead cookie goes
+    assert r.status_code == 200 and 'action="/me/link"' in r.text
+    assert "vault_session=" in r.headers["set-cookie"]
 
 
 # --- CSRF -----------------------------------------------------------------------------------
@@ -282,7 +293,12 @@ def test_switching_a_consent_records_a_selfservice_event_and_gates_reads(
         assert e.actor == "customer"
         assert e.recorded_by == f"customer:{customer.id}"
         assert e.language == "de"
+        # the link was mailed on an app's request: that app started the session
+        issuer = session.execute(select(SelfserviceLink.issued_by)).scalar_one()
+        session.rollback()
+        assert issuer.startswith("client:")
         assert e.evidence == {
+            "session_origin": issuer,
             "language": "de",
             "gpc": False,
             "user_agent": "Mozilla/5.0 (X11; Linux) TestBrowser/1.0",
@@ -493,7 +509,7 @@ def test_erasure_needs_confirmation_then_ends_link_and_session(client, session, 
     assert c.status == "erased" and c.erased_by == f"customer:{customer.id}"
     assert session.execute(select(SelfserviceSession)).first() is None
     session.rollback()
-    assert client.get("/me").status_code == 401
+    assert client.get("/me/consents").status_code == 401
     spare = TestClient(client.app).get(spare_link, follow_redirects=False)
     assert spare.status_code == 410
     assert "gelöscht" in spare.text
@@ -503,7 +519,8 @@ def test_session_of_an_erased_customer_stops(client, session, runtime, customer)
     sign_in(client, session, runtime, customer.id)
     session.execute(update(Customer).where(Customer.id == customer.id).values(status="erased"))
     session.commit()
-    assert client.get("/me").status_code == 401
+    assert client.get("/me/consents").status_code == 401
+    assert 'action="/me/link"' in client.get("/me").text
 
 
 # --- isolation ------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ IP_KEYS = ("ip", "ip_address", "client_ip", "remote_addr", "remote_ip")
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}")
+# who started the self-service session a change was made in (vault.selfservice.sessions)
+_SESSION_ORIGIN = re.compile(r"customer|cli|(client|staff):[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}")  # BCP 47, short
 _TC_STRING = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")  # IAB TCF: base64url segments
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -134,6 +136,9 @@ ALLOWED: dict[str, Callable[[str, Any], Any]] = {
     "staff_id": _pattern(_IDENTIFIER, 64, "an identifier ([A-Za-z0-9_.-], at most 64)"),
     "store_id": _pattern(_IDENTIFIER, 64, "an identifier ([A-Za-z0-9_.-], at most 64)"),
     "script_version": _pattern(_VERSION, 32, "a version ([A-Za-z0-9_.+-], at most 32)"),
+    "session_origin": _pattern(
+        _SESSION_ORIGIN, 80, "'customer', 'cli', 'client:<id>' or 'staff:<id>'"
+    ),
 }
 
 

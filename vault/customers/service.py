@@ -313,6 +313,15 @@ def lookup(
     return row.customer_id
 
 
+def find(*, session: Session, envelope: Envelope, attribute: str, value: Value) -> UUID | None:
+    """The customer holding an already normalised searchable ``value``, or None: one keyed
+    hash and one primary-key read whether or not there is one, no audit event (the caller
+    records what it does with the answer; the /me link form must take as long either way)."""
+    digest = envelope.blind_index(attribute, index_form(value))
+    row = session.get(BlindIndex, (attribute, digest))
+    return row.customer_id if row is not None else None
+
+
 def decrypt_values(
     *,
     session: Session,

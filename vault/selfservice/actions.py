@@ -41,11 +41,20 @@ MAX_USER_AGENT = 256
 
 
 def page_evidence(
-    *, user_agent: str | None, client_ip: str | None, language: str, gpc: bool
+    *,
+    user_agent: str | None,
+    client_ip: str | None,
+    language: str,
+    gpc: bool,
+    session_origin: str = "",
 ) -> dict[str, Any]:
     """Evidence of a statement made on the page: user agent (truncated), the client's IP
-    truncated by the consent service's rule (/24, /48), the page language, the GPC signal."""
+    truncated by the consent service's rule (/24, /48), the page language, the GPC signal, and
+    who started the session (``session_origin``: ``customer``, ``client:<id>``, ``staff:<id>``,
+    ``cli``; absent for sessions from before it was recorded)."""
     evidence: dict[str, Any] = {"language": language, "gpc": gpc}
+    if session_origin:
+        evidence["session_origin"] = session_origin
     if user_agent:
         ua = " ".join(user_agent.split())[:MAX_USER_AGENT]
         try:

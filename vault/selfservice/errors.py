@@ -3,7 +3,7 @@ unconfirmed erasure (the pages turn each into a friendly HTML page with the erro
 
 from __future__ import annotations
 
-from vault.errors import InvalidRequest, VaultError
+from vault.errors import Conflict, InvalidRequest, VaultError
 
 
 class LinkInvalid(VaultError):
@@ -55,3 +55,13 @@ class OneClickRequired(InvalidRequest):
 
     code = "one_click_required"
     default_detail = "Send List-Unsubscribe=One-Click in the form body to unsubscribe."
+
+
+class NoEmailAddress(Conflict):
+    code = "customer_has_no_email"
+    default_detail = "The customer has no e-mail address to send the link to."
+
+
+class NotAnEmailAddress(InvalidRequest):
+    code = "invalid_email_address"
+    default_detail = "Please enter your e-mail address."

@@ -22,6 +22,8 @@ class SelfserviceLink(SQLModel, table=True):
     token_hash: str = Field(primary_key=True, max_length=64)
     customer_id: UUID = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
     issued_by: str = Field(max_length=80)
+    # who started it (``customer``, ``client:<id>``, ``staff:<id>``, ``cli``): its session's origin
+    origin: str = Field(default="", max_length=80)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -43,6 +45,8 @@ class SelfserviceSession(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     # Purposes refused because the first request carried Sec-GPC: 1 (shown once as a notice).
     gpc_refused: str = Field(default="", max_length=2000)
+    # who started it (the link's origin): evidence of every consent change made in it
+    origin: str = Field(default="", max_length=80)
 
     def __repr__(self) -> str:
         return f"SelfserviceSession(customer_id={self.customer_id}, ***)"

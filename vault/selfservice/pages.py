@@ -192,6 +192,7 @@ class Visit:
     csrf: str
     gpc_refused: tuple[str, ...]
     request_id: str | None = None
+    origin: str = ""  # who started the session (sessions.origin_of): consent evidence
 
     def __repr__(self) -> str:
         return f"Visit(customer_id={self.customer_id}, ***)"
@@ -211,10 +212,22 @@ def current_visit(request: Request, session: SessionDep, runtime: RuntimeDep) ->
         sessions.csrf_token(token),
         tuple(row.gpc_refused.split()),
         request.state.request_id,
+        row.origin,
     )
 
 
 VisitDep = Annotated[Visit, Depends(current_visit)]
+
+
+def maybe_visit(request: Request, session: SessionDep, runtime: RuntimeDep) -> Visit | None:
+    """The signed-in customer, or None without a live session (/me then offers the form)."""
+    try:
+        return current_visit(request, session, runtime)
+    except SessionRequired:
+        return None
+
+
+MaybeVisitDep = Annotated[Visit | None, Depends(maybe_visit)]
 
 
 def posted_visit(visit: VisitDep, csrf_token: Annotated[str, Form()] = "") -> Visit:

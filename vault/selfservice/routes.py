@@ -7,12 +7,14 @@ carries the session's CSRF token. Rendering, the error page and the session depe
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from vault.auth.deps import LinkIssuer
@@ -24,14 +26,21 @@ from vault.errors import responses as error_responses
 from vault.provenance import Caller
 from vault.ratelimit import RateLimited, client_address
 from vault.runtime import RuntimeDep
-from vault.selfservice import actions, sessions, views
-from vault.selfservice.errors import LinkExpired, LinkInvalid, LinkUsed
+from vault.selfservice import actions, links, sessions, views
+from vault.selfservice.errors import (
+    CsrfRefused,
+    LinkExpired,
+    LinkUsed,
+    NoEmailAddress,
+    NotAnEmailAddress,
+)
 from vault.selfservice.pages import (
     COOKIE_PATH,
     N_,
     NO_STORE,
     SESSION_COOKIE,
     LangDep,
+    MaybeVisitDep,
     PageRoute,
     PostedVisitDep,
     Visit,
@@ -41,7 +50,7 @@ from vault.selfservice.pages import (
     secure,
     translator,
 )
-from vault.selfservice.schemas import SelfserviceLinkPublic
+from vault.selfservice.schemas import SelfserviceLinkMailed
 
 api_router = APIRouter(tags=["selfservice"])
 
@@ -49,20 +58,22 @@ api_router = APIRouter(tags=["selfservice"])
 @api_router.post(
     "/v1/customers/{customer_id}/selfservice-link",
     operation_id="issue_selfservice_link",
-    response_model=SelfserviceLinkPublic,
-    responses=error_responses(CustomerNotFound, CustomerErased, RateLimited),
+    status_code=202,
+    response_model=SelfserviceLinkMailed,
+    responses=error_responses(CustomerNotFound, CustomerErased, NoEmailAddress, RateLimited),
 )
 def issue_selfservice_link(
     customer_id: UUID,
-    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: LinkIssuer,
     response: Response,
 ) -> dict:
-    """A single-use magic link to the customer's self-service page, valid 15 minutes.
+    """Mail the customer a single-use link to their self-service page (valid 15 minutes) at
+    their stored e-mail address: 202 once the mail is queued; the link is never in the answer.
 
-    Rate-limited per customer (429 with Retry-After), so nobody is flooded with links."""
+    409 ``customer_has_no_email`` without a stored address. Rate-limited per customer (429
+    with Retry-After), so nobody is flooded with links."""
     try:
         runtime.limiter.hit("link_customer", str(customer_id))
     except RateLimited as exc:
@@ -75,25 +86,27 @@ def issue_selfservice_link(
                 )
             )
         raise
-    link = sessions.issue_link(
+    mailed = links.mail_link(
         session=session,
+        envelope=runtime.envelope,
         settings=runtime.settings,
         customer_id=customer_id,
         by=principal.caller,
     )
     response.headers.update(NO_STORE)
-    return {"url": link.url, "expires_at": link.expires_at}
+    return {"mail_id": mailed.mail_id, "expires_at": mailed.expires_at}
 
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
-def _evidence(request: Request, lang: str) -> dict[str, Any]:
+def _evidence(request: Request, lang: str, origin: str) -> dict[str, Any]:
     return actions.page_evidence(
         user_agent=request.headers.get("user-agent"),
         client_ip=request.client.host if request.client else None,
         language=lang,
         gpc=request.headers.get("sec-gpc", "").strip() == "1",
+        session_origin=origin,
     )
 
 
@@ -107,11 +120,12 @@ def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep
     """Open a magic link once: start a session, then send the browser to /me (token gone).
 
     A used or expired link opened again by the browser that is signed in with it (same
-    customer, live session) leads back to /me. Failed attempts are counted per client address;
-    past the limit the page answers 429 (with Retry-After) before looking the token up, so
-    links cannot be guessed at."""
+    customer, live session) leads back to /me. Every attempt is charged to the client
+    address's failure budget before the token is looked up (past the limit: 429 with
+    Retry-After), and refunded when it opens a session or leads back to /me, so parallel
+    guesses cannot all pass a check made before the first of them failed."""
     address = client_address(request)
-    runtime.limiter.check("login_failures_ip", address)
+    charge = runtime.limiter.charge_first("login_failures_ip", address)
     try:
         started = sessions.consume_link(
             session=session,
@@ -126,12 +140,10 @@ def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep
             token=token,
             cookie=request.cookies.get(SESSION_COOKIE),
         ):
+            runtime.limiter.refund(charge)
             return RedirectResponse("/me", status_code=303, headers=NO_STORE)
-        runtime.limiter.charge("login_failures_ip", address)
         raise
-    except LinkInvalid:
-        runtime.limiter.charge("login_failures_ip", address)
-        raise
+    runtime.limiter.refund(charge)
     if request.headers.get("sec-gpc", "").strip() == "1":
         actions.apply_gpc(
             session=session,
@@ -140,7 +152,7 @@ def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep
             settings=runtime.settings,
             started=started.row,
             language=lang,
-            evidence=_evidence(request, lang),
+            evidence=_evidence(request, lang, started.row.origin),
             by=Caller(sessions.customer_actor(started.row.customer_id), request.state.request_id),
         )
     response = RedirectResponse("/me", status_code=303, headers=NO_STORE)
@@ -157,8 +169,15 @@ def login(token: str, request: Request, session: SessionDep, runtime: RuntimeDep
 
 @router.get("/me", operation_id="selfservice_overview")
 def overview(
-    request: Request, session: SessionDep, runtime: RuntimeDep, visit: VisitDep, lang: LangDep
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    visit: MaybeVisitDep,
+    lang: LangDep,
 ):
+    """The overview; without a live session, the form that mails the customer a link."""
+    if visit is None:
+        return _link_form(request, lang)
     view = views.consents_view(
         session=session, policy=runtime.policy, customer_id=visit.customer_id, lang=lang
     )
@@ -178,6 +197,76 @@ def overview(
         objected_direct_marketing=view.objected_direct_marketing,
         gpc_refused=_gpc_titles(runtime, visit, lang),
         restricted=view.status == "restricted",
+    )
+
+
+def _link_form(
+    request: Request, lang: str, *, error: str | None = None, status_code: int = 200
+) -> Response:
+    _ = translator(lang)
+    response = page(
+        request,
+        "link_form.html",
+        lang=lang,
+        title=_("Sign in to your data"),
+        error=error,
+        status_code=status_code,
+    )
+    if SESSION_COOKIE in request.cookies:  # an ended session's cookie goes
+        response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+def _no_sooner(runtime: RuntimeDep) -> Iterator[None]:
+    """Declared before the session, so it ends after the commit: the answer leaves no sooner
+    than ``VAULT_SELFSERVICE_LINK_REQUEST_SECONDS`` after the work began, known address or
+    not (refusals, which tell nothing about the address, answer at once)."""
+    started = time.monotonic()
+    yield
+    links.answer_no_sooner_than(started, runtime.settings.selfservice_link_request_seconds)
+
+
+@router.post("/me/link", operation_id="selfservice_request_link")
+def request_link(
+    _floor: Annotated[None, Depends(_no_sooner, scope="function")],
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    lang: LangDep,
+    email: Annotated[str, Form(max_length=links.MAX_ADDRESS)] = "",
+):
+    """ "Send me a link": the same page (bytes and time) whether the address is a customer's or
+    not; rate-limited per client address and per address asked for, both charged first."""
+    if request.headers.get("sec-fetch-site", "") == "cross-site":
+        raise CsrfRefused()  # another site's form would spend this browser's budget
+    runtime.limiter.hit("link_request_ip", client_address(request))
+    _ = translator(lang)
+    try:
+        address = links.normalise_address(runtime.policy, email)
+    except NotAnEmailAddress:
+        return _link_form(
+            request, lang, error=_("Please enter your e-mail address."), status_code=422
+        )
+    runtime.limiter.hit("link_request_address", address)
+    links.request_link(
+        session=session,
+        envelope=runtime.envelope,
+        settings=runtime.settings,
+        limiter=runtime.limiter,
+        address=address,
+        language=lang,
+        request_id=request.state.request_id,
+    )
+    return page(
+        request,
+        "message.html",
+        lang=lang,
+        title=_("Please check your e-mail"),
+        text=_(
+            "If this address belongs to a customer account with us, we have just sent a link "
+            "to it. The link works once, for 15 minutes."
+        ),
+        next_step=_("No e-mail after a few minutes? Check your spam folder, or ask again later."),
     )
 
 
@@ -239,7 +328,7 @@ def change_consent(
         purpose=purpose,
         status=status,
         language=lang,
-        evidence=_evidence(request, lang),
+        evidence=_evidence(request, lang, visit.origin),
         by=visit.caller,
     )
     return RedirectResponse(

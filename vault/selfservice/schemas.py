@@ -1,9 +1,10 @@
-"""API shapes of the self-service domain (its one JSON route issues magic links)."""
+"""API shapes of the self-service domain (its one JSON route mails magic links)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -20,3 +21,12 @@ class UnsubscribePublic(BaseModel):
     already was)."""
 
     status: Literal["unsubscribed"] = "unsubscribed"
+
+
+class SelfserviceLinkMailed(BaseModel):
+    """A magic link is on its way to the customer's stored e-mail address (never shown here):
+    ``mail_id`` names the mail (its receipt, ``vault mail show``); the link opens /me once,
+    within ``expires_at``."""
+
+    mail_id: UUID
+    expires_at: datetime

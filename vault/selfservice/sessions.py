@@ -1,8 +1,10 @@
 """How a customer gets into the self-service page and stays in: magic links, sessions, CSRF.
 
-- An internal app asks for a link (:func:`issue_link`): 32 random bytes, URL-safe; only the
-  SHA-256 is stored, with a 15-minute expiry. Opening it (:func:`consume_link`) marks it used in
-  the same transaction that starts a session, so a second use — or a concurrent one — fails.
+- An internal app, staff or the customer on /me asks for a link (:func:`issue_link`, mailed by
+  :mod:`vault.selfservice.links`): 32 random bytes, URL-safe; only the SHA-256 is stored, with
+  a 15-minute expiry and who asked (``origin``), which the session it opens keeps. Opening it
+  (:func:`consume_link`) marks it used in the same transaction that starts a session, so a
+  second use — or a concurrent one — fails.
 - A session is another 32 random bytes in an HttpOnly cookie; the table keeps its SHA-256, the
   customer, ``last_seen_at`` (idle timeout) and an absolute ``expires_at``. Every request
   (:func:`open_session`) re-checks both and the customer's status, so an erased customer's
@@ -54,6 +56,22 @@ def customer_actor(customer_id: UUID) -> str:
     return f"customer:{customer_id}"
 
 
+# The session origin of a link the customer asked for on /me themselves.
+CUSTOMER_ORIGIN = "customer"
+
+
+def origin_of(by: Caller) -> str:
+    """Who started a session, from who had its link made: ``client:<id>`` (an app),
+    ``staff:<id>``, ``cli`` (the operator: ``vault demo`` and other commands), or ``customer``
+    (the customer's own request on /me, which :func:`issue_link` is told explicitly)."""
+    kind, _, ident = by.actor.partition(":")
+    if kind in ("client", "staff") and ident:
+        return f"{kind}:{ident}"[:80]
+    if kind == "customer":
+        return CUSTOMER_ORIGIN
+    return "cli"
+
+
 @dataclass(frozen=True)
 class IssuedLink:
     url: str
@@ -66,9 +84,11 @@ def issue_link(
     settings: Settings,
     customer_id: UUID,
     by: Caller,
+    origin: str | None = None,
     now: datetime | None = None,
 ) -> IssuedLink:
-    """A single-use magic link to /me for the customer (404 unknown, 410 erased)."""
+    """A single-use magic link to /me for the customer (404 unknown, 410 erased). ``origin``
+    (default: :func:`origin_of` ``by``) goes on to the session the link opens."""
     now = now or utcnow()
     customers_service.get_customer(session, customer_id)
     token = secrets.token_urlsafe(32)
@@ -78,6 +98,7 @@ def issue_link(
             token_hash=_hash(token),
             customer_id=customer_id,
             issued_by=by.actor[:80],
+            origin=origin or origin_of(by),
             created_at=now,
             expires_at=expires_at,
         )
@@ -158,6 +179,7 @@ def consume_link(
         created_at=now,
         last_seen_at=now,
         expires_at=now + timedelta(seconds=settings.selfservice_session_max_seconds),
+        origin=link.origin,
     )
     session.add(row)
     session.flush()
