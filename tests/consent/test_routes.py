@@ -71,7 +71,14 @@ def test_grant_then_read_then_history(client, writer, customer):
     r = _grant(client, writer, customer.id, evidence={"ip": "203.0.113.9", "user_agent": "Firefox"})
     assert r.status_code == 201, r.text
     body = r.json()
-    assert set(body) == {"event", "state", "receipt", "applied", "confirmation_token"}
+    assert set(body) == {
+        "event",
+        "state",
+        "receipt",
+        "applied",
+        "confirmation_token",
+        "confirmation_delivery",
+    }
     assert body["applied"] is True and body["confirmation_token"] is None
     assert body["state"]["status"] == "granted" and body["state"]["version"] == 1
     assert body["event"]["evidence"] == {"ip": "203.0.113.0/24", "user_agent": "Firefox"}

@@ -17,6 +17,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from uuid import UUID
 
 from vault.consent.errors import EvidenceContainsContactData, EvidenceKeyNotAllowed, InvalidEvidence
 
@@ -112,6 +113,14 @@ def _gpc(key: str, value: Any) -> bool:
     return value
 
 
+def _uuid(key: str, value: Any) -> str:
+    text = _string(key, value, 36)
+    try:
+        return str(UUID(text))
+    except ValueError:
+        raise InvalidEvidence(f"evidence '{key}' must be a UUID.", key=key) from None
+
+
 def _pattern(pattern: re.Pattern[str], limit: int, what: str) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         text = _string(key, value, limit)
@@ -134,6 +143,8 @@ ALLOWED: dict[str, Callable[[str, Any], Any]] = {
     "staff_id": _pattern(_IDENTIFIER, 64, "an identifier ([A-Za-z0-9_.-], at most 64)"),
     "store_id": _pattern(_IDENTIFIER, 64, "an identifier ([A-Za-z0-9_.-], at most 64)"),
     "script_version": _pattern(_VERSION, 32, "a version ([A-Za-z0-9_.+-], at most 32)"),
+    # the double opt-in mail whose link the customer followed (the confirmation's evidence)
+    "mail_id": _uuid,
 }
 
 
