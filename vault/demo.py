@@ -207,6 +207,8 @@ def _consents(rt: Runtime, session: Session, cid: UUID, rng: random.Random, i: i
             channel=rng.choice(CHANNELS),
             method="form",
             occurred_at=base,
+            # demo data: the demo plays the customer pressing the link, so no mail is sent
+            token_to_caller=True,
         )
         if i % 2 == 0 and result.confirmation_token:
             consent_service.confirm(
