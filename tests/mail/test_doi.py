@@ -328,3 +328,21 @@ def test_a_deliverer_killed_after_the_commit_leaves_the_mail_to_be_sent_once(
     assert server.message_ids() == [f"<{job.id}@tante-emma.example>"]
     token = TOKEN.search(_text(server.messages[0])).group(1)
     assert client.post(f"/confirm/{token}", data={"confirm": "yes"}).status_code == 200
+
+
+def test_the_button_keeps_the_pages_language(client, session, runtime):
+    """Regression: the form posted without the page's ?lang=, so an English page answered in
+    German (the language cookie lives under /me)."""
+    customer = create_customer(session, runtime)
+    session.rollback()
+    writer = auth_headers(session, runtime, "consent:write", "consent:confirm")
+    token = client.post(
+        f"/v1/customers/{customer.id}/consents",
+        json={"purpose": "newsletter", "status": "granted", "channel": "web"},
+        headers=writer,
+    ).json()["confirmation_token"]
+    page = client.get(f"/confirm/{token}?lang=en")
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text).group(1)
+    assert action == f"/confirm/{token}?lang=en"
+    r = client.post(action, data={"confirm": "yes"}, headers={"Accept-Language": "de"})
+    assert r.status_code == 200 and "Thank you: your consent is confirmed" in r.text

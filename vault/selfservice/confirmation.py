@@ -119,7 +119,8 @@ def show(token: str, request: Request, session: SessionDep, runtime: RuntimeDep,
         purpose_title=pending.purpose.title.get(lang),
         purpose_description=pending.purpose.description.get(lang),
         expires_at=pending.expires_at,
-        action=f"/confirm/{token}",
+        # the language cookie lives under /me: the button keeps the page's language itself
+        action=f"/confirm/{token}?lang={lang}",
     )
 
 
