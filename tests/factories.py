@@ -86,6 +86,8 @@ def record_consent(
     kwargs.setdefault("by", Caller("client:test"))
     # tests arrange histories at any time; the backdating horizon has its own tests
     kwargs.setdefault("late_import", True)
+    # a double opt-in grant mails its confirmation link (token_to_caller=True: the token back)
+    kwargs.setdefault("envelope", runtime.envelope)
     result = consent_service.record_event(
         session=session,
         policy=runtime.policy,

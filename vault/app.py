@@ -29,6 +29,7 @@ from vault.http import EdgeMiddleware, document_edge_errors, doors, install_erro
 from vault.mail.delivery import running_deliverer
 from vault.ops import router as ops_router
 from vault.runtime import Runtime
+from vault.selfservice.confirmation import router as confirmation_router
 from vault.selfservice.i18n import STATIC_DIR
 from vault.selfservice.routes import api_router as selfservice_api_router
 from vault.selfservice.routes import router as selfservice_router
@@ -69,6 +70,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(document_edge_errors(selfservice_api_router))
     app.include_router(document_edge_errors(selfservice_router))
     app.include_router(document_edge_errors(unsubscribe_router))
+    app.include_router(document_edge_errors(confirmation_router))
     app.mount("/me/static", StaticFiles(directory=STATIC_DIR), name="selfservice-static")
     app.include_router(document_edge_errors(dsr_router))
 

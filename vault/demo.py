@@ -207,15 +207,18 @@ def _consents(rt: Runtime, session: Session, cid: UUID, rng: random.Random, i: i
             channel=rng.choice(CHANNELS),
             method="form",
             occurred_at=base,
+            # demo data: the demo plays the customer pressing the link, so no mail is sent
+            token_to_caller=True,
         )
         if i % 2 == 0 and result.confirmation_token:
-            consent_service.confirm(
+            consent_service.confirm(  # as the customer pressing the button of the link's page
                 session=session,
                 policy=rt.policy,
                 signer=rt.signer,
                 settings=rt.settings,
                 token=result.confirmation_token,
-                by=DEMO,
+                by=Caller(consent_service.customer_actor(cid)),
+                on_page=True,
             )
     if i % 5 == 0:
         consent_service.record_event(

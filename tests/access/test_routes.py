@@ -81,13 +81,16 @@ def test_grant_withdraw_regrant_cycle(client, session, runtime, customer, writer
     assert read(client, app, customer.id, "personalised_offers").status_code == 200
 
 
-def test_double_opt_in_pending_until_confirmed(client, session, runtime, customer, writer):
+def test_double_opt_in_pending_until_confirmed(client, session, runtime, customer):
     app = reader(session, runtime, "newsletter")
-    body = consent(client, writer, customer.id, "newsletter", "granted")
+    # an app that sends its own confirmation mail, and its confirmation endpoint's client
+    own_mailer = auth_headers(session, runtime, "consent:write", "consent:confirm")
+    confirmer = auth_headers(session, runtime, "consent:confirm")
+    body = consent(client, own_mailer, customer.id, "newsletter", "granted")
     token = body["confirmation_token"]
     r = read(client, app, customer.id, "newsletter")
     assert r.status_code == 403 and r.json()["error"] == "confirmation_pending"
-    r = client.post("/v1/consents/confirm", json={"token": token}, headers=writer)
+    r = client.post("/v1/consents/confirm", json={"token": token}, headers=confirmer)
     assert r.status_code == 200, r.text
     r = read(client, app, customer.id, "newsletter")
     assert r.status_code == 200

@@ -24,6 +24,19 @@ def writer(session, runtime):
 
 
 @pytest.fixture
+def own_mailer(session, runtime):
+    """An app that sends its own double opt-in mail: it gets the token back."""
+    return auth_headers(session, runtime, "consent:write", "consent:read", "consent:confirm")
+
+
+@pytest.fixture
+def confirmer(session, runtime):
+    """The app's confirmation endpoint: a second client that confirms what the customer
+    answered (never the client that recorded the grant)."""
+    return auth_headers(session, runtime, "consent:confirm", "consent:read")
+
+
+@pytest.fixture
 def customer(session, runtime):
     c = create_customer(session, runtime)
     session.rollback()
@@ -52,7 +65,7 @@ def _grant(client, headers, customer_id, purpose="personalised_offers", **body):
     [
         ("post", f"/v1/customers/{CID}/consents", {"purpose": "x", "status": "granted",
                                                     "channel": "web"}, "consent:write"),
-        ("post", "/v1/consents/confirm", {"token": "x" * 43}, "consent:write"),
+        ("post", "/v1/consents/confirm", {"token": "x" * 43}, "consent:confirm"),
         ("get", f"/v1/customers/{CID}/consents", None, "consent:read"),
         ("get", f"/v1/customers/{CID}/consents/history", None, "consent:read"),
     ],
@@ -71,7 +84,14 @@ def test_grant_then_read_then_history(client, writer, customer):
     r = _grant(client, writer, customer.id, evidence={"ip": "203.0.113.9", "user_agent": "Firefox"})
     assert r.status_code == 201, r.text
     body = r.json()
-    assert set(body) == {"event", "state", "receipt", "applied", "confirmation_token"}
+    assert set(body) == {
+        "event",
+        "state",
+        "receipt",
+        "applied",
+        "confirmation_token",
+        "confirmation_delivery",
+    }
     assert body["applied"] is True and body["confirmation_token"] is None
     assert body["state"]["status"] == "granted" and body["state"]["version"] == 1
     assert body["event"]["evidence"] == {"ip": "203.0.113.0/24", "user_agent": "Firefox"}
@@ -212,47 +232,56 @@ def test_unknown_and_erased_customers(client, writer, customer, session):
     assert r.status_code == 200 and len(r.json()["events"]) == 1  # proof survives erasure
 
 
-def test_double_opt_in_through_the_api(client, writer, customer, session):
+def test_double_opt_in_through_the_api(client, writer, own_mailer, confirmer, customer, session):
+    # a client without consent:confirm: the vault mails the token, the answer holds none
     r = _grant(client, writer, customer.id, purpose="newsletter")
+    assert r.status_code == 201
+    assert r.json()["confirmation_token"] is None and r.json()["confirmation_delivery"] == "mail"
+    r = _grant(client, own_mailer, customer.id, purpose="newsletter")
     assert r.status_code == 201
     body = r.json()
     token = body["confirmation_token"]
     assert token and body["state"]["status"] == "pending_confirmation"
     assert body["event"]["status"] == "pending_confirmation"
+    assert body["confirmation_delivery"] == "caller"
     stored = session.execute(text("SELECT token_hash FROM consent_confirmation")).scalars().all()
     session.rollback()
-    assert len(stored) == 1 and token not in stored[0]
+    assert len(stored) == 2 and all(token not in h for h in stored)
 
-    r = client.post("/v1/consents/confirm", json={"token": token}, headers=writer)
+    r = client.post("/v1/consents/confirm", json={"token": token}, headers=own_mailer)
+    assert r.status_code == 403 and r.json()["error"] == "confirmation_by_recorder"
+    r = client.post("/v1/consents/confirm", json={"token": token}, headers=confirmer)
     assert r.status_code == 200, r.text
     assert r.json()["state"]["status"] == "granted" and r.json()["event"]["status"] == "confirmed"
     r = client.get(f"/v1/customers/{customer.id}/consents", headers=writer)
     assert {p["purpose"]: p["status"] for p in r.json()["purposes"]}["newsletter"] == "granted"
 
-    r = client.post("/v1/consents/confirm", json={"token": token}, headers=writer)
+    r = client.post("/v1/consents/confirm", json={"token": token}, headers=confirmer)
     assert r.status_code == 409 and r.json()["error"] == "confirmation_token_used"
-    r = client.post("/v1/consents/confirm", json={"token": "y" * 43}, headers=writer)
+    r = client.post("/v1/consents/confirm", json={"token": "y" * 43}, headers=confirmer)
     assert r.status_code == 404 and r.json()["error"] == "confirmation_token_not_found"
-    assert _event_count(session, customer.id) == 2
+    assert _event_count(session, customer.id) == 3
 
 
-def test_expired_confirmation_token(client, writer, customer, session):
-    token = _grant(client, writer, customer.id, purpose="newsletter").json()["confirmation_token"]
+def test_expired_confirmation_token(client, own_mailer, confirmer, customer, session):
+    token = _grant(client, own_mailer, customer.id, purpose="newsletter").json()[
+        "confirmation_token"
+    ]
     session.execute(
         text("UPDATE consent_confirmation SET expires_at = :t"),
         {"t": datetime(2020, 1, 1) if session.get_bind().dialect.name == "sqlite"
          else datetime(2020, 1, 1, tzinfo=UTC)},
     )  # fmt: skip
     session.commit()
-    r = client.post("/v1/consents/confirm", json={"token": token}, headers=writer)
+    r = client.post("/v1/consents/confirm", json={"token": token}, headers=confirmer)
     assert r.status_code == 410 and r.json()["error"] == "confirmation_token_expired"
-    r = client.get(f"/v1/customers/{customer.id}/consents", headers=writer)
+    r = client.get(f"/v1/customers/{customer.id}/consents", headers=own_mailer)
     newsletter = {p["purpose"]: p["status"] for p in r.json()["purposes"]}["newsletter"]
     assert newsletter == "pending_confirmation"
 
 
-def test_idempotency_key_replays_the_first_answer(client, writer, customer, session):
-    headers = {**writer, "Idempotency-Key": "order-4711-optin"}
+def test_idempotency_key_replays_the_first_answer(client, own_mailer, customer, session):
+    headers = {**own_mailer, "Idempotency-Key": "order-4711-optin"}
     first = _grant(client, headers, customer.id, purpose="newsletter")
     again = _grant(client, headers, customer.id, purpose="newsletter")
     assert first.status_code == again.status_code == 201

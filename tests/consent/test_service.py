@@ -108,11 +108,13 @@ def test_late_event_is_kept_but_does_not_override(session, runtime):
 def test_double_opt_in_token_is_single_use_and_expires(session, runtime):
     customer = create_customer(session, runtime)
     now = datetime.now(UTC)
-    pending = record_consent(session, runtime, customer.id, "newsletter", now=now)
+    pending = record_consent(
+        session, runtime, customer.id, "newsletter", now=now, token_to_caller=True
+    )
     assert pending.event.status == "pending_confirmation" and pending.confirmation_token
     kw = dict(
         session=session, policy=runtime.policy, signer=runtime.signer,
-        settings=runtime.settings, by=Caller("client:test"),
+        settings=runtime.settings, by=Caller("client:confirmer"),
     )  # fmt: skip
     with pytest.raises(consent_errors.ConfirmationTokenExpired):
         consent_service.confirm(
@@ -135,12 +137,12 @@ def test_double_opt_in_token_is_single_use_and_expires(session, runtime):
 
 def test_confirmation_after_withdrawal_is_superseded(session, runtime):
     customer = create_customer(session, runtime)
-    pending = record_consent(session, runtime, customer.id, "newsletter")
+    pending = record_consent(session, runtime, customer.id, "newsletter", token_to_caller=True)
     record_consent(session, runtime, customer.id, "newsletter", "withdrawn")
     with pytest.raises(consent_errors.ConfirmationSuperseded):
         consent_service.confirm(
             session=session, policy=runtime.policy, signer=runtime.signer,
-            settings=runtime.settings, by=Caller("client:test"), token=pending.confirmation_token,
+            settings=runtime.settings, by=Caller("client:other"), token=pending.confirmation_token,
         )  # fmt: skip
 
 

@@ -227,7 +227,8 @@ def test_erase_many_skips_what_it_must_not_erase(session, runtime):
 
 def test_erasure_deletes_confirmation_tokens_and_idempotency_answers(client, session, runtime):
     customer = customer_with_data(session, runtime)
-    writer = auth_headers(session, runtime, "consent:write")
+    writer = auth_headers(session, runtime, "consent:write", "consent:confirm")
+    confirmer = auth_headers(session, runtime, "consent:confirm")
     r = client.post(
         f"/v1/customers/{customer.id}/consents",
         json={"purpose": "newsletter", "status": "granted", "channel": "web"},
@@ -243,5 +244,5 @@ def test_erasure_deletes_confirmation_tokens_and_idempotency_answers(client, ses
     ]
     session.rollback()
     assert counts == [0, 0, 1]
-    r = client.post("/v1/consents/confirm", json={"token": token}, headers=writer)
+    r = client.post("/v1/consents/confirm", json={"token": token}, headers=confirmer)
     assert r.status_code == 404

@@ -88,7 +88,9 @@ def test_double_opt_in_tells_only_the_confirmation(session, runtime):
     from vault.consent import service as consent_service
 
     customer = create_customer(session, runtime)
-    pending = record_consent(session, runtime, customer.id, "newsletter", "granted")
+    pending = record_consent(
+        session, runtime, customer.id, "newsletter", "granted", token_to_caller=True
+    )
     assert _events(runtime, customer.id) == []
     consent_service.confirm(
         session=session,
@@ -96,7 +98,7 @@ def test_double_opt_in_tells_only_the_confirmation(session, runtime):
         signer=runtime.signer,
         settings=runtime.settings,
         token=pending.confirmation_token,
-        by=Caller("client:test"),
+        by=Caller("client:confirmer"),
     )
     session.commit()
     (event,) = _events(runtime, customer.id)

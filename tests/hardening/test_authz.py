@@ -43,6 +43,7 @@ PUBLIC = "public"  # anybody, no credentials
 SELF = "self"  # a self-service session cookie (the customer is the session's own)
 LINK = "link"  # the magic link in the path is the credential
 UNSUB = "unsubscribe"  # the one-click unsubscribe token in the path is the credential
+CONFIRM_LINK = "confirm_link"  # a double opt-in confirmation link: its token is the capability
 
 # A realistic read-only auditor, and a data client registered for a purpose the table's
 # requests never use.
@@ -173,6 +174,18 @@ def _link(world: World, customer_id: uuid.UUID) -> str:
         )
         session.commit()
     return link.url[len(rt.settings.public_url) :]
+
+
+def _confirmation(world: World, customer_id: uuid.UUID) -> str:
+    """A fresh double opt-in token for the customer (the setup client holds consent:confirm,
+    so the token comes back instead of going into a mail); each supersedes the one before."""
+    r = world.client.post(
+        f"/v1/customers/{customer_id}/consents",
+        headers=world.setup,
+        json={"purpose": "newsletter", "status": "granted", "channel": "web"},
+    )
+    assert r.status_code == 201 and r.json()["confirmation_token"], r.text
+    return r.json()["confirmation_token"]
 
 
 def _csrf(world: World, cookie: str) -> str:
@@ -379,7 +392,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         send(cust("/consents"), {"purpose": PURPOSE, "status": "withdrawn", "channel": "app"}),
     ),
     ("POST", "/v1/consents/confirm"): Route(
-        scopes(S.CONSENT_WRITE),
+        scopes(S.CONSENT_CONFIRM),
         200,
         send("/v1/consents/confirm", lambda t: {"token": t.confirmation_token}),
     ),
@@ -447,6 +460,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/me"): Route(PUBLIC, 200, get("/me")),
     ("POST", "/me/link"): Route(
         PUBLIC, 200, lambda t: {"url": "/me/link", "data": {"email": factories.unique_email()}}
+    ),
+    # double opt-in: the link of the confirmation mail shows (GET) and its button confirms (POST)
+    ("GET", "/confirm/{token}"): Route(CONFIRM_LINK, 200, get("/confirm/{token}")),
+    ("POST", "/confirm/{token}"): Route(
+        CONFIRM_LINK, 200, lambda t: {"url": "/confirm/{token}", "data": {"confirm": "yes"}}
     ),
     ("GET", "/me/consents"): Route(SELF, 200, get("/me/consents")),
     ("POST", "/me/consents/{purpose}"): Route(
@@ -531,7 +549,7 @@ def caller_scopes(caller: str) -> frozenset[str]:
 
 
 def expected(route: Route, caller: str, method: str = "GET") -> Expect:
-    if route.who in (PUBLIC, LINK, UNSUB):
+    if route.who in (PUBLIC, LINK, UNSUB, CONFIRM_LINK):
         return Expect(route.ok)
     if route.who == SELF:
         # Only a session cookie opens /me, and the pages act for the session's own customer
@@ -630,6 +648,8 @@ def _call(world: World, method: str, route: Route, caller: str, target: Target):
     url = kwargs.pop("url")
     if route.who == LINK:
         url = _link(world, target.customer)
+    if route.who == CONFIRM_LINK:
+        url = f"/confirm/{_confirmation(world, target.customer)}"
     if url == "/v1/oauth/token":
         kwargs["data"] = {"grant_type": "client_credentials", **world.credentials}
     headers = dict(kwargs.pop("headers", {}))
@@ -692,6 +712,7 @@ def doc_rows() -> list[str]:
     names = {PUBLIC: "anyone", SELF: "the customer's own self-service session"}
     names[LINK] = "the magic link itself"
     names[UNSUB] = "the unsubscribe link itself (no cookie, no token)"
+    names[CONFIRM_LINK] = "the confirmation link itself"
     rows = []
     for (method, path), route in sorted(ROUTES.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if isinstance(route.who, str):

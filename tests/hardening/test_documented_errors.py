@@ -402,14 +402,29 @@ def client_deleted(x: Call) -> None:
     expect(x.call(), 409, "client_deleted")
 
 
-def _pending_confirmation(x: Call) -> str:
+def _pending_confirmation(x: Call, headers: dict[str, str] | None = None) -> str:
+    """A double opt-in token handed to the recording app (it holds consent:confirm and sends
+    its own mail); recorded by another client than the one ``x.call`` confirms with, unless
+    ``headers`` say otherwise."""
+    if headers is None:
+        recorder, _ = create_client(
+            x.session, x.runtime, scopes=["consent:write", "consent:confirm"]
+        )
+        headers = {"Authorization": f"Bearer {token(x.runtime, recorder)}"}
     r = x.client.post(
         f"/v1/customers/{x.customer}/consents",
         json={"purpose": "newsletter", "status": "granted", "channel": "web"},
-        headers=x.bearer("consent:write"),
+        headers=headers,
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 201 and r.json()["confirmation_token"], r.text
     return r.json()["confirmation_token"]
+
+
+def confirm_by_recorder(x: Call) -> None:
+    """Both 403s: the scope is missing, or the caller is the client that recorded the grant."""
+    wrong_scope(x)
+    body = {"token": _pending_confirmation(x, x.bearer("consent:write", "consent:confirm"))}
+    expect(x.call(json=body), 403, "confirmation_by_recorder")
 
 
 def confirm_unknown_token(x: Call) -> None:
@@ -524,6 +539,7 @@ SPECIFIC: dict[tuple[str, str, int], Callable[[Call], None]] = {
     ("DELETE", "/v1/customers/{customer_id}", 409): legal_hold,
     ("GET", "/v1/customers/{customer_id}/erasure-certificate", 404): never_erased,
     ("POST", "/v1/customers/{customer_id}/consents", 409): idempotency_race,
+    ("POST", "/v1/consents/confirm", 403): confirm_by_recorder,
     ("POST", "/v1/consents/confirm", 404): confirm_unknown_token,
     ("POST", "/v1/consents/confirm", 409): confirm_twice,
     ("POST", "/v1/consents/confirm", 410): confirm_expired,

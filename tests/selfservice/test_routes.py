@@ -560,3 +560,70 @@ def test_a_session_of_customer_a_never_touches_customer_b(client, session, runti
     assert a_row.status == "erased"
     session.rollback()
     assert [e.status for e in _events(session, a.id)] == ["granted"]
+
+
+def _ledger_grant(session, runtime, customer_id, *, recorded_by: str, evidence: dict) -> None:
+    """A selfservice-channel grant written straight to the ledger: as an app could record it
+    before the channel was reserved for /me, or as a session someone else opened records it."""
+    from vault.consent import store as consent_store
+
+    now = utcnow()
+    row = consent_store.event_row(
+        signer=runtime.signer,
+        issuer=runtime.settings.issuer,
+        policy=runtime.policy,
+        statement=consent_store.Statement(
+            customer_id=customer_id,
+            purpose=runtime.policy.purposes["third_party_ads"],
+            version=runtime.policy.purposes["third_party_ads"].version,
+            status="granted",
+            channel="selfservice",
+            method="toggle",
+            actor="customer",
+            language="de",
+            occurred_at=now,
+            evidence=evidence,
+        ),
+        recorded_by=recorded_by,
+        now=now,
+    )
+    consent_store.insert_events(session, [row])
+    consent_store.insert_states(session, consent_store.state_rows([row], now))
+    session.commit()
+
+
+@pytest.mark.parametrize(
+    ("recorded_by", "evidence"),
+    [
+        ("client:cv_legacy", {}),  # an app wrote channel selfservice: not the customer's page
+        ("customer:{cid}", {"session_origin": "staff:7"}),  # a staff member's session
+        ("customer:{cid}", {"session_origin": "cli"}),  # an operator's link
+    ],
+)
+def test_gpc_outweighs_a_selfservice_grant_that_was_not_the_customers_own(
+    client, session, runtime, customer, recorded_by, evidence
+):
+    """Regression: the GPC rule skipped every purpose decided on channel selfservice, whoever
+    recorded it; now only a grant the customer made in their own session outweighs GPC."""
+    _ledger_grant(
+        session,
+        runtime,
+        customer.id,
+        recorded_by=recorded_by.format(cid=customer.id),
+        evidence=evidence,
+    )
+    sign_in(client, session, runtime, customer.id, headers={"Sec-GPC": "1"})
+    statuses = [e.status for e in _events(session, customer.id, "third_party_ads")]
+    assert statuses == ["granted", "refused"]
+
+
+def test_gpc_respects_the_customers_own_selfservice_grant(client, session, runtime, customer):
+    _ledger_grant(
+        session,
+        runtime,
+        customer.id,
+        recorded_by=f"customer:{customer.id}",
+        evidence={"session_origin": "customer"},
+    )
+    sign_in(client, session, runtime, customer.id, headers={"Sec-GPC": "1"})
+    assert [e.status for e in _events(session, customer.id, "third_party_ads")] == ["granted"]

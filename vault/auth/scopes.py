@@ -5,6 +5,7 @@ class Scope(StrEnum):
     CUSTOMERS_WRITE = "customers:write"
     CONSENT_WRITE = "consent:write"
     CONSENT_READ = "consent:read"
+    CONSENT_CONFIRM = "consent:confirm"
     DATA_READ = "data:read"
     DSR_EXECUTE = "dsr:execute"
     SELFSERVICE_ISSUE = "selfservice:issue"
@@ -17,6 +18,8 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     Scope.CUSTOMERS_WRITE: "create, rectify and look up customers",
     Scope.CONSENT_WRITE: "record consent events",
     Scope.CONSENT_READ: "read consent state and history",
+    Scope.CONSENT_CONFIRM: "receive double opt-in tokens and confirm them (apps sending their own "
+    "confirmation mail; never for grants the same client recorded)",
     Scope.DATA_READ: "read customer data for the client's registered purposes",
     Scope.DSR_EXECUTE: "execute data-subject requests (export, erasure, restriction, objection)",
     Scope.SELFSERVICE_ISSUE: "issue self-service magic links",
@@ -33,6 +36,7 @@ CUSTOMER_DATA_SCOPES: frozenset[str] = frozenset(
         Scope.DSR_EXECUTE,
         Scope.CUSTOMERS_WRITE,
         Scope.CONSENT_WRITE,
+        Scope.CONSENT_CONFIRM,
         Scope.SELFSERVICE_ISSUE,
     }
 )

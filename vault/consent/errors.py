@@ -91,3 +91,23 @@ class IdempotencyKeyReused(VaultError):
 class IdempotencyConflict(Conflict):
     code = "idempotency_key_in_use"
     default_detail = "A request with this Idempotency-Key is being processed; retry."
+
+
+class ChannelNotAllowed(VaultError):
+    """``channel: selfservice`` names the customer's own page; only that page records it."""
+
+    code = "channel_not_allowed"
+    status = 422
+    default_detail = (
+        "channel 'selfservice' is recorded only by the self-service page itself; name the "
+        "channel your app collected the statement in (web, app, store, call_center, email, api)."
+    )
+
+
+class ConfirmationByRecorder(VaultError):
+    code = "confirmation_by_recorder"
+    status = 403
+    default_detail = (
+        "A double opt-in grant cannot be confirmed by the client that recorded it; the "
+        "confirmation must come from the customer's answer to the confirmation mail."
+    )

@@ -17,6 +17,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from uuid import UUID
 
 from vault.consent.errors import EvidenceContainsContactData, EvidenceKeyNotAllowed, InvalidEvidence
 
@@ -114,6 +115,14 @@ def _gpc(key: str, value: Any) -> bool:
     return value
 
 
+def _uuid(key: str, value: Any) -> str:
+    text = _string(key, value, 36)
+    try:
+        return str(UUID(text))
+    except ValueError:
+        raise InvalidEvidence(f"evidence '{key}' must be a UUID.", key=key) from None
+
+
 def _pattern(pattern: re.Pattern[str], limit: int, what: str) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         text = _string(key, value, limit)
@@ -139,6 +148,8 @@ ALLOWED: dict[str, Callable[[str, Any], Any]] = {
     "session_origin": _pattern(
         _SESSION_ORIGIN, 80, "'customer', 'cli', 'client:<id>' or 'staff:<id>'"
     ),
+    # the double opt-in mail whose link the customer followed (the confirmation's evidence)
+    "mail_id": _uuid,
 }
 
 

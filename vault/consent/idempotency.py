@@ -51,11 +51,14 @@ def submit(
     write: ConsentWrite,
     by: Caller,
     idempotency_key: str | None = None,
+    token_to_caller: bool = False,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """``POST /v1/customers/{id}/consents``: record and answer; with an ``Idempotency-Key`` the
     first answer is kept (its confirmation token encrypted under the customer's data key) and
-    a retry by the same client gets it again without a second event."""
+    a retry by the same client gets it again without a second event. A double opt-in grant's
+    token goes to the customer by mail, or to the caller when ``token_to_caller`` (the client
+    holds ``consent:confirm``)."""
     now = now or utcnow()
     request_hash = None
     if idempotency_key is not None:
@@ -89,6 +92,8 @@ def submit(
         occurred_at=write.occurred_at,
         evidence=write.evidence,
         late_import=write.late_import,
+        envelope=envelope,
+        token_to_caller=token_to_caller,
         now=now,
     )
     response = write_result(result, policy.purposes[write.purpose], now)

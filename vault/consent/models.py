@@ -104,7 +104,9 @@ class ConsentState(SQLModel, table=True):
 
 
 class ConsentConfirmation(SQLModel, table=True):
-    """A double opt-in token, stored as its SHA-256 only. Single use, 7 days."""
+    """A double opt-in token, stored as its SHA-256 only. Single use, 7 days. ``mail_id``
+    names the confirmation mail the vault sent with it (``None``: the token was handed to an
+    app holding ``consent:confirm``, which sends its own mail)."""
 
     __tablename__ = "consent_confirmation"
 
@@ -115,6 +117,7 @@ class ConsentConfirmation(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    mail_id: UUID | None = None
 
     def __repr__(self) -> str:
         return f"ConsentConfirmation(customer_id={self.customer_id}, purpose={self.purpose}, ***)"

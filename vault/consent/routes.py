@@ -10,11 +10,12 @@ from sqlmodel import Session
 
 from vault.auth.deps import (
     Bearer,
+    ConsentConfirmer,
     ConsentReader,
     ConsentWriteBearer,
-    ConsentWriter,
     check_bearer,
 )
+from vault.auth.scopes import Scope
 from vault.consent import dossier, errors, idempotency, reads, schemas, service
 from vault.consent.schemas import (
     ConfirmRequest,
@@ -72,6 +73,7 @@ IdempotencyKey = Annotated[
         errors.InvalidEvidence,
         errors.EvidenceKeyNotAllowed,
         errors.EvidenceContainsContactData,
+        errors.ChannelNotAllowed,
         errors.IdempotencyKeyReused,
         errors.IdempotencyConflict,
         InvalidRequest,
@@ -119,6 +121,7 @@ def _record(
         write=write,
         by=principal.caller,
         idempotency_key=idempotency_key,
+        token_to_caller=Scope.CONSENT_CONFIRM in principal.scopes,
     )
 
 
@@ -131,6 +134,7 @@ def _record(
         errors.ConfirmationTokenUsed,
         errors.ConfirmationTokenExpired,
         errors.ConfirmationSuperseded,
+        errors.ConfirmationByRecorder,
         CustomerErased,
     ),
 )
@@ -138,9 +142,11 @@ def confirm_consent(
     body: ConfirmRequest,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: ConsentWriter,
+    principal: ConsentConfirmer,
 ) -> Response:
-    """Confirm a double opt-in grant with its single-use token; only then does it count."""
+    """Confirm a double opt-in grant with its single-use token, for apps that send their own
+    confirmation mail (scope consent:confirm; never the client that recorded the grant). A
+    token the vault mailed is confirmed only on its page, /confirm/{token}."""
     now = utcnow()
     result = service.confirm(
         session=session,

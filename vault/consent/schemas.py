@@ -4,7 +4,7 @@ each must equal (the write answer is kept as plain data for idempotent replay)."
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -51,8 +51,8 @@ class ConsentWrite(BaseModel):
         default_factory=dict,
         description="only these keys: ip (also ip_address, client_ip, remote_addr, remote_ip; "
         "truncated to /24 or /48 on write), user_agent (at most 512), gpc (bool), language, "
-        "tc_string (IAB TCF, base64url, at most 2048), staff_id, store_id, script_version; "
-        "any other key is 422 evidence_key_not_allowed",
+        "tc_string (IAB TCF, base64url, at most 2048), staff_id, store_id, script_version, "
+        "mail_id (UUID); any other key is 422 evidence_key_not_allowed",
     )
 
 
@@ -128,7 +128,15 @@ class ConsentWriteResult(BaseModel):
     receipt: str = PField(description="compact JWS (ES256), Kantara Consent Receipt v1.1 payload")
     applied: bool = PField(description="false for a late event older than the current decision")
     confirmation_token: str | None = PField(
-        None, description="double opt-in only: send it to the customer; single use, 7 days"
+        None,
+        description="double opt-in, only for a client holding consent:confirm (it sends its own "
+        "mail): send it to the customer; single use, 7 days. Otherwise null: the vault mails it",
+    )
+    confirmation_delivery: Literal["mail", "caller", "no_email"] | None = PField(
+        None,
+        description="double opt-in only: where the confirmation token went: mail (the vault "
+        "mailed it to the stored e-mail address), caller (confirmation_token), no_email (no "
+        "stored address: the grant stays pending, nothing was sent)",
     )
 
 
@@ -140,6 +148,7 @@ def write_result(result: RecordResult, purpose: Purpose, now: datetime) -> dict[
         "receipt": result.receipt,
         "applied": result.applied,
         "confirmation_token": result.confirmation_token,
+        "confirmation_delivery": result.confirmation_delivery,
     }
 
 

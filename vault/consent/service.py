@@ -17,9 +17,8 @@ Services never commit; the request's transaction does.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -30,8 +29,11 @@ from sqlmodel import Session
 from vault.audit import record as audit_record
 from vault.audit.actions import AuditAction
 from vault.config import Settings
+from vault.consent import doi
 from vault.consent import store as consent_store
 from vault.consent.errors import (
+    ChannelNotAllowed,
+    ConfirmationByRecorder,
     ConfirmationSuperseded,
     ConfirmationTokenExpired,
     ConfirmationTokenNotFound,
@@ -50,6 +52,7 @@ from vault.consent.models import (
 )
 from vault.consent.rules import CLOCK_SKEW, apply, as_projection
 from vault.consent.store import LedgerEvent, Statement, StateRecord
+from vault.crypto.envelope import Envelope
 from vault.crypto.signing import Signer
 from vault.customers import store as customers_store
 from vault.db import OUT_OF_RANGE, OUT_OF_RANGE_MESSAGE, in_range, utcnow
@@ -60,7 +63,9 @@ from vault.policy import Policy, Purpose
 from vault.policy.errors import UnknownPurpose
 from vault.provenance import Caller
 
-CONFIRMATION_TTL = timedelta(days=7)
+CONFIRMATION_TTL = doi.CONFIRMATION_TTL
+# the import's door to double opt-in (other domains reach consent through this module)
+request_confirmation = doi.request_confirmation
 WRITABLE_STATUSES = frozenset(
     {ConsentStatus.GRANTED, ConsentStatus.WITHDRAWN, ConsentStatus.REFUSED}
 )
@@ -75,6 +80,8 @@ class RecordResult(NamedTuple):
     receipt: str
     confirmation_token: str | None
     applied: bool
+    # double opt-in: where the token went (doi.Delivery: mail, caller, no_email), else None
+    confirmation_delivery: str | None = None
 
 
 def consent_purpose(policy: Policy, purpose_id: str) -> Purpose:
@@ -121,8 +128,12 @@ def lock_customer_state(session: Session, customer_id: UUID, purpose: str) -> St
     return consent_store.read_state(session, customer_id, purpose)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+_token_hash = doi.token_hash
+
+
+def customer_actor(customer_id: UUID) -> str:
+    """The actor of what a customer does themselves on the self-service pages."""
+    return f"customer:{customer_id}"
 
 
 def _append(
@@ -227,14 +238,20 @@ def record_event(
     occurred_at: datetime | None = None,
     evidence: Mapping[str, Any] | None = None,
     late_import: bool = False,
+    envelope: Envelope | None = None,
+    token_to_caller: bool = False,
     now: datetime | None = None,
 ) -> RecordResult:
     """Record one consent statement of a customer and update the projection with it.
 
     ``status`` is what the customer said: ``granted``, ``withdrawn`` or ``refused``. For a
     double opt-in purpose a grant is recorded as ``pending_confirmation`` and a single-use
-    confirmation token (valid 7 days, stored only as its hash) is returned; only
-    :func:`confirm` makes it count. A withdrawal of a consent never given is recorded too.
+    confirmation token (valid 7 days, stored only as its hash) is made by
+    :func:`vault.consent.doi.request_confirmation`: mailed to the customer (``envelope``
+    required), or returned when ``token_to_caller`` (an app holding ``consent:confirm``); only
+    :func:`confirm` makes it count. ``channel`` ``selfservice`` is the customer's own door:
+    refused (ChannelNotAllowed) unless ``by`` is the customer themself. A withdrawal of a
+    consent never given is recorded too.
     ``occurred_at`` (default ``now``) may lie at most 2 minutes ahead and, unless
     ``late_import``, at most ``settings.consent_backdate_days`` back
     (:func:`check_occurred_at`); an older one than the current decision is kept in the ledger
@@ -252,6 +269,8 @@ def record_event(
         raise InvalidConsentStatus()
     if channel not in Channel.__members__.values():
         raise InvalidRequest(f"Unknown channel '{channel[:32]}'.", code="invalid_channel")
+    if channel == Channel.SELFSERVICE and by.actor != customer_actor(customer_id):
+        raise ChannelNotAllowed()
     occurred_at = check_occurred_at(
         occurred_at,
         now=now,
@@ -284,44 +303,40 @@ def record_event(
         current=current,
         late_import=late_import,
     )
-    token = None
     if applied and status == ConsentStatus.PENDING_CONFIRMATION:
-        token = secrets.token_urlsafe(32)
-        consent_store.insert_confirmation(
-            session,
-            {
-                "token_hash": _token_hash(token),
-                "customer_id": customer_id,
-                "purpose": the_purpose.id,
-                "event_id": event.id,
-                "created_at": now,
-                "expires_at": now + CONFIRMATION_TTL,
-            },
+        requested = doi.request_confirmation(
+            session=session,
+            policy=policy,
+            settings=settings,
+            envelope=envelope,
+            customer_id=customer_id,
+            purpose=the_purpose,
+            event_id=event.id,
+            now=now,
+            to_caller=token_to_caller,
         )
-    return RecordResult(event, row, event.receipt, token, applied)
+        return RecordResult(event, row, event.receipt, requested.token, applied, requested.delivery)
+    return RecordResult(event, row, event.receipt, None, applied)
 
 
-def confirm(
-    *,
-    session: Session,
-    policy: Policy,
-    signer: Signer,
-    settings: Settings,
-    token: str,
-    by: Caller,
-    now: datetime | None = None,
-) -> RecordResult:
-    """Confirm a double opt-in grant with its token: records a ``confirmed`` event.
+@dataclass(frozen=True, repr=False)
+class Pending:
+    """A confirmation that may still be pressed: what its page shows."""
 
-    The token is single use (second use: ConfirmationTokenUsed, 409), valid 7 days
-    (ConfirmationTokenExpired, 410), and only confirms the grant it was issued for while that
-    grant is still the current decision (ConfirmationSuperseded, 409)."""
-    now = now or utcnow()
-    conf = session.get(ConsentConfirmation, _token_hash(token))
-    if conf is None:
-        raise ConfirmationTokenNotFound()
-    customers_store.lock_customer(session, conf.customer_id)
-    session.refresh(conf, with_for_update=True)  # see a concurrent confirmation's commit
+    customer_id: UUID
+    purpose: Purpose
+    expires_at: datetime
+    mail_id: UUID | None
+
+    def __repr__(self) -> str:
+        return f"Pending(customer_id={self.customer_id}, purpose={self.purpose.id}, ***)"
+
+
+def _usable(
+    session: Session, policy: Policy, conf: ConsentConfirmation, now: datetime
+) -> tuple[Purpose, StateRecord]:
+    """The checks every use of a token makes, in this order (the page shows the first that
+    fails): used, expired, the purpose gone, superseded by a later decision."""
     if conf.used_at is not None:
         raise ConfirmationTokenUsed()
     if conf.expires_at < now:
@@ -332,9 +347,59 @@ def confirm(
     row = consent_store.read_state(session, conf.customer_id, conf.purpose)
     if row is None or row.event_id != conf.event_id:
         raise ConfirmationSuperseded()
+    return purpose, row
+
+
+def pending_confirmation(
+    *, session: Session, policy: Policy, token: str, now: datetime | None = None
+) -> Pending:
+    """What a confirmation token would confirm, without confirming it (the page's GET: mail
+    scanners open links). Raises what :func:`confirm` would."""
+    now = now or utcnow()
+    conf = session.get(ConsentConfirmation, _token_hash(token))
+    if conf is None:
+        raise ConfirmationTokenNotFound()
+    purpose, _row = _usable(session, policy, conf, now)
+    return Pending(conf.customer_id, purpose, conf.expires_at, conf.mail_id)
+
+
+def confirm(
+    *,
+    session: Session,
+    policy: Policy,
+    signer: Signer,
+    settings: Settings,
+    token: str,
+    by: Caller,
+    evidence: Mapping[str, Any] | None = None,
+    on_page: bool = False,
+    now: datetime | None = None,
+) -> RecordResult:
+    """Confirm a double opt-in grant with its token: records a ``confirmed`` event.
+
+    The token is single use (second use: ConfirmationTokenUsed, 409), valid 7 days
+    (ConfirmationTokenExpired, 410), and only confirms the grant it was issued for while that
+    grant is still the current decision (ConfirmationSuperseded, 409).
+
+    ``on_page``: the customer pressed the button of the vault's confirmation page; the
+    evidence (``ip``, ``user_agent``) gets the ``mail_id`` of the mail that carried the token.
+    Otherwise an app confirms through the API: only a token that was handed to an app (the
+    vault mailed none: else 404, the mail's link is for the customer's browser), and never by
+    the client that recorded the grant (ConfirmationByRecorder, 403)."""
+    now = now or utcnow()
+    conf = session.get(ConsentConfirmation, _token_hash(token))
+    if conf is None or (not on_page and conf.mail_id is not None):
+        raise ConfirmationTokenNotFound()
+    customers_store.lock_customer(session, conf.customer_id)
+    session.refresh(conf, with_for_update=True)  # see a concurrent confirmation's commit
+    purpose, row = _usable(session, policy, conf, now)
     pending = session.execute(
         select(ConsentEvent).where(ConsentEvent.id == conf.event_id)
     ).scalar_one()
+    if not on_page and pending.recorded_by == by.actor:
+        raise ConfirmationByRecorder()
+    extra = {"mail_id": str(conf.mail_id)} if on_page and conf.mail_id is not None else {}
+    clean = clean_evidence({**(evidence or {}), **extra})
     conf.used_at = now
     session.add(conf)
     session.flush()
@@ -354,7 +419,7 @@ def confirm(
             language=pending.language,
             # never before the grant it confirms, even if that one was dated slightly ahead
             occurred_at=max(now, row.decided_at),
-            evidence={},
+            evidence=clean,
         ),
         by=by,
         now=now,

@@ -192,6 +192,21 @@ def event_channel(session: Session, event_id: UUID) -> str | None:
     )
 
 
+def event_origin(session: Session, event_id: UUID) -> tuple[str, str, dict[str, Any]] | None:
+    """``(channel, recorded_by, evidence)`` of one ledger event: who wrote it, through which
+    door, and how (the GPC rule asks whether a decision was the customer's own)."""
+    row = (
+        session.connection()
+        .execute(
+            select(_EVENT.c.channel, _EVENT.c.recorded_by, _EVENT.c.evidence).where(
+                _EVENT.c.id == event_id
+            )
+        )
+        .first()
+    )
+    return None if row is None else (row[0], row[1], dict(row[2] or {}))
+
+
 def write_state(
     session: Session,
     existing: StateRecord | Projection | None,

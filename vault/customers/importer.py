@@ -42,6 +42,7 @@ from vault.audit.actions import AuditAction
 from vault.config import Settings
 from vault.consent import service as consent_service
 from vault.consent import store as consent_store
+from vault.consent.errors import ChannelNotAllowed
 from vault.consent.evidence import clean_evidence
 from vault.consent.schemas import Channel
 from vault.crypto.envelope import Envelope
@@ -218,6 +219,8 @@ def _parse_line(
         channel = c.get("channel", "api")
         if channel not in Channel.__members__.values():
             raise LineError("invalid_channel", "Unknown consent channel.")
+        if channel == Channel.SELFSERVICE:  # the customer's own page; only it records that
+            raise LineError(ChannelNotAllowed.code, ChannelNotAllowed.default_detail)
         method = c.get("method", "import")
         if not isinstance(method, str) or not 0 < len(method) <= 64:
             raise LineError("invalid_consent", "method must be 1 to 64 characters.")
@@ -368,6 +371,9 @@ class PreparedChunk:
     rows: list[_Row]
     now: datetime
     by: Caller
+    envelope: Envelope
+    policy: Policy
+    settings: Settings
 
 
 def prepare_chunk(
@@ -398,7 +404,7 @@ def prepare_chunk(
         _build(
             r, envelope=envelope, policy=policy, signer=signer, settings=settings, by=by, now=now
         )
-    return PreparedChunk(report, rows, now, by)
+    return PreparedChunk(report, rows, now, by, envelope, policy, settings)
 
 
 def _build(
@@ -454,6 +460,31 @@ def _build(
     ]
     r.db["events"] = events
     r.db["states"] = consent_store.state_rows(events, now)
+
+
+def _request_confirmations(session: Session, prepared: PreparedChunk, kept: list[_Row]) -> None:
+    """Double opt-in lines with status ``granted`` (stored as ``pending_confirmation``): one
+    confirmation mail each, queued in the chunk's transaction, to the line's own e-mail
+    address in its ``preferred_language``. ``confirmed`` lines (the importer attests the double
+    opt-in ran) get none; a line without an e-mail address stays pending without a mail."""
+    for r in kept:
+        for event, c in zip(r.db["events"], r.consents, strict=True):
+            if event["status"] != "pending_confirmation":
+                continue
+            email = r.values.get("email")
+            language = r.values.get("preferred_language")
+            consent_service.request_confirmation(
+                session=session,
+                policy=prepared.policy,
+                settings=prepared.settings,
+                envelope=prepared.envelope,
+                customer_id=r.customer_id,
+                purpose=c["purpose"],
+                event_id=event["id"],
+                now=prepared.now,
+                to=email if isinstance(email, str) and email else None,
+                language=language if isinstance(language, str) else None,
+            )
 
 
 STORE_ATTEMPTS = 3
@@ -559,6 +590,7 @@ def _store_chunk(session: Session, prepared: PreparedChunk, report: ImportReport
         consent_store.insert_events(session, events)
         consent_store.insert_states(session, [s for r in kept for s in r.db["states"]])
         audit_record.record_many(session=session, events=audit)
+        _request_confirmations(session, prepared, kept)
         part.created += len(kept)
         part.consents += len(events)
     report.merge(part)

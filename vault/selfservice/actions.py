@@ -86,9 +86,11 @@ def change_consent(
     language: str,
     evidence: dict[str, Any],
     by: Caller,
+    envelope: Envelope,
     now: datetime | None = None,
 ) -> consent_service.RecordResult:
-    """The customer switched a consent on (``granted``) or off (``withdrawn``) on the page."""
+    """The customer switched a consent on (``granted``) or off (``withdrawn``) on the page; a
+    double opt-in grant mails its confirmation link (``envelope``: to read the address)."""
     if status not in ("granted", "withdrawn"):
         raise consent_errors.InvalidConsentStatus("Choose to give or to withdraw consent.")
     result = consent_service.record_event(
@@ -105,9 +107,31 @@ def change_consent(
         by=by,
         language=language,
         evidence=evidence,
+        envelope=envelope,
         now=now,
     )
     return result  # record_event audits it (consent.recorded, actor customer:<id>)
+
+
+# Sessions opened from a link somebody else held (a staff member's console, an operator's CLI)
+# are not the customer's own: a grant made there does not outweigh their browser's signal.
+NOT_OWN_ORIGINS = ("staff:", "cli")
+
+
+def _customers_own(session: Session, customer_id: UUID, event_id: UUID) -> bool:
+    """Whether a decision was the customer's own choice on this page: recorded through
+    ``/me`` (channel ``selfservice``, recorded by the customer themself; the API and the
+    import cannot write that channel) in a session whose origin is not someone else's."""
+    origin = consent_store.event_origin(session, event_id)
+    if origin is None:
+        return False
+    channel, recorded_by, evidence = origin
+    session_origin = str(evidence.get("session_origin", "customer"))
+    return (
+        channel == Channel.SELFSERVICE.value
+        and recorded_by == consent_service.customer_actor(customer_id)
+        and not session_origin.startswith(NOT_OWN_ORIGINS)
+    )
 
 
 def apply_gpc(
@@ -137,10 +161,8 @@ def apply_gpc(
         status = consent_rules.effective_status(state, purpose, now)
         if status in (EffectiveStatus.REFUSED, EffectiveStatus.WITHDRAWN):
             continue
-        if state is not None:
-            deciding = consent_store.event_channel(session, state.event_id)
-            if deciding == Channel.SELFSERVICE.value:
-                continue
+        if state is not None and _customers_own(session, customer_id, state.event_id):
+            continue
         consent_service.record_event(
             session=session,
             policy=policy,

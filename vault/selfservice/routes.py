@@ -278,6 +278,7 @@ def consents(
     visit: VisitDep,
     lang: LangDep,
     saved: str | None = None,
+    no_email: str | None = None,
 ):
     view = views.consents_view(
         session=session, policy=runtime.policy, customer_id=visit.customer_id, lang=lang
@@ -288,7 +289,12 @@ def consents(
         message = _("Your choice on direct marketing has been saved.")
     elif saved in runtime.policy.purposes:
         title = runtime.policy.purposes[saved].title.get(lang)
-        if any(p.id == saved for p in view.pending):
+        if any(p.id == saved for p in view.pending) and no_email:
+            message = _(
+                "“%(title)s” is waiting for your confirmation, but we have no e-mail address "
+                "for you to send the confirmation link to. Please add one in our app or web shop."
+            ) % {"title": title}
+        elif any(p.id == saved for p in view.pending):
             message = _(
                 "Almost done: please confirm “%(title)s” with the link in the e-mail we are "
                 "sending you. Only then does your consent count."
@@ -319,7 +325,7 @@ def change_consent(
     status: Annotated[str, Form(max_length=32)] = "",
 ):
     """Switch one consent on or off: one click either way."""
-    actions.change_consent(
+    result = actions.change_consent(
         session=session,
         policy=runtime.policy,
         signer=runtime.signer,
@@ -330,9 +336,11 @@ def change_consent(
         language=lang,
         evidence=_evidence(request, lang, visit.origin),
         by=visit.caller,
+        envelope=runtime.envelope,
     )
+    no_email = "&no_email=1" if result.confirmation_delivery == "no_email" else ""
     return RedirectResponse(
-        f"/me/consents?saved={purpose}#p-{purpose}", status_code=303, headers=NO_STORE
+        f"/me/consents?saved={purpose}{no_email}#p-{purpose}", status_code=303, headers=NO_STORE
     )
 
 
