@@ -65,7 +65,7 @@ def _confirm_with_evidence(monkeypatch, session, runtime, token: str, evidence: 
         signer=runtime.signer,
         settings=runtime.settings,
         token=token,
-        by=Caller("client:test"),
+        by=Caller("client:another-app"),  # never the client that recorded the grant
     )
     session.commit()
     monkeypatch.setattr(service, "Statement", real)
@@ -79,7 +79,9 @@ def confirmed(monkeypatch, session, runtime, smtp_server):
     rt = smtp_runtime(runtime, smtp_server.url())
     c = create_customer(session, runtime, email=EMAIL)
     session.commit()
-    pending = record_consent(session, runtime, c.id, "newsletter", late_import=False)
+    pending = record_consent(
+        session, runtime, c.id, "newsletter", late_import=False, token_to_caller=True
+    )
     assert pending.confirmation_token
     mail_id = enqueue(rt, c.id, to=EMAIL)
     assert drain(Deliverer(rt)) == 1
@@ -171,7 +173,9 @@ def test_mail_receipts_of_other_templates_are_not_doi_mails(monkeypatch, client,
 def test_a_mail_id_without_receipt_says_so(monkeypatch, client, session, runtime, reader):
     c = create_customer(session, runtime)
     session.commit()
-    pending = record_consent(session, runtime, c.id, "newsletter", late_import=False)
+    pending = record_consent(
+        session, runtime, c.id, "newsletter", late_import=False, token_to_caller=True
+    )
     never_sent = "5d9c0f3e-8a51-4c47-9f0e-2b6f1d0a7c11"
     _confirm_with_evidence(
         monkeypatch, session, runtime, pending.confirmation_token, {"mail_id": never_sent}

@@ -115,7 +115,8 @@ def change_consent(
 
 # Sessions opened from a link somebody else held (a staff member's console, an operator's CLI)
 # are not the customer's own: a grant made there does not outweigh their browser's signal.
-NOT_OWN_ORIGINS = ("staff:", "cli")
+NOT_OWN_ORIGINS = ("staff:",)
+OPERATOR_ORIGIN = "cli"  # exactly: "client:<id>" also starts with "cli"
 
 
 def _customers_own(session: Session, customer_id: UUID, event_id: UUID) -> bool:
@@ -131,6 +132,7 @@ def _customers_own(session: Session, customer_id: UUID, event_id: UUID) -> bool:
         channel == Channel.SELFSERVICE.value
         and recorded_by == consent_service.customer_actor(customer_id)
         and not session_origin.startswith(NOT_OWN_ORIGINS)
+        and session_origin != OPERATOR_ORIGIN
     )
 
 
