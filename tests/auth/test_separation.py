@@ -42,13 +42,15 @@ def admin(session, runtime):
     return c, {"Authorization": f"Bearer {token(runtime, c)}"}
 
 
-def test_the_five_customer_data_scopes_and_admin_are_the_operators():
+def test_the_customer_data_scopes_and_admin_are_the_operators():
+    """The five of issue 17, and consent:confirm (issue 16: it confirms double opt-ins)."""
     assert {
         "data:read",
         "dsr:execute",
         "customers:write",
         "consent:write",
         "selfservice:issue",
+        "consent:confirm",
     } == CUSTOMER_DATA_SCOPES
     assert CUSTOMER_DATA_SCOPES | {"admin"} == OPERATOR_SCOPES
 

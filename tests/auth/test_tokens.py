@@ -217,7 +217,7 @@ def other_vault_tokens(client, runtime, session):
     from vault.events.secrets import generate_secret
 
     customer = create_customer(session, runtime)
-    writer = auth_headers(session, runtime, "consent:write", "selfservice:issue")
+    writer = auth_headers(session, runtime, "consent:write", "consent:confirm", "selfservice:issue")
     session.rollback()
     out: dict[str, str] = {}
     r = client.post(
