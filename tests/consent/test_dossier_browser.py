@@ -36,7 +36,9 @@ def test_the_dossier_page_in_chromium(live, monkeypatch, backend):  # noqa: F811
     with Session(runtime.engine, expire_on_commit=False) as s:
         c = create_customer(s, runtime, email=EMAIL)
         s.commit()
-        pending = record_consent(s, runtime, c.id, "newsletter", late_import=False)
+        pending = record_consent(
+            s, runtime, c.id, "newsletter", late_import=False, token_to_caller=True
+        )
         mail_id = enqueue(runtime, c.id, to=EMAIL)
         assert drain(Deliverer(runtime)) == 1
         evidence = {

@@ -158,7 +158,9 @@ def test_a_grant_on_me_mails_one_link_and_its_button_opens_the_gated_read(
     assert "Please confirm your consent" in text  # the stored preferred_language
     token = TOKEN.search(text).group(1)
     assert _gated_read(client, session, runtime, customer.id) == 403
-    assert client.get(f"/confirm/{token}").status_code == 200
+    assert f"/confirm/{token}?lang=en" in text  # the page opens in the mail's language
+    page = client.get(f"/confirm/{token}?lang=en")
+    assert page.status_code == 200 and '<html lang="en">' in page.text
     assert _gated_read(client, session, runtime, customer.id) == 403  # GET confirms nothing
     r = client.post(f"/confirm/{token}", data={"confirm": "yes"})
     assert r.status_code == 200, r.text

@@ -66,8 +66,10 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def confirm_url(settings: Settings, token: str) -> str:
-    return f"{settings.public_url.rstrip('/')}{CONFIRM_PATH}{token}"
+def confirm_url(settings: Settings, token: str, lang: str | None = None) -> str:
+    """The link of the confirmation mail; ``lang``: the page opens in the mail's language."""
+    url = f"{settings.public_url.rstrip('/')}{CONFIRM_PATH}{token}"
+    return f"{url}?lang={lang}" if lang else url
 
 
 def _contact(
@@ -155,7 +157,7 @@ def request_confirmation(
             policy=policy,
             purpose=purpose,
             lang=lang,
-            url=confirm_url(settings, token),
+            url=confirm_url(settings, token, lang),
             expires_at=expires_at,
         ),
         now=now,
