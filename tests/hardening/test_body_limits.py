@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 from tests import factories
+from vault.auth.scopes import Scope
 from vault.crypto.unsubscribe import UnsubscribeTokens
 
 # The self-service pages that take a form (not in the OpenAPI document: they are HTML).
@@ -52,17 +53,7 @@ def _assert_413(r, what) -> None:
     assert r.headers["cache-control"] == "no-store"
 
 
-ALL_SCOPES = (
-    "customers:write",
-    "consent:write",
-    "consent:read",
-    "data:read",
-    "dsr:execute",
-    "selfservice:issue",
-    "audit:read",
-    "webhooks:manage",
-    "admin",
-)
+ALL_SCOPES = tuple(s.value for s in Scope)  # every scope there is, new ones included
 
 
 def test_every_route_with_a_body_answers_413_past_the_cap(built, session):
