@@ -86,46 +86,36 @@ def clients_list(
     typer.echo(json.dumps(listed.model_dump(mode="json")["clients"], indent=2))
 
 
-@app.command("show")
-def clients_show(client_id: ClientId) -> None:
-    """One client (JSON), deleted ones included."""
+def _print_client(action: str, client_id: str) -> None:
+    """Run ``vault.auth.service.<action>`` on one client in a transaction; print it (JSON)."""
     from vault.auth import service
 
+    change = getattr(service, action)
     _echo(
         _in_transaction(
             lambda *, session, runtime: service.to_public(
-                service.get_client(session=session, client_id=client_id)
+                change(session=session, client_id=client_id)
             )
         )
     )
+
+
+@app.command("show")
+def clients_show(client_id: ClientId) -> None:
+    """One client (JSON), deleted ones included."""
+    _print_client("get_client", client_id)
 
 
 @app.command("disable")
 def clients_disable(client_id: ClientId) -> None:
     """Stop a client: its secret and every live token are refused from the next request on."""
-    from vault.auth import service
-
-    _echo(
-        _in_transaction(
-            lambda *, session, runtime: service.to_public(
-                service.disable_client(session=session, client_id=client_id)
-            )
-        )
-    )
+    _print_client("disable_client", client_id)
 
 
 @app.command("enable")
 def clients_enable(client_id: ClientId) -> None:
     """Let a disabled client in again."""
-    from vault.auth import service
-
-    _echo(
-        _in_transaction(
-            lambda *, session, runtime: service.to_public(
-                service.enable_client(session=session, client_id=client_id)
-            )
-        )
-    )
+    _print_client("enable_client", client_id)
 
 
 @app.command("rotate-secret")
