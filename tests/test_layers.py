@@ -29,6 +29,7 @@ DOMAINS = (
 SHARED = (
     "config",
     "datadir",
+    "l10n",
     "errors",
     "db",
     "http",

@@ -4,6 +4,7 @@ server accepted, when), kept after the mail's purge and the customer's erasure, 
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 from sqlmodel import Session
 
@@ -59,17 +60,30 @@ def test_a_failed_send_leaves_no_receipt(session, runtime, smtpd):
 
 
 def test_the_template_version_changes_with_the_wording(tmp_path, monkeypatch):
+    """A template's version covers its files and the catalogue entries it uses, in that
+    language: another German sentence changes the German version only; an entry the template
+    does not use changes nothing."""
+    from vault import l10n
     from vault.mail import render
 
-    before = template_version("test_message", "en")
-    for name in ("base.txt", "base.html", "test_message.en.txt", "test_message.en.html"):
-        (tmp_path / name).write_bytes((render.TEMPLATE_DIR / name).read_bytes())
-    (tmp_path / "test_message.en.txt").write_bytes(
-        (tmp_path / "test_message.en.txt").read_bytes() + b"one more line"
-    )
-    monkeypatch.setattr(render, "TEMPLATE_DIR", tmp_path)
-    template_version.cache_clear()
+    def forget() -> None:
+        for cached in (template_version, render._environment, l10n.catalogue):
+            cached.cache_clear()
+
+    before = {lang: template_version("test_message", lang) for lang in ("de", "en")}
+    shutil.copytree(render.LOCALE_DIR, tmp_path / "locale")
+    po = tmp_path / "locale" / "de" / "LC_MESSAGES" / "messages.po"
+    text = po.read_text(encoding="utf-8")
+    assert '"Testnachricht der Consent Vault"' in text
+    monkeypatch.setattr(render, "LOCALE_DIR", tmp_path / "locale")
+    forget()
     try:
-        assert template_version("test_message", "en") != before
+        po.write_text(text.replace('"Meine Daten öffnen"', '"Meine Daten ansehen"'), "utf-8")
+        assert template_version("test_message", "de") == before["de"]
+        forget()
+        po.write_text(text.replace('"Testnachricht der Consent Vault"', '"Testmail"'), "utf-8")
+        assert template_version("test_message", "de") != before["de"]
+        assert template_version("test_message", "en") == before["en"]
+        assert render.render("test_message", "de", {"note": None}).subject == "Testmail"
     finally:
-        template_version.cache_clear()
+        forget()

@@ -1,7 +1,7 @@
 """German and English for the self-service page.
 
 Page texts live in gettext catalogues (``locale/<lang>/LC_MESSAGES/messages.po``, English
-msgids), compiled in memory with Babel at first use, so no binary ``.mo`` files are committed.
+msgids), compiled in memory at first use (:func:`vault.l10n.catalogue`).
 Purpose and attribute texts come from the policy files. One Jinja2 environment per language with
 the catalogue installed once: rendering never swaps translations between threads.
 
@@ -13,18 +13,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import cache
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from vault.l10n import catalogue
 from vault.policy import Attribute, AttributeType
 
 HERE = Path(__file__).parent
@@ -36,14 +34,8 @@ DEFAULT_LANGUAGE = "de"
 TIMEZONE = "Europe/Berlin"
 
 
-@cache
 def translations(lang: str) -> Translations:
-    with (LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po").open("rb") as f:
-        catalog = read_po(f, locale=lang)
-    buf = BytesIO()
-    write_mo(buf, catalog)
-    buf.seek(0)
-    return Translations(fp=buf, domain="messages")
+    return catalogue(LOCALE_DIR, lang)
 
 
 def _datetime(value: datetime | None, lang: str) -> str:
