@@ -357,5 +357,8 @@ def test_the_button_keeps_the_pages_language(client, session, runtime):
     page = client.get(f"/confirm/{token}?lang=en")
     action = re.search(r'<form method="post" action="([^"]+)"', page.text).group(1)
     assert action == f"/confirm/{token}?lang=en"
+    # the footer tells what the page stores: no sign-in cookie here, only the language one
+    assert set(page.cookies.keys()) == {"vault_lang"}
+    assert "signed in" not in page.text and "a cookie that remembers it" in page.text
     r = client.post(action, data={"confirm": "yes"}, headers={"Accept-Language": "de"})
     assert r.status_code == 200 and "Thank you: your consent is confirmed" in r.text
