@@ -178,17 +178,20 @@ def claim(
         .order_by(_D.c.event_seq)
         .limit(limit)
     )
+    claim_them = update(_D).values(claimed_until=now + lease, claimed_by=worker_id)
     if _is_pg(session):
-        candidates = candidates.with_for_update(of=_D, skip_locked=True)
-    ids = [
-        r[0]
-        for r in session.execute(
-            update(_D)
-            .where(_D.c.id.in_(candidates.scalar_subquery()))
-            .values(claimed_until=now + lease, claimed_by=worker_id)
-            .returning(_D.c.id)
+        # A materialized CTE, as the mail outbox's claim: with "IN (subquery) FOR UPDATE SKIP
+        # LOCKED" PostgreSQL may rescan the subquery while the UPDATE runs and hand out more
+        # rows than ``limit`` (the rows this statement has just locked are skipped).
+        due = (
+            candidates.with_for_update(of=_D, skip_locked=True)
+            .cte("due_delivery")
+            .prefix_with("MATERIALIZED")
         )
-    ]
+        claim_them = claim_them.where(_D.c.id == due.c.id)
+    else:  # one writer at a time (BEGIN IMMEDIATE): the subquery is evaluated once
+        claim_them = claim_them.where(_D.c.id.in_(candidates.scalar_subquery()))
+    ids = list(session.execute(claim_them.returning(_D.c.id)).scalars())
     if not ids:
         return []
     rows = session.execute(
