@@ -56,3 +56,12 @@ def test_unknown_templates_are_refused():
     for name in ("nope", "base", "../base", "Test_message"):
         with pytest.raises(UnknownTemplate):
             render(name, "de", {})
+
+
+def test_a_shown_link_wraps_on_a_phone():
+    """A long link shown as text breaks anywhere, or it widens the mail past a 390 px screen
+    (seen in Chromium before the rule)."""
+    for path in TEMPLATE_DIR.glob("*.html"):
+        for line in path.read_text().splitlines():
+            if re.search(r">\s*{{ url }}\s*<", line):
+                assert "word-break:break-all" in line, (path.name, line)
