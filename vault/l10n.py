@@ -1,9 +1,9 @@
 """Gettext catalogues, compiled in memory.
 
-Every domain that speaks to people (the self-service pages, the mails) keeps its texts in its own
-``locale/<lang>/LC_MESSAGES/messages.po`` with English msgids. :func:`catalogue` compiles one
-with Babel at first use, so no binary ``.mo`` files are committed and a wheel ships only the
-``.po`` files.
+Every domain that speaks to people (the self-service pages, the mails, the records-of-processing
+page) keeps its texts in its own ``locale/<lang>/LC_MESSAGES/messages.po`` with English msgids.
+:func:`catalogue` compiles one with Babel at first use, so no binary ``.mo`` files are committed
+and a wheel ships only the ``.po`` files.
 """
 
 from __future__ import annotations
