@@ -126,3 +126,22 @@ def test_reset_code_is_a_fresh_secret_from_a_good_source(env):
     secret = secret_of(made["totp_uri"])
     assert len(secret) == 32
     assert pyotp.TOTP(secret).now().isdigit()
+
+
+def test_totp_secrets_follow_the_key_epochs_and_hold_back_a_retire(env, runtime, client):
+    made = _create(env, "fritz")
+    staff = Staff(made["id"], "fritz", "auditor", secret_of(made["totp_uri"]))
+    old = runtime.envelope.primary_kek_id
+    r = CliRunner().invoke(app, ["keys", "rotate"], env=env)
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["keys", "retire", old], env=env)
+    assert r.exit_code == 1 and "staff TOTP secrets are still sealed" in r.output
+    r = CliRunner().invoke(app, ["keys", "rewrap"], env=env)
+    assert r.exit_code == 0 and "resealed 1 staff TOTP secrets" in r.output
+    with Session(reader(runtime.engine)) as s:
+        sealed = s.get(StaffAccount, staff.id).totp_sealed
+    assert totp.sealing_kek(sealed) != old
+    r = CliRunner().invoke(app, ["keys", "retire", old], env=env)
+    assert r.exit_code == 0, r.output
+    runtime.envelope.reload_now()
+    assert sign_in(client, staff).status_code == 303  # the same authenticator still works
