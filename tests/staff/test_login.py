@@ -158,3 +158,21 @@ def test_failures_per_name_are_rate_limited_known_or_not(tight, template):
                 assert "text/html" in r.headers["content-type"]
     finally:
         runtime.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "role,shown,hidden",
+    [
+        ("store", "/staff/customers", "/staff/audit"),
+        ("call_center", "/staff/customers", "/staff/office"),
+        ("privacy_officer", "/staff/office", "/staff/customers"),
+        ("auditor", "/staff/audit", "/staff/office"),
+    ],
+)
+def test_the_start_page_lists_what_the_role_may_do(runtime, client, role, shown, hidden):
+    staff = make_staff(runtime, role)
+    assert sign_in(client, staff).status_code == 303
+    r = client.get("/staff?lang=en")
+    assert f'href="{shown}"' in r.text and f'href="{hidden}"' not in r.text
+    if role == "store":
+        assert "Store: Köln-Ehrenfeld." in r.text
