@@ -4,10 +4,10 @@ The texts live in gettext catalogues next to this module, ``locale/<lang>/LC_MES
 (English msgids): one catalogue per area of the console (``staff.po`` for sign-in, start page
 and auditors; the store/call-centre and privacy-office pages bring their own), merged in memory
 at first use (:func:`vault.l10n.catalogue`), so areas never edit each other's catalogue and no
-``.mo`` files are
-committed. ``tests/staff/test_i18n.py`` keeps the catalogues equal to the texts the templates
-and the code use. Language negotiation and the formatting filters are the self-service page's
-(:mod:`vault.selfservice.i18n`): ``?lang=``, then the cookie, then ``Accept-Language``.
+``.mo`` files are committed. ``tests/staff/test_i18n.py`` keeps the catalogues equal to the
+texts the templates and the code use. Language negotiation and the formatting filters are the
+self-service page's (:mod:`vault.selfservice.i18n`): ``?lang=``, then the cookie, then
+``Accept-Language``.
 """
 
 from __future__ import annotations
