@@ -54,6 +54,13 @@ class AuditAction(StrEnum):
     SELFSERVICE_LOGIN = "selfservice.login"
     SELFSERVICE_LOGOUT = "selfservice.logout"
     SELFSERVICE_DATA_VIEWED = "selfservice.data_viewed"
+    # the staff console
+    STAFF_CREATED = "staff.created"
+    STAFF_DISABLED = "staff.disabled"
+    STAFF_RESET = "staff.reset"
+    STAFF_LOGIN = "staff.login"
+    STAFF_LOGIN_FAILED = "staff.login_failed"
+    STAFF_LOGOUT = "staff.logout"
     # webhooks
     WEBHOOK_CREATED = "webhook.created"
     WEBHOOK_DISABLED = "webhook.disabled"
