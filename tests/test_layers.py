@@ -53,6 +53,7 @@ PUBLIC = {
         "receipts",
         "expiry",
         "stats",
+        "dossier",
     },
     "access": {"service", "store", "schemas"},
     "audit": {"record", "actions", "query", "verify", "schemas", "errors"},

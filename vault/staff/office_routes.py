@@ -272,7 +272,7 @@ def _request_page(
         request,
         "office_request.html",
         lang=lang,
-        title=_("Request %(kind)s")
+        title=_("Request: %(kind)s")
         % {"kind": _(office_views.KIND.get(view["kind"], view["kind"]))},
         member=member,
         r=view,
