@@ -28,10 +28,11 @@ from html import escape
 
 from markupsafe import Markup
 
-WIDTH = 480
-NOTE_WIDTH = 120  # room right of the longest bar for its text label
+WIDTH = 420
+NOTE_WIDTH = 110  # room right of the longest bar for its text label
 BAR_AREA = WIDTH - NOTE_WIDTH
 LEGEND_ROW = 22
+LEGEND_COLUMNS = 2
 LABEL_HEIGHT = 17
 BAR_HEIGHT = 16
 ROW_GAP = 9
@@ -99,7 +100,7 @@ def stacked_bars(
     single count says ``empty`` in text instead of drawing zero-length bars."""
     styles = {s.key: STYLES[i % len(STYLES)] for i, s in enumerate(series)}
     pid = {s.key: f"{chart_id}-p{i}" for i, s in enumerate(series)}
-    top = LEGEND_ROW * ((len(series) + 2) // 3) + 6
+    top = LEGEND_ROW * ((len(series) + 1) // LEGEND_COLUMNS) + 6
     row = LABEL_HEIGHT + BAR_HEIGHT + ROW_GAP
     height = top + max(1, len(bars)) * row + 4
     biggest = max((b.total for b in bars), default=0)
@@ -114,10 +115,11 @@ def stacked_bars(
         *(_pattern(pid[s.key], *styles[s.key]) for s in series),
         "</defs>",
     ]
-    # legend: three per row, swatch (colour and pattern) and name
+    # legend: two per row, swatch (colour and pattern) and name
     out.append('<g class="legend">')
     for i, s in enumerate(series):
-        x, y = (i % 3) * (WIDTH // 3), (i // 3) * LEGEND_ROW
+        x = (i % LEGEND_COLUMNS) * (WIDTH // LEGEND_COLUMNS)
+        y = (i // LEGEND_COLUMNS) * LEGEND_ROW
         out.append(
             f'<rect x="{x}" y="{y + 3}" width="14" height="14" fill="url(#{pid[s.key]})" '
             f'stroke="#222222" stroke-width="0.6"/>'

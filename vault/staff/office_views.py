@@ -136,9 +136,10 @@ class Chart:
 def _percent(counts: dict[str, int], gettext: Callable[[str], str]) -> str:
     r = office.rate(counts)
     total = sum(counts.values())
-    if r is None:
-        return f"{gettext('no one asked')} · {total}"
-    return f"{round(100 * r)} % · {total}"
+    if total == 0:
+        return "0"
+    share = gettext("no one asked") if r is None else f"{round(100 * r)} %"
+    return f"{share} · {total}"
 
 
 def week_label(monday: date, lang: str, gettext: Callable[[str], str]) -> str:
