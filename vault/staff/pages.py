@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -153,8 +154,6 @@ def page(
 def _query_without_lang(request: Request) -> str:
     """The page's own query (filters) for the language links, so switching keeps them."""
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
-    from urllib.parse import urlencode
-
     return urlencode(kept)
 
 
