@@ -198,7 +198,7 @@ def test_erasure_under_a_legal_hold_is_refused_and_audited(client, session, runt
 
 
 def test_lookup_by_email_and_the_dossier(client, session, runtime, officer):
-    _, csrf = officer
+    staff, csrf = officer
     c = create_customer(session, runtime, email="erika.lookup@example.de")
     record_consent(session, runtime, c.id, "personalised_offers", channel="store")
     r = client.post(
@@ -214,6 +214,8 @@ def test_lookup_by_email_and_the_dossier(client, session, runtime, officer):
     dossier = client.get(f"/staff/office/customers/{c.id}/dossier?lang=en")
     assert dossier.status_code == 200 and "Consent dossier" in dossier.text
     assert "erika.lookup" not in dossier.text  # ids, times and hashes only
+    assert ("staff", staff.id) in _audit(session, "customer.lookup")
+    assert ("staff", staff.id) in _audit(session, "staff.customer_viewed")
 
 
 def test_rates_and_health_pages(client, session, runtime, officer):

@@ -24,6 +24,8 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
+from vault.audit import record as audit_record
+from vault.audit.actions import AuditAction
 from vault.consent import dossier as consent_dossier
 from vault.customers import service as customers_service
 from vault.db import SessionDep, utcnow
@@ -145,6 +147,17 @@ def _messages(lang: str, done: str | None, error: VaultError | None) -> dict[str
             else (_("Your request could not be carried out.") + f" ({error.code})")
         )
     return {"done": _(DONE[done]) if done in DONE else None, "refused": refused}
+
+
+def _viewed(session: Session, member: StaffMember, customer_id: UUID, what: str) -> None:
+    """A customer's page was shown to the member (it opens the customer's sealed notes)."""
+    audit_record.record(
+        session=session,
+        by=member.caller,
+        action=AuditAction.STAFF_CUSTOMER_VIEWED,
+        customer_id=customer_id,
+        details={"page": what},
+    )
 
 
 def _common(lang: str) -> dict[str, Any]:
@@ -433,7 +446,9 @@ def office_customer(
     done: Annotated[str | None, Query(max_length=32)] = None,
 ):
     """A customer's rights (status, objections, restriction, legal hold) and requests."""
-    return _customer_page(request, session, runtime, member, lang, customer_id, done=done)
+    response = _customer_page(request, session, runtime, member, lang, customer_id, done=done)
+    _viewed(session, member, customer_id, "customer")
+    return response
 
 
 @router.post(
@@ -683,7 +698,9 @@ def office_erase_confirm(
     lang: LangDep,
 ):
     """The second confirmation before an erasure: what goes, what stays."""
-    return _erase_page(request, session, runtime, member, lang, customer_id)
+    response = _erase_page(request, session, runtime, member, lang, customer_id)
+    _viewed(session, member, customer_id, "erase")
+    return response
 
 
 @router.post("/staff/office/customers/{customer_id}/erase", operation_id="staff_office_erase")
@@ -727,6 +744,7 @@ def office_dossier(
         issuer=runtime.settings.issuer,
         now=utcnow(),
     )
+    _viewed(session, member, customer_id, "dossier")
     return HTMLResponse(dossier_page.render(built, lang), headers=NO_STORE)
 
 
