@@ -46,6 +46,27 @@ def _arrange(runtime):
     return customer.id, ids
 
 
+def _shots(page, base: str, pages: dict[str, str]) -> None:
+    """Every page in ``pages``, de and en, 1280 and 390 px wide, with no sideways scrolling."""
+    from playwright.sync_api import expect
+
+    for lang in ("de", "en"):
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            for name, path in pages.items():
+                sep = "&" if "?" in path else "?"
+                page.goto(f"{base}{path}{sep}lang={lang}")
+                expect(page.locator("html")).to_have_attribute("lang", lang)
+                page.screenshot(path=SHOTS / f"office-{name}-{lang}-{width}.png", full_page=True)
+                overflow = page.evaluate(
+                    "() => [document.documentElement.scrollWidth - window.innerWidth,"
+                    " [...document.querySelectorAll('main *')].filter(e =>"
+                    " e.getBoundingClientRect().right > window.innerWidth + 1)"
+                    ".slice(0, 3).map(e => e.tagName + '#' + e.id + '.' + e.className)]"
+                )
+                assert overflow[0] <= 0, (name, lang, width, overflow)
+
+
 def test_privacy_officer_closes_an_overdue_request_in_a_real_browser(live, backend):
     from playwright.sync_api import expect, sync_playwright
 
@@ -83,6 +104,17 @@ def test_privacy_officer_closes_an_overdue_request_in_a_real_browser(live, backe
         expect(rows.nth(1)).not_to_contain_text("überfällig")
         assert _labelled_controls_problems(page) == []
 
+        # the overdue request as it shows before it is closed, de and en, desktop and phone
+        before = {
+            "home-overdue": "/staff/office",
+            "queue-overdue": "/staff/office/requests",
+            "request-overdue": f"/staff/office/requests/{ids['late']}",
+        }
+        _shots(page, server.url, before)
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(server.url + "/staff/office/requests?lang=de")
+        rows = page.locator("table.queue tbody tr")
+
         # close it
         rows.nth(0).get_by_role("link").first.click()
         expect(page.locator("dl.facts")).to_contain_text("überfällig")
@@ -108,23 +140,7 @@ def test_privacy_officer_closes_an_overdue_request_in_a_real_browser(live, backe
             "rates": "/staff/office/rates?weeks=52",
             "health": "/staff/office/health",
         }
-        for lang in ("de", "en"):
-            for width in (1280, 390):
-                page.set_viewport_size({"width": width, "height": 900})
-                for name, path in pages.items():
-                    sep = "&" if "?" in path else "?"
-                    page.goto(f"{server.url}{path}{sep}lang={lang}")
-                    expect(page.locator("html")).to_have_attribute("lang", lang)
-                    page.screenshot(
-                        path=SHOTS / f"office-{name}-{lang}-{width}.png", full_page=True
-                    )
-                    overflow = page.evaluate(
-                        "() => [document.documentElement.scrollWidth - window.innerWidth,"
-                        " [...document.querySelectorAll('main *')].filter(e =>"
-                        " e.getBoundingClientRect().right > window.innerWidth + 1)"
-                        ".slice(0, 3).map(e => e.tagName + '#' + e.id + '.' + e.className)]"
-                    )
-                    assert overflow[0] <= 0, (name, lang, width, overflow)
+        _shots(page, server.url, pages)
         # the rates page: three charts drawn from the demo ledger
         page.goto(server.url + "/staff/office/rates?weeks=52")
         charts = page.locator("svg.chart")
