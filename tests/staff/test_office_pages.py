@@ -211,6 +211,9 @@ def test_lookup_by_email_and_the_dossier(client, session, runtime, officer):
         "/staff/office/lookup", data={"csrf_token": csrf, "query": "nobody@example.de"}
     )
     assert missing.status_code == 404 and "Kein Kunde gefunden." in missing.text
+    for query in ("not an address", "00000000-0000-4000-8000-000000000000", ""):
+        r = client.post("/staff/office/lookup", data={"csrf_token": csrf, "query": query})
+        assert r.status_code == 404 and "Kein Kunde gefunden." in r.text, query
     dossier = client.get(f"/staff/office/customers/{c.id}/dossier?lang=en")
     assert dossier.status_code == 200 and "Consent dossier" in dossier.text
     assert "erika.lookup" not in dossier.text  # ids, times and hashes only

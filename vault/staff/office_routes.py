@@ -230,7 +230,7 @@ def office_lookup(
 
     error = _attempt(session, find) if text else NotFound(code="customer_not_found")
     if error is not None:
-        if error.code in ("invalid_value", "invalid_request"):
+        if error.code in ("invalid_attribute_value", "invalid_request"):
             error = NotFound(code="customer_not_found")
         return _home(request, session, member, lang, error=error)
     return RedirectResponse(f"/staff/office/customers/{found[0]}", 303, headers=NO_STORE)
