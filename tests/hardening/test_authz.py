@@ -317,9 +317,26 @@ def form(url: str | Callable[[Target], str], data: dict[str, str] | None = None)
     return build
 
 
-def staff_form(url: str, data: dict[str, str] | None = None) -> Request:
+def staff_form(
+    url: str | Callable[[Target], str],
+    data: dict[str, str] | Callable[[Target], dict[str, str]] | None = None,
+) -> Request:
     """A staff console form; the permitted caller's CSRF token is added in ``_call``."""
-    return lambda t: {"url": url, "data": dict(data or {})}
+    return lambda t: {
+        "url": url(t) if callable(url) else url,
+        "data": dict((data(t) if callable(data) else data) or {}),
+    }
+
+
+def office(suffix: str = "") -> Callable[[Target], str]:
+    return lambda t: f"/staff/office/customers/{t.customer}{suffix}"
+
+
+def office_request(suffix: str = "") -> Callable[[Target], str]:
+    return lambda t: f"/staff/office/requests/{t.dsr_request}{suffix}"
+
+
+PRIVACY_OFFICER = {"role": "privacy_officer"}
 
 
 def cust(suffix: str = "") -> Callable[[Target], str]:
@@ -505,6 +522,83 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("POST", "/staff/audit/verify"): Route(
         STAFF, 200, staff_form("/staff/audit/verify"), role="auditor"
+    ),
+    # the privacy office (every role and denial: tests/staff/test_authz_matrix.py)
+    ("GET", "/staff/office"): Route(STAFF, 200, get("/staff/office"), **PRIVACY_OFFICER),
+    ("POST", "/staff/office/lookup"): Route(
+        STAFF,
+        303,
+        staff_form("/staff/office/lookup", lambda t: {"query": str(t.customer)}),
+        **PRIVACY_OFFICER,
+    ),
+    ("GET", "/staff/office/requests"): Route(
+        STAFF, 200, get("/staff/office/requests"), **PRIVACY_OFFICER
+    ),
+    ("GET", "/staff/office/requests/{request_id}"): Route(
+        STAFF, 200, get(office_request()), **PRIVACY_OFFICER
+    ),
+    ("POST", "/staff/office/requests/{request_id}/extend"): Route(
+        STAFF,
+        303,
+        staff_form(office_request("/extend"), {"months": "1", "reason": "complexity"}),
+        **PRIVACY_OFFICER,
+    ),
+    ("POST", "/staff/office/requests/{request_id}/close"): Route(
+        STAFF,
+        303,
+        staff_form(office_request("/close"), {"status": "completed"}),
+        **PRIVACY_OFFICER,
+    ),
+    ("GET", "/staff/office/customers/{customer_id}"): Route(
+        STAFF, 200, get(office()), **PRIVACY_OFFICER
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/requests"): Route(
+        STAFF, 303, staff_form(office("/requests"), {"kind": "objection"}), **PRIVACY_OFFICER
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/restriction"): Route(
+        STAFF,
+        303,
+        staff_form(office("/restriction"), {"reason": "accuracy_contested"}),
+        **PRIVACY_OFFICER,
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/restriction/lift"): Route(
+        STAFF, 303, staff_form(office("/restriction/lift")), **PRIVACY_OFFICER
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/objection"): Route(
+        STAFF,
+        303,
+        staff_form(office("/objection"), {"scope": "direct_marketing"}),
+        **PRIVACY_OFFICER,
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/objection/withdraw"): Route(
+        STAFF,
+        303,
+        staff_form(office("/objection/withdraw"), {"scope": "direct_marketing"}),
+        **PRIVACY_OFFICER,
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/legal-hold"): Route(
+        STAFF, 303, staff_form(office("/legal-hold"), {"reason": "litigation"}), **PRIVACY_OFFICER
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/legal-hold/clear"): Route(
+        STAFF,
+        303,
+        staff_form(office("/legal-hold/clear"), {"reason": "set_in_error"}),
+        **PRIVACY_OFFICER,
+    ),
+    ("GET", "/staff/office/customers/{customer_id}/erase"): Route(
+        STAFF, 200, get(office("/erase")), **PRIVACY_OFFICER
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/erase"): Route(
+        STAFF, 303, staff_form(office("/erase"), {"confirm": "yes"}), **PRIVACY_OFFICER
+    ),
+    ("GET", "/staff/office/customers/{customer_id}/dossier"): Route(
+        STAFF, 200, get(office("/dossier")), **PRIVACY_OFFICER
+    ),
+    ("GET", "/staff/office/rates"): Route(
+        STAFF, 200, get("/staff/office/rates"), **PRIVACY_OFFICER
+    ),
+    ("GET", "/staff/office/health"): Route(
+        STAFF, 200, get("/staff/office/health"), **PRIVACY_OFFICER
     ),
     # data-subject rights
     ("GET", "/v1/customers/{customer_id}/export"): Route(DSR, 200, get(cust("/export"))),
@@ -726,7 +820,10 @@ def _check(response, want: Expect, where: str) -> None:
     if want.challenge:
         assert want.challenge in response.headers.get("www-authenticate", ""), where
     if want.status == 303 and response.request.url.path.startswith("/staff"):
-        assert response.headers["location"] == "/staff", where
+        if response.request.method == "GET":  # to the sign-in form
+            assert response.headers["location"] == "/staff", where
+        else:  # a form done: back to a staff page
+            assert response.headers["location"].startswith("/staff"), where
     for header in SECURITY_HEADERS:
         assert header in response.headers, f"{where}: no {header}"
 

@@ -39,6 +39,8 @@ from tests.staff.helpers import Staff, make_staff, session_cookie
 from vault.app import create_app
 from vault.config import Settings
 from vault.db import reader, utcnow
+from vault.dsr import requests as dsr_requests
+from vault.provenance import Caller
 from vault.runtime import Runtime
 from vault.staff import accounts, sessions
 from vault.staff.accounts import ROLES, Role
@@ -77,8 +79,14 @@ def get(url: str | Callable[[Target], str], **kw: Any) -> Request:
     return lambda t: {"url": url(t) if callable(url) else url, **kw}
 
 
-def post(url: str | Callable[[Target], str], data: dict[str, str] | None = None) -> Request:
-    return lambda t: {"url": url(t) if callable(url) else url, "data": dict(data or {})}
+def post(
+    url: str | Callable[[Target], str],
+    data: dict[str, str] | Callable[[Target], dict[str, str]] | None = None,
+) -> Request:
+    return lambda t: {
+        "url": url(t) if callable(url) else url,
+        "data": dict((data(t) if callable(data) else data) or {}),
+    }
 
 
 STAFF_ROUTES: dict[tuple[str, str], StaffRoute] = {
@@ -90,7 +98,112 @@ STAFF_ROUTES: dict[tuple[str, str], StaffRoute] = {
         AUDITOR, 200, get("/staff/audit/export.ndjson")
     ),
     ("POST", "/staff/audit/verify"): StaffRoute(AUDITOR, 200, post("/staff/audit/verify")),
+    # the privacy office
+    ("GET", "/staff/office"): StaffRoute(PRIVACY, 200, get("/staff/office")),
+    ("POST", "/staff/office/lookup"): StaffRoute(
+        PRIVACY, 303, post("/staff/office/lookup", lambda t: {"query": str(t.customer)})
+    ),
+    ("GET", "/staff/office/requests"): StaffRoute(PRIVACY, 200, get("/staff/office/requests")),
+    ("GET", "/staff/office/requests/{request_id}"): StaffRoute(
+        PRIVACY, 200, get(lambda t: f"/staff/office/requests/{_office_request(t)}")
+    ),
+    ("POST", "/staff/office/requests/{request_id}/extend"): StaffRoute(
+        PRIVACY,
+        303,
+        post(
+            lambda t: f"/staff/office/requests/{_office_request(t)}/extend",
+            {"months": "1", "reason": "complexity"},
+        ),
+    ),
+    ("POST", "/staff/office/requests/{request_id}/close"): StaffRoute(
+        PRIVACY,
+        303,
+        post(
+            lambda t: f"/staff/office/requests/{_office_request(t)}/close",
+            {"status": "completed", "reason": "fulfilled"},
+        ),
+    ),
+    ("GET", "/staff/office/customers/{customer_id}"): StaffRoute(
+        PRIVACY, 200, get(lambda t: f"/staff/office/customers/{t.customer}")
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/requests"): StaffRoute(
+        PRIVACY,
+        303,
+        post(lambda t: f"/staff/office/customers/{t.customer}/requests", {"kind": "access"}),
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/restriction"): StaffRoute(
+        PRIVACY,
+        303,
+        post(
+            lambda t: f"/staff/office/customers/{t.customer}/restriction",
+            {"reason": "accuracy_contested"},
+        ),
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/restriction/lift"): StaffRoute(
+        PRIVACY, 303, post(lambda t: f"/staff/office/customers/{t.customer}/restriction/lift")
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/objection"): StaffRoute(
+        PRIVACY,
+        303,
+        post(
+            lambda t: f"/staff/office/customers/{t.customer}/objection",
+            {"scope": "direct_marketing"},
+        ),
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/objection/withdraw"): StaffRoute(
+        PRIVACY,
+        303,
+        post(
+            lambda t: f"/staff/office/customers/{t.customer}/objection/withdraw",
+            {"scope": "direct_marketing"},
+        ),
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/legal-hold"): StaffRoute(
+        PRIVACY,
+        303,
+        post(
+            lambda t: f"/staff/office/customers/{t.customer}/legal-hold",
+            {"reason": "tax_retention"},
+        ),
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/legal-hold/clear"): StaffRoute(
+        PRIVACY,
+        303,
+        post(
+            lambda t: f"/staff/office/customers/{t.customer}/legal-hold/clear",
+            {"reason": "set_in_error"},
+        ),
+    ),
+    ("GET", "/staff/office/customers/{customer_id}/erase"): StaffRoute(
+        PRIVACY, 200, get(lambda t: f"/staff/office/customers/{t.customer}/erase")
+    ),
+    ("POST", "/staff/office/customers/{customer_id}/erase"): StaffRoute(
+        PRIVACY,
+        303,
+        post(lambda t: f"/staff/office/customers/{t.customer}/erase", {"confirm": "yes"}),
+    ),
+    ("GET", "/staff/office/customers/{customer_id}/dossier"): StaffRoute(
+        PRIVACY, 200, get(lambda t: f"/staff/office/customers/{t.customer}/dossier")
+    ),
+    ("GET", "/staff/office/rates"): StaffRoute(PRIVACY, 200, get("/staff/office/rates")),
+    ("GET", "/staff/office/health"): StaffRoute(PRIVACY, 200, get("/staff/office/health")),
 }
+
+
+_OFFICE_REQUESTS: dict[uuid.UUID, uuid.UUID] = {}
+
+
+def _office_request(t: Target) -> uuid.UUID:
+    """An open request of the target's customer, made once per target (so the denied calls,
+    which build the same request, find it unchanged)."""
+    if t.customer not in _OFFICE_REQUESTS:
+        with Session(reader(t.runtime.engine), expire_on_commit=False) as s:
+            row = dsr_requests.create_request(
+                session=s, customer_id=t.customer, kind="access", by=Caller("client:test")
+            )
+            s.commit()
+        _OFFICE_REQUESTS[t.customer] = row.id
+    return _OFFICE_REQUESTS[t.customer]
 
 
 # --- the world ----------------------------------------------------------------------------------
@@ -140,7 +253,9 @@ def target(world: World) -> Target:
         json={"attributes": {"email": factories.unique_email("staff"), "first_name": "Greta"}},
     )
     assert r.status_code == 201, r.text
-    return Target(rt, world.client, uuid.UUID(r.json()["id"]))
+    t = Target(rt, world.client, uuid.UUID(r.json()["id"]))
+    _office_request(t)  # the open request the privacy office's routes act on
+    return t
 
 
 def _aged(world: World, staff: Staff, *, idle: bool) -> str:

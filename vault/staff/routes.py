@@ -22,6 +22,7 @@ from vault.staff import accounts, sessions
 from vault.staff.audit_pages import router as audit_router
 from vault.staff.errors import StaffSessionRequired
 from vault.staff.i18n import gettext
+from vault.staff.office_routes import router as office_router
 from vault.staff.pages import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -38,7 +39,7 @@ router = APIRouter(route_class=StaffPageRoute, include_in_schema=False)
 
 # The role areas: each brings an APIRouter(route_class=StaffPageRoute, include_in_schema=False)
 # whose routes take their member from pages.require_role(...). Add yours here.
-AREA_ROUTERS: list[APIRouter] = [audit_router]
+AREA_ROUTERS: list[APIRouter] = [audit_router, office_router]
 
 
 def _login_form(
