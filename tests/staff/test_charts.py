@@ -143,3 +143,19 @@ def test_the_rate_is_yes_over_yes_and_no():
         office.rate({"granted": 3, "pending_confirmation": 1, "refused": 4, "withdrawn": 9}) == 0.5
     )
     assert office.rate({"withdrawn": 2}) is None
+
+
+def test_long_legend_names_take_a_column_of_their_own():
+    """A German name such as "erteilt, Bestätigung ausstehend" does not fit half the chart: the
+    legend then stacks, so no name runs into its neighbour or off the edge (seen in Chromium)."""
+
+    def legend_xs(series):
+        svg = charts.stacked_bars(
+            chart_id="c", title="t", desc="d", series=series, bars=[], empty="nothing"
+        )
+        legend = re.search(r'<g class="legend">(.*?)</g>', str(svg)).group(1)
+        return {float(x) for x in re.findall(r'<text x="([\d.]+)"', legend)}
+
+    assert len(legend_xs(SERIES)) == 2
+    long = [*SERIES, charts.Series("pending", "erteilt, Bestätigung ausstehend")]
+    assert legend_xs(long) == {19.0}

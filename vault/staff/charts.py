@@ -100,7 +100,10 @@ def stacked_bars(
     single count says ``empty`` in text instead of drawing zero-length bars."""
     styles = {s.key: STYLES[i % len(STYLES)] for i, s in enumerate(series)}
     pid = {s.key: f"{chart_id}-p{i}" for i, s in enumerate(series)}
-    top = LEGEND_ROW * ((len(series) + 1) // LEGEND_COLUMNS) + 6
+    # two legend columns when every name fits half the width (about 0.6 em per letter), else one
+    longest = max((len(s.label) for s in series), default=0)
+    columns = LEGEND_COLUMNS if 19 + longest * FONT * 0.6 <= WIDTH // LEGEND_COLUMNS else 1
+    top = LEGEND_ROW * -(-len(series) // columns) + 6
     row = LABEL_HEIGHT + BAR_HEIGHT + ROW_GAP
     height = top + max(1, len(bars)) * row + 4
     biggest = max((b.total for b in bars), default=0)
@@ -115,11 +118,11 @@ def stacked_bars(
         *(_pattern(pid[s.key], *styles[s.key]) for s in series),
         "</defs>",
     ]
-    # legend: two per row, swatch (colour and pattern) and name
+    # legend: swatch (colour and pattern) and name
     out.append('<g class="legend">')
     for i, s in enumerate(series):
-        x = (i % LEGEND_COLUMNS) * (WIDTH // LEGEND_COLUMNS)
-        y = (i // LEGEND_COLUMNS) * LEGEND_ROW
+        x = (i % columns) * (WIDTH // columns)
+        y = (i // columns) * LEGEND_ROW
         out.append(
             f'<rect x="{x}" y="{y + 3}" width="14" height="14" fill="url(#{pid[s.key]})" '
             f'stroke="#222222" stroke-width="0.6"/>'
