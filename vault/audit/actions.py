@@ -54,6 +54,8 @@ class AuditAction(StrEnum):
     SELFSERVICE_LOGIN = "selfservice.login"
     SELFSERVICE_LOGOUT = "selfservice.logout"
     SELFSERVICE_DATA_VIEWED = "selfservice.data_viewed"
+    # the staff console's counter (store, call centre); its other actions: see vault.staff
+    STAFF_CUSTOMER_VIEWED = "staff.customer_viewed"
     # webhooks
     WEBHOOK_CREATED = "webhook.created"
     WEBHOOK_DISABLED = "webhook.disabled"
