@@ -398,3 +398,37 @@ def test_start_a_request(runtime, session):
     assert len(_audit(session, "dsr.request_received")) == 1
     with pytest.raises(counter.InvalidRequest), transaction(runtime.engine) as s:
         counter.start_request(session=s, counter=STORE, customer_id=c.id, kind="everything")
+
+
+# --- item 5: "who used my data" -------------------------------------------------------------
+
+
+def test_who_used_my_data_shows_staff_use_in_plain_words(runtime, session):
+    from vault.selfservice import views
+
+    c = _customer(session, runtime, phone="+49 221 5550777")
+    with transaction(runtime.engine) as s:
+        counter.find_customer(
+            session=s,
+            envelope=runtime.envelope,
+            policy=runtime.policy,
+            counter=STORE,
+            by="phone",
+            value="+49 221 5550777",
+        )
+    _card(runtime, STORE, c.id)
+    _card(runtime, PHONE, c.id)
+    session.rollback()
+    de = views.activity(session=session, policy=runtime.policy, customer_id=c.id, lang="de")
+    en = views.activity(session=session, policy=runtime.policy, customer_id=c.id, lang="en")
+    # newest first: the call centre's two reads, the store's read, the store's search
+    assert [u.app for u in de] == [
+        "Kundenservice am Telefon",
+        "Kundenservice am Telefon",
+        "Kundenservice, Filiale Köln-Ehrenfeld",
+        "Kundenservice, Filiale Köln-Ehrenfeld",
+    ]
+    assert en[2].app == "customer service, store Köln-Ehrenfeld"
+    assert en[2].purpose == "Loyalty card" and "Loyalty card number" in en[2].attributes
+    assert de[3].purpose == "hat Ihr Kundenkonto gesucht" and de[3].attributes == ["Telefonnummer"]
+    assert "Geburtsdatum" not in {a for u in de for a in u.attributes}
