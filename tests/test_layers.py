@@ -24,6 +24,7 @@ DOMAINS = (
     "events",
     "selfservice",
     "mail",
+    "staff",
 )
 # Shared modules and packages: every domain may use them, they use no domain.
 SHARED = (
@@ -57,8 +58,10 @@ PUBLIC = {
     "audit": {"record", "actions", "query", "verify", "schemas", "errors"},
     "dsr": {"requests", "rights", "erasure", "export", "schemas", "errors"},
     "events": {"outbox", "schemas", "errors"},
-    "selfservice": {"sessions", "schemas", "errors", "dossier"},
+    # i18n: language negotiation and formatting, shared with the staff console's pages
+    "selfservice": {"sessions", "schemas", "errors", "dossier", "i18n"},
     "mail": {"outbox", "delivery", "receipts"},
+    "staff": {"accounts", "errors"},
 }
 # Composition modules that assemble domains (and may import any of their modules).
 ASSEMBLY = {"app", "backup", "cli", "ops", "demo", "openapi", "__init__"}

@@ -34,6 +34,8 @@ from vault.selfservice.i18n import STATIC_DIR
 from vault.selfservice.routes import api_router as selfservice_api_router
 from vault.selfservice.routes import router as selfservice_router
 from vault.selfservice.unsubscribe import router as unsubscribe_router
+from vault.staff.i18n import STATIC_DIR as STAFF_STATIC_DIR
+from vault.staff.routes import router as staff_router
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -73,6 +75,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(document_edge_errors(confirmation_router))
     app.mount("/me/static", StaticFiles(directory=STATIC_DIR), name="selfservice-static")
     app.include_router(document_edge_errors(dsr_router))
+    app.include_router(document_edge_errors(staff_router))
+    app.mount("/staff/static", StaticFiles(directory=STAFF_STATIC_DIR), name="staff-static")
 
     app.include_router(document_edge_errors(ops_router))
     apidocs.install(app)

@@ -20,6 +20,7 @@ from vault.events.cli import app as webhooks_app
 from vault.events.cli import worker
 from vault.mail.cli import app as mail_app
 from vault.policy.cli import app as policies_app
+from vault.staff.cli import app as staff_app
 
 # No rich tracebacks with local variables: they would print secrets and plaintext.
 app = typer.Typer(
@@ -41,6 +42,7 @@ app.command("worker")(worker)
 app.add_typer(mail_app, name="mail")
 app.add_typer(dsr_app, name="dsr")
 app.add_typer(retention_app, name="retention")
+app.add_typer(staff_app, name="staff")
 app.command("import")(import_file)
 erasure_app = typer.Typer(help="Erasure certificates.", no_args_is_help=True)
 app.add_typer(erasure_app, name="erasure")

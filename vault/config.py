@@ -193,6 +193,18 @@ class Settings(BaseSettings):
     selfservice_session_max_seconds: int = Field(
         43200, ge=300, description="a self-service session ends this long after it started"
     )
+    staff_idle_seconds: int = Field(
+        900, ge=60, description="a staff console session ends after this long without a request"
+    )
+    staff_session_max_seconds: int = Field(
+        36000, ge=300, description="a staff console session ends this long after sign-in"
+    )
+    staff_lockout_failures: int = Field(
+        5, ge=1, le=100, description="failed staff sign-ins in a row that lock the account"
+    )
+    staff_lockout_seconds: int = Field(
+        900, ge=60, description="how long a staff account stays locked after those failures"
+    )
 
     forwarded_allow_ips: str = Field(
         "",
@@ -279,6 +291,13 @@ class Settings(BaseSettings):
     rate_limit_link_request_ip: str = Field(
         "10/hour", description="'send me a link' requests on /me per client address"
     )
+    rate_limit_staff_login_ip: str = Field(
+        "20/10 minutes", description="failed staff sign-ins at /staff per client address"
+    )
+    rate_limit_staff_login_name: str = Field(
+        "10/10 minutes",
+        description="failed staff sign-ins at /staff per account name tried (known or not)",
+    )
 
     @field_validator(
         "rate_limit_token_client",
@@ -288,6 +307,8 @@ class Settings(BaseSettings):
         "rate_limit_login_failures_ip",
         "rate_limit_link_request_address",
         "rate_limit_link_request_ip",
+        "rate_limit_staff_login_ip",
+        "rate_limit_staff_login_name",
     )
     @classmethod
     def _rate_limit_notation(cls, value: str) -> str:

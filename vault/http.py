@@ -74,7 +74,7 @@ def security_headers(csp: bytes | None = None) -> list[tuple[bytes, bytes]]:
 NO_STORE_HEADER = (b"cache-control", b"no-store")
 # The same for the routes that answer personal data themselves, with HTTP/1.0's Pragma too.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-CACHEABLE_PREFIXES = ("/me/static/", "/docs/static/")
+CACHEABLE_PREFIXES = ("/me/static/", "/staff/static/", "/docs/static/")
 
 
 # Request headers, all together: what a client may send before anything is read. Counted as on

@@ -1,6 +1,6 @@
 """Rate limits of the doors that can be guessed at or abused, built on the ``limits`` package.
 
-Seven rules, each a ``limits`` string from the settings (``VAULT_RATE_LIMIT_*``):
+Nine rules, each a ``limits`` string from the settings (``VAULT_RATE_LIMIT_*``):
 
 - ``token_client``: failed token requests per client id (known and unknown ids alike);
 - ``token_ip``: token requests per client address;
@@ -8,7 +8,9 @@ Seven rules, each a ``limits`` string from the settings (``VAULT_RATE_LIMIT_*``)
 - ``link_customer``: magic links issued per customer (mail bombing, link flooding);
 - ``login_failures_ip``: failed magic-link redemptions per client address (token guessing);
 - ``link_request_address``: "send me a link" requests on /me per e-mail address asked for;
-- ``link_request_ip``: "send me a link" requests on /me per client address (address probing).
+- ``link_request_ip``: "send me a link" requests on /me per client address (address probing);
+- ``staff_login_ip``: failed staff sign-ins at /staff per client address (password guessing);
+- ``staff_login_name``: failed staff sign-ins per account name tried, known or not.
 
 Every rule is decided before the expensive or revealing work (Argon2, the database), so a
 throttled request costs a dictionary look-up and tells nothing about whether a client id or a
@@ -62,6 +64,8 @@ RULES = (
     "login_failures_ip",
     "link_request_address",
     "link_request_ip",
+    "staff_login_ip",
+    "staff_login_name",
 )
 # how long an address that succeeded for an identifier is remembered (see remember())
 REMEMBER = parse("1/day")

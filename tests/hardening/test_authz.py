@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from tests import factories
+from tests.staff import helpers as staff_helpers
 from vault.app import create_app
 from vault.auth.scopes import Scope
 from vault.auth.service import ACCESS_TOKEN_TYP
@@ -38,12 +39,16 @@ from vault.provenance import Caller
 from vault.runtime import Runtime
 from vault.selfservice import sessions as selfservice_sessions
 from vault.selfservice.pages import SESSION_COOKIE
+from vault.staff.pages import SESSION_COOKIE as STAFF_SESSION_COOKIE
+from vault.staff.sessions import csrf_token as staff_csrf
 
 PUBLIC = "public"  # anybody, no credentials
 SELF = "self"  # a self-service session cookie (the customer is the session's own)
 LINK = "link"  # the magic link in the path is the credential
 UNSUB = "unsubscribe"  # the one-click unsubscribe token in the path is the credential
 CONFIRM_LINK = "confirm_link"  # a double opt-in confirmation link: its token is the capability
+STAFF = "staff"  # a staff console session of ``Route.role`` (any role when empty)
+STAFF_LOGIN = "staff_login"  # name, password and TOTP code on the staff sign-in form
 
 # A realistic read-only auditor, and a data client registered for a purpose the table's
 # requests never use.
@@ -279,6 +284,9 @@ class Route:
     # the object belongs to this caller: any other caller with the scope gets 404 ``not_found``
     owner: str | None = None
     not_found: str = ""
+    # STAFF routes: the role whose session makes the permitted call ("": any role; every role
+    # and the other denials are in tests/staff/test_authz_matrix.py)
+    role: str = ""
 
 
 def scopes(*names: Scope) -> frozenset[str]:
@@ -307,6 +315,11 @@ def form(url: str | Callable[[Target], str], data: dict[str, str] | None = None)
         }
 
     return build
+
+
+def staff_form(url: str, data: dict[str, str] | None = None) -> Request:
+    """A staff console form; the permitted caller's CSRF token is added in ``_call``."""
+    return lambda t: {"url": url, "data": dict(data or {})}
 
 
 def cust(suffix: str = "") -> Callable[[Target], str]:
@@ -478,6 +491,21 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/me/erase"): Route(SELF, 200, get("/me/erase")),
     ("POST", "/me/erase"): Route(SELF, 200, form("/me/erase", {"confirm": "yes"})),
     ("POST", "/me/logout"): Route(SELF, 200, form("/me/logout")),
+    # the staff console: without a staff session a GET goes to the sign-in form, a POST is 403
+    ("GET", "/staff"): Route(PUBLIC, 200, get("/staff")),
+    ("GET", "/staff/static"): Route(PUBLIC, 200, get("/staff/static/staff.css")),
+    ("POST", "/staff/login"): Route(STAFF_LOGIN, 303, staff_form("/staff/login")),
+    ("POST", "/staff/logout"): Route(STAFF, 200, staff_form("/staff/logout")),
+    ("GET", "/staff/audit"): Route(STAFF, 200, get("/staff/audit"), role="auditor"),
+    ("GET", "/staff/audit/export.csv"): Route(
+        STAFF, 200, get("/staff/audit/export.csv"), role="auditor"
+    ),
+    ("GET", "/staff/audit/export.ndjson"): Route(
+        STAFF, 200, get("/staff/audit/export.ndjson"), role="auditor"
+    ),
+    ("POST", "/staff/audit/verify"): Route(
+        STAFF, 200, staff_form("/staff/audit/verify"), role="auditor"
+    ),
     # data-subject rights
     ("GET", "/v1/customers/{customer_id}/export"): Route(DSR, 200, get(cust("/export"))),
     ("DELETE", "/v1/customers/{customer_id}"): Route(DSR, 204, send(cust())),
@@ -551,6 +579,10 @@ def caller_scopes(caller: str) -> frozenset[str]:
 def expected(route: Route, caller: str, method: str = "GET") -> Expect:
     if route.who in (PUBLIC, LINK, UNSUB, CONFIRM_LINK):
         return Expect(route.ok)
+    if route.who == STAFF:  # no caller here holds a staff session
+        return Expect(303) if method == "GET" else Expect(403)
+    if route.who == STAFF_LOGIN:  # nor the sign-in form's cookie, nor staff credentials
+        return Expect(403)
     if route.who == SELF:
         # Only a session cookie opens /me, and the pages act for the session's own customer
         # (checked in the test: nothing of customer A shows). A form posted with customer B's
@@ -636,6 +668,8 @@ def _fingerprint(world: World) -> dict[str, list[str]]:
         "close_reason, close_note FROM dsr_request",
         "selfservice_link": "SELECT * FROM selfservice_link",
         "selfservice_session": "SELECT id_hash, customer_id, expires_at FROM selfservice_session",
+        "staff_account": "SELECT id, disabled_at, failed_logins, locked_until FROM staff_account",
+        "staff_session": "SELECT id_hash, staff_id FROM staff_session",
     }
     with world.runtime.engine.connect() as conn:
         return {
@@ -654,6 +688,8 @@ def _call(world: World, method: str, route: Route, caller: str, target: Target):
         kwargs["data"] = {"grant_type": "client_credentials", **world.credentials}
     headers = dict(kwargs.pop("headers", {}))
     cookies = {}
+    if caller == "staff_session":
+        return _call_as_staff(world, method, route, url, kwargs)
     if caller == "selfservice_other":
         cookies[SESSION_COOKIE] = target.other_cookie
     elif caller == "own_session":
@@ -666,6 +702,20 @@ def _call(world: World, method: str, route: Route, caller: str, target: Target):
     return world.client.request(method, url, headers=headers, follow_redirects=False, **kwargs)
 
 
+def _call_as_staff(world: World, method: str, route: Route, url: str, kwargs: dict[str, Any]):
+    """The permitted call of a staff route: a fresh account of the route's role, signed in
+    through the form (STAFF_LOGIN) or holding a session made by the service (STAFF)."""
+    staff = staff_helpers.make_staff(world.runtime, route.role or "auditor")
+    with TestClient(world.client.app, raise_server_exceptions=False) as browser:
+        if route.who == STAFF_LOGIN:
+            return staff_helpers.sign_in(browser, staff)
+        cookie = staff_helpers.session_cookie(world.runtime, staff)
+        browser.cookies.set(STAFF_SESSION_COOKIE, cookie)
+        if method != "GET":
+            kwargs["data"] = {**kwargs.get("data", {}), "csrf_token": staff_csrf(cookie)}
+        return browser.request(method, url, follow_redirects=False, **kwargs)
+
+
 def _check(response, want: Expect, where: str) -> None:
     assert response.status_code == want.status, (
         f"{where}: {response.status_code} {response.text[:300]}"
@@ -675,6 +725,8 @@ def _check(response, want: Expect, where: str) -> None:
         assert response.json()["error"] == want.error, where
     if want.challenge:
         assert want.challenge in response.headers.get("www-authenticate", ""), where
+    if want.status == 303 and response.request.url.path.startswith("/staff"):
+        assert response.headers["location"] == "/staff", where
     for header in SECURITY_HEADERS:
         assert header in response.headers, f"{where}: no {header}"
 
@@ -701,6 +753,8 @@ def test_route_answers_each_caller_as_the_table_says(world: World, target: Targe
             _check(r, Expect(route.ok), f"{method} {path} as customer B")
             assert "ZielkundinAnna" not in r.text and str(target.customer) not in r.text
         permitted = ["own_session"]
+    if route.who in (STAFF, STAFF_LOGIN):
+        permitted = ["staff_session"]
     assert permitted, "no caller may use this route"
     for caller in permitted:
         r = _call(world, method, route, caller, target)
@@ -713,9 +767,16 @@ def doc_rows() -> list[str]:
     names[LINK] = "the magic link itself"
     names[UNSUB] = "the unsubscribe link itself (no cookie, no token)"
     names[CONFIRM_LINK] = "the confirmation link itself"
+    names[STAFF_LOGIN] = "name, password and TOTP code on the staff sign-in form"
     rows = []
     for (method, path), route in sorted(ROUTES.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        if isinstance(route.who, str):
+        if route.who == STAFF:
+            who = (
+                f"a staff console session, role `{route.role}`"
+                if route.role
+                else ("a staff console session (any role)")
+            )
+        elif isinstance(route.who, str):
             who = names[route.who]
         else:
             who = " or ".join(sorted(f"`{s}`" for s in route.who))

@@ -54,7 +54,14 @@ class AuditAction(StrEnum):
     SELFSERVICE_LOGIN = "selfservice.login"
     SELFSERVICE_LOGOUT = "selfservice.logout"
     SELFSERVICE_DATA_VIEWED = "selfservice.data_viewed"
-    # the staff console's counter (store, call centre); its other actions: see vault.staff
+    # the staff console
+    STAFF_CREATED = "staff.created"
+    STAFF_DISABLED = "staff.disabled"
+    STAFF_RESET = "staff.reset"
+    STAFF_LOGIN = "staff.login"
+    STAFF_LOGIN_FAILED = "staff.login_failed"
+    STAFF_LOGOUT = "staff.logout"
+    # the staff console's counter (store, call centre)
     STAFF_CUSTOMER_VIEWED = "staff.customer_viewed"
     # webhooks
     WEBHOOK_CREATED = "webhook.created"

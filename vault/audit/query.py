@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import csv
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -227,3 +229,56 @@ def last_releases(session: Session, customer_id: UUID, actions: Iterable[str]) -
         ).where(AuditEvent.customer_id == customer_id, AuditEvent.id.in_(newest))
     ).all()
     return {r.purpose: r for r in rows}
+
+
+# --- exports ----------------------------------------------------------------------------------
+
+NDJSON = "application/x-ndjson"
+CSV = "text/csv"
+CSV_COLUMNS = [
+    "seq",
+    "occurred_at",
+    "actor",
+    "action",
+    "outcome",
+    "customer_id",
+    "purpose",
+    "attributes",
+    "reason",
+    "request_id",
+    "details",
+]
+
+
+def ndjson_lines(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    """The events as NDJSON lines (the API's and the staff console's export)."""
+    for e in events:
+        yield orjson.dumps(e) + b"\n"
+
+
+def csv_chunks(events: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """The events as CSV, header first, in chunks of 500 rows."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    for n, e in enumerate(events, 1):
+        writer.writerow(
+            [
+                "" if e["seq"] is None else e["seq"],
+                e["occurred_at"].isoformat(),
+                e["actor"],
+                e["action"],
+                e["outcome"],
+                e["customer_id"] or "",
+                e["purpose"] or "",
+                " ".join(e["attributes"]),
+                e["reason"] or "",
+                e["request_id"] or "",
+                orjson.dumps(e["details"]).decode() if e["details"] else "",
+            ]
+        )
+        if n % 500 == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()

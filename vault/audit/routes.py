@@ -1,18 +1,23 @@
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from typing import Annotated, Any
 from uuid import UUID
 
-import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from vault.audit.actions import AuditAction
 from vault.audit.errors import InvalidCursor
-from vault.audit.query import PAGE_MAX, EventFilter, iter_events, list_events
+from vault.audit.query import (
+    CSV,
+    NDJSON,
+    PAGE_MAX,
+    EventFilter,
+    csv_chunks,
+    iter_events,
+    list_events,
+    ndjson_lines,
+)
 from vault.audit.record import record
 from vault.audit.schemas import AuditEventPage, VerifyResult
 from vault.audit.seal import seal_pending
@@ -25,22 +30,6 @@ from vault.runtime import RuntimeDep
 
 router = APIRouter(tags=["audit"])
 
-NDJSON = "application/x-ndjson"
-CSV = "text/csv"
-CSV_COLUMNS = [
-    "seq",
-    "occurred_at",
-    "actor",
-    "action",
-    "outcome",
-    "customer_id",
-    "purpose",
-    "attributes",
-    "reason",
-    "request_id",
-    "details",
-]
-
 _EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
     **responses(InvalidCursor),
     200: {
@@ -49,38 +38,6 @@ _EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {NDJSON: {"schema": {"type": "string"}}, CSV: {"schema": {"type": "string"}}},
     },
 }
-
-
-def _ndjson(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    for e in events:
-        yield orjson.dumps(e) + b"\n"
-
-
-def _csv(events: Iterator[dict[str, Any]]) -> Iterator[str]:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(CSV_COLUMNS)
-    for n, e in enumerate(events, 1):
-        writer.writerow(
-            [
-                "" if e["seq"] is None else e["seq"],
-                e["occurred_at"].isoformat(),
-                e["actor"],
-                e["action"],
-                e["outcome"],
-                e["customer_id"] or "",
-                e["purpose"] or "",
-                " ".join(e["attributes"]),
-                e["reason"] or "",
-                e["request_id"] or "",
-                orjson.dumps(e["details"]).decode() if e["details"] else "",
-            ]
-        )
-        if n % 500 == 0:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue()
 
 
 @router.get(
@@ -147,9 +104,9 @@ def list_audit_events(
     # through short read transactions of its own.
     events = iter_events(engine=runtime.engine, filters=filters)
     if media == NDJSON:
-        return StreamingResponse(_ndjson(events), media_type=NDJSON)
+        return StreamingResponse(ndjson_lines(events), media_type=NDJSON)
     return StreamingResponse(
-        _csv(events),
+        csv_chunks(events),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": 'attachment; filename="audit-events.csv"'},
     )

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, text
 from vault.audit import chain
 from vault.audit.actions import AuditAction
 from vault.audit.schemas import VerifyResult
+from vault.audit.seal import seal_pending
 from vault.crypto import KeyMaterial
 from vault.db import reader
 
@@ -188,3 +189,11 @@ def verify_engine(*, engine: Engine, keys: KeyMaterial) -> VerifyResult:
         conn_engine = reader(engine)
     with conn_engine.connect() as conn, conn.begin():
         return verify(connection=conn, keys=keys)
+
+
+def seal_and_verify(*, engine: Engine, keys: KeyMaterial) -> VerifyResult:
+    """Chain what is pending (with a checkpoint), then :func:`verify_engine`: the auditor's
+    "verify" (the API's and the staff console's). Call it holding no transaction: on SQLite
+    sealing needs the write lock."""
+    seal_pending(engine=engine, keys=keys, checkpoint=True)
+    return verify_engine(engine=engine, keys=keys)
