@@ -44,15 +44,13 @@ from vault.auth.service import Principal
 from vault.config import Settings
 from vault.consent import reads as consent_reads
 from vault.consent import service as consent_service
-from vault.consent.models import ConsentStatus
 from vault.crypto.envelope import Envelope
 from vault.crypto.signing import Signer
 from vault.customers import service as customers_service
-from vault.customers.models import Customer, CustomerStatus
 from vault.db import utcnow
 from vault.dsr import requests as dsr_requests
-from vault.dsr.models import DataSubjectRequest, RequestKind
-from vault.errors import Conflict, CustomerNotFound, InvalidRequest, VaultError
+from vault.dsr.schemas import RequestKind
+from vault.errors import Conflict, CustomerErased, CustomerNotFound, InvalidRequest, VaultError
 from vault.policy import Policy
 from vault.policy.models import COUNTER_ROLES, Script
 from vault.policy.values import normalise
@@ -61,7 +59,8 @@ from vault.selfservice import links
 
 # what a counter may search by: exactly the searchable attributes staff ask a customer for
 SEARCH_BY = ("email", "phone", "loyalty_number")
-STATEMENTS = (ConsentStatus.GRANTED, ConsentStatus.WITHDRAWN, ConsentStatus.REFUSED)
+STATEMENTS = tuple(sorted(consent_service.WRITABLE_STATUSES))  # granted, refused, withdrawn
+GRANTED = "granted"
 METHOD = {"store": "in_person", "call_center": "phone"}
 HISTORY_LIMIT = 200
 STAFF = "staff"
@@ -213,8 +212,9 @@ def find_customer(
             session=session, envelope=envelope, attribute=by, value=normalised
         )
     if customer_id is not None:
-        customer = session.get(Customer, customer_id)
-        if customer is None or customer.status == CustomerStatus.ERASED:
+        try:
+            customers_service.get_customer(session, customer_id)
+        except (CustomerNotFound, CustomerErased):
             customer_id = None
     audit_record.record(
         session=session,
@@ -414,7 +414,7 @@ def record_statement(
         raise InvalidStatement()
     consent_service.consent_purpose(policy, purpose)
     script = check_script(policy, counter, purpose, script_id, script_version)
-    if status == ConsentStatus.GRANTED and script is None:
+    if status == GRANTED and script is None:
         raise ScriptRequired()
     evidence: Mapping[str, Any] = {
         "staff_id": counter.staff_id,
@@ -475,7 +475,7 @@ def start_request(
     customer_id: UUID,
     kind: str,
     now: datetime | None = None,
-) -> DataSubjectRequest:
+) -> Any:
     """Record a data-subject request the customer makes at the counter (due in one month;
     the privacy office takes it from there)."""
     if kind not in RequestKind.__members__.values():

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
 from vault.db import SessionDep
-from vault.dsr.models import RequestKind
+from vault.dsr.schemas import RequestKind
 from vault.errors import CustomerNotFound
 from vault.http import NO_STORE
 from vault.runtime import RuntimeDep
