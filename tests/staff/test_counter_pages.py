@@ -163,3 +163,25 @@ def test_me_activity_names_the_store(client, runtime, session):
     en = client.get("/me/activity?lang=en")
     assert "customer service, store Köln-Ehrenfeld" in en.text
     assert "found your customer account" in en.text
+
+
+def test_too_many_links_for_one_customer_is_a_page_not_a_crash(client, runtime, session):
+    from vault.audit.models import AuditEvent
+
+    customer = _customer(session, runtime)
+    csrf = signed_in(client, make_staff(runtime, "call_center"))
+    limit = int(runtime.settings.rate_limit_link_customer.split("/")[0])
+    for _ in range(limit):
+        r = client.post(f"/staff/customers/{customer.id}/link", data={"csrf_token": csrf})
+        assert r.status_code == 200
+    r = client.post(f"/staff/customers/{customer.id}/link?lang=en", data={"csrf_token": csrf})
+    assert r.status_code == 429 and "retry-after" in r.headers
+    assert "several links" in r.text
+    session.rollback()
+    throttled = session.execute(
+        select(AuditEvent).where(
+            AuditEvent.customer_id == customer.id,
+            AuditEvent.action == "selfservice.link_throttled",
+        )
+    ).scalars()
+    assert [e.actor_type for e in throttled] == ["staff"]

@@ -21,9 +21,11 @@ from vault.db import SessionDep
 from vault.dsr.schemas import RequestKind
 from vault.errors import CustomerNotFound
 from vault.http import NO_STORE
+from vault.ratelimit import RateLimited
 from vault.runtime import RuntimeDep
 from vault.selfservice import dossier as selfservice_words
 from vault.selfservice import i18n as selfservice_i18n
+from vault.selfservice import sessions as selfservice_sessions
 from vault.staff import counter
 from vault.staff.accounts import Role
 from vault.staff.i18n import gettext
@@ -305,7 +307,29 @@ def link(
 ):
     """Mail the customer a self-service link; the page never shows it."""
     who = _counter(runtime, member)
-    runtime.limiter.hit("link_customer", str(customer_id))
+    _ = gettext(lang)
+    try:
+        runtime.limiter.hit("link_customer", str(customer_id))
+    except RateLimited as exc:
+        if exc.first:  # once a window, as on the API: the customer's history shows it
+            selfservice_sessions.record_link_throttled(
+                session, customer_id=customer_id, by=who.caller
+            )
+        response = page(
+            request,
+            "staff_message.html",
+            lang=lang,
+            title=_("No link sent"),
+            member=member,
+            text=_(
+                "This customer has been sent several links in the last hour. Ask them to use "
+                "the latest e-mail, or try again later."
+            ),
+            next_link=(f"/staff/customers/{customer_id}", _("Back to the customer")),
+            status_code=exc.status,
+        )
+        response.headers.update(exc.headers() or {})
+        return response
     counter.send_link(
         session=session,
         envelope=runtime.envelope,
@@ -314,7 +338,6 @@ def link(
         customer_id=customer_id,
         language=lang,
     )
-    _ = gettext(lang)
     return page(
         request,
         "staff_message.html",
