@@ -66,6 +66,7 @@ def keys_rewrap(
     from vault.db import transaction
     from vault.events import webhooks
     from vault.runtime import cli_runtime
+    from vault.staff import accounts as staff_accounts
 
     total = 0
     with cli_runtime() as rt:
@@ -86,10 +87,15 @@ def keys_rewrap(
                 break
         with transaction(rt.engine) as session:
             resealed = webhooks.reseal_secrets(session=session, envelope=rt.envelope)
+            totp_resealed = staff_accounts.reseal_totp_secrets(
+                session=session, envelope=rt.envelope
+            )
         typer.echo(
             f"re-wrapped {total} data keys and {resealed} webhook secrets under "
             f"{rt.envelope.primary_kek_id}"
         )
+        if totp_resealed:
+            typer.echo(f"resealed {totp_resealed} staff TOTP secrets")
 
 
 def keys_retire(
@@ -103,6 +109,7 @@ def keys_retire(
     from vault.db import transaction
     from vault.events import webhooks
     from vault.runtime import cli_runtime
+    from vault.staff import accounts as staff_accounts
 
     with cli_runtime() as rt:
         if kek_id == rt.envelope.primary_kek_id:
@@ -111,10 +118,13 @@ def keys_retire(
         with transaction(rt.engine) as session:
             left = service.deks_under(session=session, kek_id=kek_id)
             secrets_left = webhooks.secrets_under(session=session, kek_id=kek_id)
-        if left or secrets_left:
+            totp_left = staff_accounts.totp_secrets_under(session=session, kek_id=kek_id)
+        if left or secrets_left or totp_left:
             still = [f"{left} data keys are still wrapped under {kek_id}"] if left else []
             if secrets_left:
                 still.append(f"{secrets_left} webhook secrets are still sealed under {kek_id}")
+            if totp_left:
+                still.append(f"{totp_left} staff TOTP secrets are still sealed under {kek_id}")
             typer.echo(f"{'; '.join(still)}: run 'vault keys rewrap' first", err=True)
             raise typer.Exit(1)
         try:

@@ -47,6 +47,7 @@ from vault.events.secrets import decrypt_secret
 from vault.events.urls import Allowlist, Resolver, check_url
 from vault.mail import delivery as mail_delivery
 from vault.runtime import Runtime
+from vault.staff import accounts as staff_accounts
 
 log = logging.getLogger("vault.events.worker")
 
@@ -257,11 +258,15 @@ class Worker:
             done += self._transaction(
                 lambda s: webhooks.reseal_secrets(session=s, envelope=envelope)
             )
+            done += self._transaction(
+                lambda s: staff_accounts.reseal_totp_secrets(session=s, envelope=envelope)
+            )
             for kid in old:
                 left = self._transaction(
                     lambda s, kid=kid: (
                         customers_service.deks_under(session=s, kek_id=kid)
                         + webhooks.secrets_under(session=s, kek_id=kid)
+                        + staff_accounts.totp_secrets_under(session=s, kek_id=kid)
                     )
                 )
                 if left == 0:

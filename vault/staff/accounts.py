@@ -326,3 +326,27 @@ def sign_in(
         now=now,
     )
     return SignIn(account)
+
+
+# --- key epochs: the KEK each TOTP secret is sealed under ------------------------------------
+
+
+def totp_secrets_under(*, session: Session, kek_id: str) -> int:
+    """How many TOTP secrets are sealed under ``kek_id`` (``vault keys retire`` refuses it)."""
+    blobs = session.execute(select(StaffAccount.totp_sealed)).scalars()
+    return sum(totp.sealing_kek(blob) == kek_id for blob in blobs)
+
+
+def reseal_totp_secrets(*, session: Session, envelope: Envelope) -> int:
+    """Seal every TOTP secret not under the primary KEK anew under it (``vault keys rewrap``)."""
+    primary = envelope.primary_kek_id
+    done = 0
+    for account in session.execute(select(StaffAccount)).scalars():
+        if totp.sealing_kek(account.totp_sealed) == primary:
+            continue
+        secret = totp.open_sealed(envelope, account.id, account.totp_sealed)
+        account.totp_sealed = totp.seal(envelope, account.id, secret)
+        session.add(account)
+        done += 1
+    session.flush()
+    return done
