@@ -62,7 +62,8 @@ PUBLIC = {
     "dsr": {"requests", "rights", "erasure", "export", "schemas", "errors", "notes"},
     "events": {"outbox", "schemas", "errors", "health"},
     # i18n: language negotiation and formatting, shared with the staff console's pages
-    "selfservice": {"sessions", "schemas", "errors", "dossier", "i18n"},
+    # links: the link mail an app or staff asks for (the counter's "send the link")
+    "selfservice": {"sessions", "schemas", "errors", "dossier", "i18n", "links"},
     "mail": {"outbox", "delivery", "receipts"},
     "staff": {"accounts", "errors"},
 }

@@ -600,6 +600,44 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/staff/office/health"): Route(
         STAFF, 200, get("/staff/office/health"), **PRIVACY_OFFICER
     ),
+    # the counter: every role of the desk in tests/staff/test_authz_matrix.py
+    ("GET", "/staff/customers"): Route(STAFF, 200, get("/staff/customers"), role="store"),
+    ("POST", "/staff/customers/find"): Route(
+        STAFF,
+        404,
+        staff_form("/staff/customers/find", {"by": "email", "value": "no@example.de"}),
+        role="store",
+    ),
+    ("GET", "/staff/customers/{customer_id}"): Route(
+        STAFF, 200, get(lambda t: f"/staff/customers/{t.customer}"), role="store"
+    ),
+    ("GET", "/staff/customers/{customer_id}/consents/{purpose}"): Route(
+        STAFF,
+        200,
+        get(lambda t: f"/staff/customers/{t.customer}/consents/newsletter"),
+        role="store",
+    ),
+    ("POST", "/staff/customers/{customer_id}/consents/{purpose}"): Route(
+        STAFF,
+        200,
+        lambda t: {
+            "url": f"/staff/customers/{t.customer}/consents/newsletter",
+            "data": {"status": "withdrawn", "script": "", "language": "de"},
+        },
+        role="store",
+    ),
+    ("POST", "/staff/customers/{customer_id}/link"): Route(
+        STAFF,
+        200,
+        lambda t: {"url": f"/staff/customers/{t.customer}/link", "data": {}},
+        role="call_center",
+    ),
+    ("POST", "/staff/customers/{customer_id}/requests"): Route(
+        STAFF,
+        200,
+        lambda t: {"url": f"/staff/customers/{t.customer}/requests", "data": {"kind": "access"}},
+        role="store",
+    ),
     # data-subject rights
     ("GET", "/v1/customers/{customer_id}/export"): Route(DSR, 200, get(cust("/export"))),
     ("DELETE", "/v1/customers/{customer_id}"): Route(DSR, 204, send(cust())),

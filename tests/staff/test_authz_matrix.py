@@ -187,6 +187,33 @@ STAFF_ROUTES: dict[tuple[str, str], StaffRoute] = {
     ),
     ("GET", "/staff/office/rates"): StaffRoute(PRIVACY, 200, get("/staff/office/rates")),
     ("GET", "/staff/office/health"): StaffRoute(PRIVACY, 200, get("/staff/office/health")),
+    # store and call centre (vault/staff/counter_routes.py)
+    ("GET", "/staff/customers"): StaffRoute(STORE_DESK, 200, get("/staff/customers")),
+    ("POST", "/staff/customers/find"): StaffRoute(
+        STORE_DESK, 404, post("/staff/customers/find", {"by": "email", "value": "no@example.de"})
+    ),
+    ("GET", "/staff/customers/{customer_id}"): StaffRoute(
+        STORE_DESK, 200, get(lambda t: f"/staff/customers/{t.customer}")
+    ),
+    ("GET", "/staff/customers/{customer_id}/consents/{purpose}"): StaffRoute(
+        STORE_DESK, 200, get(lambda t: f"/staff/customers/{t.customer}/consents/newsletter")
+    ),
+    ("POST", "/staff/customers/{customer_id}/consents/{purpose}"): StaffRoute(
+        STORE_DESK,
+        200,
+        post(
+            lambda t: f"/staff/customers/{t.customer}/consents/newsletter",
+            {"status": "withdrawn", "script": "", "language": "de"},
+        ),
+    ),
+    ("POST", "/staff/customers/{customer_id}/link"): StaffRoute(
+        STORE_DESK, 200, post(lambda t: f"/staff/customers/{t.customer}/link")
+    ),
+    ("POST", "/staff/customers/{customer_id}/requests"): StaffRoute(
+        STORE_DESK,
+        200,
+        post(lambda t: f"/staff/customers/{t.customer}/requests", {"kind": "access"}),
+    ),
 }
 
 

@@ -86,8 +86,10 @@ def read(
     purpose: Purpose,
     requested: Sequence[str] | None,
     now: datetime,
+    details: dict[str, Any] | None = None,
 ) -> ReadResult:
-    """Decide, decrypt only what may be released, reduce, and audit — allowed or not."""
+    """Decide, decrypt only what may be released, reduce, and audit — allowed or not.
+    ``details`` go on to the audit event (the staff console: the reader's role and store)."""
     conn = session.connection()
     customer = store.customer_for_purpose(conn, customer_id, purpose.id)
     if customer is None:
@@ -126,7 +128,9 @@ def read(
         purpose=purpose.id,
         attributes=sorted(released) if decision.allowed else list(decision.attributes),
         reason=decision.reason,
-        details=None if customer is not None else {"unknown_customer_id": str(customer_id)},
+        details=details
+        if customer is not None
+        else {**(details or {}), "unknown_customer_id": str(customer_id)},
         now=now,
     )
     return ReadResult(decision, released)

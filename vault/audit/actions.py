@@ -61,6 +61,7 @@ class AuditAction(StrEnum):
     STAFF_LOGIN = "staff.login"
     STAFF_LOGIN_FAILED = "staff.login_failed"
     STAFF_LOGOUT = "staff.logout"
+    # staff open a customer (privacy office, store, call centre)
     STAFF_CUSTOMER_VIEWED = "staff.customer_viewed"
     # webhooks
     WEBHOOK_CREATED = "webhook.created"

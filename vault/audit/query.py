@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, func, or_, select
 from sqlmodel import Session
 
 from vault.audit.errors import InvalidCursor
@@ -159,24 +159,42 @@ def iter_events(
 
 
 def latest_releases(
-    session: Session, customer_id: UUID, actions: Iterable[str], limit: int
+    session: Session,
+    customer_id: UUID,
+    actions: Iterable[str],
+    limit: int,
+    *,
+    staff_actions: Iterable[str] = (),
 ) -> list[Any]:
-    """The customer's latest allowed releases of data to API clients (``actions``), newest
-    first: rows of ``occurred_at, actor_id, purpose, attributes`` (self-service "who used my
-    data")."""
+    """The customer's latest allowed releases of data to API clients (``actions``), and what
+    staff did with it (``staff_actions`` by actor ``staff:<id>``: the counter's reads and
+    searches), newest first: rows of ``occurred_at, actor_type, actor_id, action, purpose,
+    attributes, details`` (self-service "who used my data")."""
+    by_client = and_(
+        AuditEvent.actor_type == "client",
+        AuditEvent.action.in_(list(actions)),
+        AuditEvent.outcome == "allowed",
+    )
+    staff = list(staff_actions)
+    by_staff = and_(
+        AuditEvent.actor_type == "staff",
+        AuditEvent.action.in_(staff),
+        AuditEvent.outcome.in_(["allowed", "success"]),
+    )
     return list(
         session.execute(
             select(
                 AuditEvent.occurred_at,
+                AuditEvent.actor_type,
                 AuditEvent.actor_id,
+                AuditEvent.action,
                 AuditEvent.purpose,
                 AuditEvent.attributes,
+                AuditEvent.details,
             )
             .where(
                 AuditEvent.customer_id == customer_id,
-                AuditEvent.actor_type == "client",
-                AuditEvent.action.in_(list(actions)),
-                AuditEvent.outcome == "allowed",
+                or_(by_client, by_staff) if staff else by_client,
             )
             .order_by(AuditEvent.id.desc())
             .limit(limit)

@@ -27,5 +27,6 @@ def policies_check(
         raise typer.Exit(1) from None
     typer.echo(
         f"ok: {len(policy.attributes)} attributes, {len(policy.purposes)} purposes, "
-        f"{len(policy.recipients)} recipients in {directory}"
+        f"{len(policy.recipients)} recipients, {len(policy.stores)} stores, "
+        f"{len(policy.scripts)} scripts in {directory}"
     )

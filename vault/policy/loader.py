@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from vault.policy.models import (
     REDUCTION_TYPES,
+    STAFF_ROLES,
     Attribute,
     AttributeType,
     ContactChannel,
@@ -18,12 +19,16 @@ from vault.policy.models import (
     Policy,
     Purpose,
     Recipient,
+    Script,
+    StaffRole,
+    Store,
 )
 
 M = TypeVar("M", bound=BaseModel)
 
 ATTRIBUTES_FILE = "attributes.toml"
 PURPOSES_FILE = "purposes.toml"
+STAFF_FILE = "staff.toml"  # optional: stores, staff roles, scripts
 
 
 class PolicyError(Exception):
@@ -216,7 +221,92 @@ def load_policy(directory: Path) -> Policy:
         controller_doc = {}
     if problems:
         raise PolicyError(problems)
+    stores, staff_roles, scripts = _load_staff(directory / STAFF_FILE, attributes, purposes)
     controller = {str(k): str(v) for k, v in controller_doc.items()}
     return Policy(
-        attributes=attributes, purposes=purposes, recipients=recipients, controller=controller
+        attributes=attributes,
+        purposes=purposes,
+        recipients=recipients,
+        controller=controller,
+        stores=stores,
+        staff_roles=staff_roles,
+        scripts=scripts,
     )
+
+
+def _load_staff(
+    path: Path, attributes: dict[str, Attribute], purposes: dict[str, Purpose]
+) -> tuple[dict[str, Store], dict[str, StaffRole], dict[str, Script]]:
+    """``staff.toml``: ``[[store]]``, ``[[staff_role]]`` and ``[[script]]``. The file is
+    optional (a vault without a staff console needs none); when present it is checked as
+    strictly as the others."""
+    if not path.exists():
+        return {}, {}, {}
+    problems: list[str] = []
+    doc = _read_toml(path, problems)
+    if doc is None:
+        raise PolicyError(problems)
+    s_entries = _tables(doc, "store", path, problems)
+    r_entries = _tables(doc, "staff_role", path, problems)
+    c_entries = _tables(doc, "script", path, problems)
+    if problems:
+        raise PolicyError(problems)
+
+    stores: dict[str, Store] = {}
+    for i, raw in enumerate(s_entries):
+        store = _parse(Store, raw, path, "store", "id", i, problems)
+        if store is None:
+            continue
+        where = f"{path}: store {store.id!r}"
+        if store.id in stores:
+            problems.append(f"{where}: duplicate store id")
+        _check_i18n(where, {"name": store.name}, problems)
+        stores[store.id] = store
+
+    roles: dict[str, StaffRole] = {}
+    for i, raw in enumerate(r_entries):
+        role = _parse(StaffRole, raw, path, "staff_role", "role", i, problems)
+        if role is None:
+            continue
+        where = f"{path}: staff_role {role.role!r}"
+        if role.role not in STAFF_ROLES:
+            problems.append(f"{where}: unknown role; one of {', '.join(STAFF_ROLES)}")
+        if role.role in roles:
+            problems.append(f"{where}: duplicate staff_role")
+        for pid in role.purposes:
+            pur = purposes.get(pid)
+            if pur is None:
+                problems.append(f"{where}: unknown purpose {pid!r}")
+            elif any(attributes[a].special_category for a in pur.attributes if a in attributes):
+                # staff at a counter never read health data off a screen
+                problems.append(f"{where}: purpose {pid!r} uses special-category attributes")
+        roles[role.role] = role
+
+    scripts: dict[str, Script] = {}
+    for i, raw in enumerate(c_entries):
+        script = _parse(Script, raw, path, "script", "id", i, problems)
+        if script is None:
+            continue
+        where = f"{path}: script {script.id!r}"
+        if script.id in scripts:
+            problems.append(
+                f"{where}: duplicate script id (keep one version per script: the ledger "
+                "names the version it was read in)"
+            )
+        _check_i18n(where, {"title": script.title, "text": script.text}, problems)
+        if not script.touchpoints:
+            problems.append(f"{where}: touchpoints must name 'store' and/or 'call_center'")
+        if len(set(script.touchpoints)) != len(script.touchpoints):
+            problems.append(f"{where}: touchpoints names a touchpoint twice")
+        if not script.purposes:
+            problems.append(f"{where}: a script must cover at least one purpose")
+        for pid in script.purposes:
+            pur = purposes.get(pid)
+            if pur is None:
+                problems.append(f"{where}: unknown purpose {pid!r}")
+            elif not pur.needs_consent:
+                problems.append(f"{where}: purpose {pid!r} does not rest on consent")
+        scripts[script.id] = script
+    if problems:
+        raise PolicyError(problems)
+    return stores, roles, scripts

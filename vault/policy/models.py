@@ -138,6 +138,46 @@ class Purpose(Strict):
         return self.legal_basis is LegalBasis.CONSENT
 
 
+# The staff roles that speak with customers (the console's roles ``store`` and ``call_center``);
+# each is also the consent channel (touchpoint) of what it records.
+COUNTER_ROLES = ("store", "call_center")
+STAFF_ROLES = (*COUNTER_ROLES, "privacy_officer", "auditor")
+
+
+class Store(Strict):
+    """A store whose staff record statements (``staff.toml``); ``id`` is what the ledger's
+    evidence ``store_id`` and the audit log carry, ``name`` what people read."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    name: I18nText
+
+
+class StaffRole(Strict):
+    """What a staff role may see of a customer: the attributes its ``purposes`` may use, read
+    through the access decision like any app's read."""
+
+    role: str
+    purposes: list[str] = []
+
+
+class Script(Strict):
+    """A versioned text that staff read out before recording a statement (a notice at the
+    counter, a phone script: UWG § 7a asks for phone consent to be documented). Raise
+    ``version`` whenever the text changes; the ledger's evidence ``script_version`` holds
+    :attr:`ref` (``<id>.v<version>``)."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,23}$")
+    version: int = Field(ge=1, le=99_999)
+    touchpoints: list[Literal["store", "call_center"]]
+    purposes: list[str]
+    title: I18nText
+    text: I18nText
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}.v{self.version}"
+
+
 class Policy(BaseModel):
     """The loaded, cross-checked policy. Immutable for the life of the process."""
 
@@ -147,3 +187,7 @@ class Policy(BaseModel):
     purposes: dict[str, Purpose]
     recipients: dict[str, Recipient]
     controller: dict[str, str] = {}
+    # staff.toml (optional): stores, what each staff role may see, the scripts staff read out
+    stores: dict[str, Store] = {}
+    staff_roles: dict[str, StaffRole] = {}
+    scripts: dict[str, Script] = {}

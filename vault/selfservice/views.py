@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from sqlmodel import Session
 
 from vault.audit import query as audit_query
@@ -28,9 +29,26 @@ from vault.policy.models import LegalBasis
 from vault.provenance import Caller
 from vault.selfservice import i18n
 
-# Only these actions appear on "who used my data": releases of data to apps.
+# Only these actions appear on "who used my data": releases of data to apps, and what staff
+# at a store or on the phone did with it (read it, found the customer by it).
 USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT)
+STAFF_USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.CUSTOMER_LOOKUP)
 ACTIVITY_LIMIT = 200
+
+
+def N_(message: str) -> str:
+    """Marks a message for the catalogue; it is translated when shown."""
+    return message
+
+
+# staff roles as the customer reads them; the store's name comes from policies/staff.toml
+STAFF_ROLE = {
+    "store": N_("customer service"),
+    "call_center": N_("customer service by phone"),
+}
+STAFF_IN_STORE = N_("store %(store)s")
+STAFF_OTHER = N_("our staff")
+STAFF_LOOKUP = N_("found your customer account")
 
 
 @dataclass(frozen=True)
@@ -196,26 +214,64 @@ def my_data(
 @dataclass(frozen=True)
 class Use:
     at: datetime
-    app: str
+    app: str  # who: the app's name, or staff in plain words ("customer service, store …")
     purpose: str
     attributes: list[str]
+
+
+def staff_words(policy: Policy, details: dict[str, Any], lang: str) -> str:
+    """Staff use in plain words: "customer service, store Köln-Ehrenfeld" (role and store as
+    recorded in the audit event's details at the time)."""
+    gettext = i18n.translations(lang).gettext
+    role = details.get("role")
+    who = gettext(STAFF_ROLE[role]) if role in STAFF_ROLE else gettext(STAFF_OTHER)
+    store_id = details.get("store")
+    if isinstance(store_id, str) and store_id:
+        store = policy.stores.get(store_id)
+        name = store.name.get(lang) if store is not None else store_id
+        who = f"{who}, {gettext(STAFF_IN_STORE) % {'store': name}}"
+    return who
+
+
+def _details(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def activity(
     *, session: Session, policy: Policy, customer_id: UUID, lang: str, limit: int = ACTIVITY_LIMIT
 ) -> list[Use]:
-    """ "Who used my data": the latest releases of the customer's data to apps, from the audit
-    log, in plain words (app name, purpose title, attribute labels, time). Newest first."""
-    rows = audit_query.latest_releases(session, customer_id, USE_ACTIONS, limit)
-    names = auth_service.client_names(session, {r.actor_id for r in rows if r.actor_id})
+    """ "Who used my data": the latest releases of the customer's data to apps and to staff
+    (store, call centre), from the audit log, in plain words (app name or staff role and store,
+    purpose title, attribute labels, time). Newest first."""
+    gettext = i18n.translations(lang).gettext
+    rows = audit_query.latest_releases(
+        session, customer_id, USE_ACTIONS, limit, staff_actions=STAFF_USE_ACTIONS
+    )
+    names = auth_service.client_names(
+        session, {r.actor_id for r in rows if r.actor_id and r.actor_type == "client"}
+    )
     out = []
     for r in rows:
         purpose = policy.purposes.get(r.purpose or "")
+        if r.actor_type == "staff":
+            who = staff_words(policy, _details(r.details), lang)
+        else:
+            who = names.get(r.actor_id or "", r.actor_id or "?")
+        if r.action == AuditAction.CUSTOMER_LOOKUP:
+            what = gettext(STAFF_LOOKUP)
+        else:
+            what = purpose.title.get(lang) if purpose else (r.purpose or "")
         out.append(
             Use(
                 at=r.occurred_at,
-                app=names.get(r.actor_id or "", r.actor_id or "?"),
-                purpose=purpose.title.get(lang) if purpose else (r.purpose or ""),
+                app=who,
+                purpose=what,
                 attributes=[
                     policy.attributes[a].label.get(lang) if a in policy.attributes else a
                     for a in (r.attributes.split(",") if r.attributes else [])

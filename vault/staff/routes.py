@@ -20,6 +20,7 @@ from vault.ratelimit import client_address
 from vault.runtime import RuntimeDep
 from vault.staff import accounts, sessions
 from vault.staff.audit_pages import router as audit_router
+from vault.staff.counter_routes import router as counter_router
 from vault.staff.errors import StaffSessionRequired
 from vault.staff.i18n import gettext
 from vault.staff.office_routes import router as office_router
@@ -39,7 +40,7 @@ router = APIRouter(route_class=StaffPageRoute, include_in_schema=False)
 
 # The role areas: each brings an APIRouter(route_class=StaffPageRoute, include_in_schema=False)
 # whose routes take their member from pages.require_role(...). Add yours here.
-AREA_ROUTERS: list[APIRouter] = [audit_router, office_router]
+AREA_ROUTERS: list[APIRouter] = [audit_router, counter_router, office_router]
 
 
 def _login_form(
