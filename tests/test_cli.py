@@ -105,3 +105,80 @@ def test_a_configuration_error_is_one_line_not_a_traceback(tmp_path, environment
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("configuration error: " + named), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _vault(args, env_extra, tmp_path, stdin=None):
+    import os
+    import subprocess
+    import sys
+
+    from vault import PROJECT_ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+    env.update({"VAULT_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(PROJECT_ROOT)})
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", "vault.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_command_on_a_fresh_embedded_vault_migrates_first(tmp_path):
+    """``vault staff create`` (or ``clients create``) before any ``vault serve`` once failed
+    with a traceback: no such table. The embedded default migrates, as ``vault serve`` does."""
+    r = _vault(
+        ["staff", "create", "--name", "erika", "--role", "auditor", "--json"],
+        {},
+        tmp_path,
+        stdin="a long staff password\n",
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["totp_uri"].startswith("otpauth://totp/")
+    listed = _vault(["staff", "list"], {}, tmp_path)
+    assert [a["name"] for a in json.loads(listed.stdout)] == ["erika"]
+
+
+def test_an_old_schema_elsewhere_is_refused_in_one_line(tmp_path):
+    """Another database than the embedded default is never migrated behind the operator's back:
+    an empty or older schema is one clear line and exit status 2."""
+    from sqlalchemy import create_engine
+
+    from vault.db import SchemaNotCurrent, ensure_schema, head_revision, schema_revision
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert schema_revision(engine) is None
+    with pytest.raises(SchemaNotCurrent, match="vault db upgrade"):
+        ensure_schema(engine, str(engine.url), migrate=False)
+    ensure_schema(engine, str(engine.url), migrate=True)
+    assert schema_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_an_unmigrated_postgresql_gets_one_line_not_a_traceback(tmp_path):
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import PG_URL, _pg_admin
+    from vault.db import head_revision
+
+    if not PG_URL:
+        pytest.skip("PostgreSQL only (CI sets VAULT_TEST_POSTGRES_URL)")
+    name = f"vault_empty_{uuid.uuid4().hex[:10]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        r = _vault(["clients", "list"], {"VAULT_DATABASE_URL": url}, tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            f"database error: the database is at schema revision none (empty), this vault "
+            f"needs {head_revision()}: run 'vault db upgrade' first"
+        ]
+    finally:
+        with _pg_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -272,6 +272,7 @@ def main() -> None:
     from pydantic import ValidationError
 
     from vault.crypto.keys import KeyConfigError
+    from vault.db import SchemaNotCurrent
     from vault.policy import PolicyError
 
     try:
@@ -285,6 +286,9 @@ def main() -> None:
         sys.exit(2)
     except KeyConfigError as exc:
         typer.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+    except SchemaNotCurrent as exc:
+        typer.echo(f"database error: {exc}", err=True)
         sys.exit(2)
     except PolicyError as exc:  # vault serve, demo, …: the same lines as 'vault policies check'
         for problem in exc.problems:

@@ -22,11 +22,13 @@ from typing import Annotated, Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from fastapi import Depends, Request
 from pydantic import AfterValidator, AwareDatetime
 from pydantic_core import PydanticCustomError
-from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, event, func, select
+from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, event, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -405,6 +407,45 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+class SchemaNotCurrent(Exception):
+    """The database's schema is not the one this vault's code needs (and was not migrated)."""
+
+
+_head: list[str] = []
+
+
+def head_revision() -> str:
+    """The newest migration's revision (read once from the migrations directory)."""
+    if not _head:
+        _head.append(ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head())
+    return _head[0]
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None for an empty (never migrated) database."""
+    with engine.connect() as conn:
+        try:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except (OperationalError, ProgrammingError):
+            return None
+
+
+def ensure_schema(engine: Engine, url: str, *, migrate: bool) -> None:
+    """Bring the schema to the code's revision when ``migrate`` (the embedded default, as
+    ``vault serve`` does), else refuse with :class:`SchemaNotCurrent`: a CLI command on an
+    unmigrated or older database says so in one line instead of failing on a missing table."""
+    current = schema_revision(engine)
+    if current == head_revision():
+        return
+    if migrate:
+        upgrade(url)
+        return
+    raise SchemaNotCurrent(
+        f"the database is at schema revision {current or 'none (empty)'}, this vault needs "
+        f"{head_revision()}: run 'vault db upgrade' first"
+    )
 
 
 DOMAIN_MODEL_MODULES = (

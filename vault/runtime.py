@@ -22,7 +22,7 @@ from vault.config import Settings
 from vault.crypto import Envelope, KeyMaterial, load_key_material
 from vault.crypto.keys import KEY_FILE_NAME
 from vault.crypto.signing import Signer
-from vault.db import make_engine, sqlite_files, transaction
+from vault.db import ensure_schema, make_engine, sqlite_files, transaction
 from vault.policy import Policy, load_policy
 from vault.ratelimit import RateLimiter
 
@@ -104,9 +104,14 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 @contextmanager
 def cli_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
     """The Runtime of one CLI command (settings from the environment); its connections are
-    closed when the command ends."""
+    closed when the command ends. On the embedded default (SQLite) the schema is migrated first,
+    as ``vault serve`` does; on another database an old schema is refused
+    (:class:`vault.db.SchemaNotCurrent`, one line from ``vault``)."""
     runtime = Runtime.build(settings)
     try:
+        url = runtime.settings.resolved_database_url
+        embedded = url.startswith("sqlite") or runtime.settings.database_url is None
+        ensure_schema(runtime.engine, url, migrate=embedded)
         yield runtime
     finally:
         runtime.engine.dispose()
