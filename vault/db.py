@@ -256,7 +256,7 @@ def db_time(value: datetime | None, sqlite: bool) -> Any:
         return None
     if not sqlite:
         return value
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def py_time(value: Any) -> datetime | None:
