@@ -4,7 +4,9 @@ One way to run a transaction: :func:`transaction` commits when its block ends an
 it raises. The request's session (:func:`get_session`), the hot routes (``Runtime.transaction``),
 the worker, the sealer, retention and the CLI all use it, so a change and the evidence written
 beside it (consent event, audit event, outbox row) commit together or not at all. Services never
-commit; nothing else in ``vault/`` calls ``commit()``.
+commit; nothing else in ``vault/`` calls ``commit()``. :func:`transaction_group` is the same
+transaction for several requests at once (group commit of the hot consent write): all of them
+commit together, or each runs again alone in :func:`transaction`.
 """
 
 from __future__ import annotations
