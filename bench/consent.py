@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import machine, scratch_database
-from bench.load import free_port, server
+from bench.load import cpu_seconds, free_port, server
 
 PURPOSES = ["personalised_offers", "push_notifications", "third_party_ads"]
 
@@ -187,13 +187,6 @@ def _httpx(base: str, token: str, ids: list[str], seconds: int, connections: int
     return {**counts, "writes_per_s": counts["ok"] / elapsed, "p50": "-", "p99": "-"}
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), to report CPU per write: on a
-    shared machine the rate alone says little, the server's CPU cost per write does."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _ledger_count(url: str) -> int:
     from sqlalchemy import func, select
 
@@ -232,9 +225,9 @@ def run(
             drive = _wrk if driver == "wrk" else _httpx
             drive(base, token, ids, 2, connections, idem)  # warm-up
             before = _ledger_count(url)
-            cpu0 = _cpu_seconds(proc.pid)
+            cpu0 = cpu_seconds(proc.pid)
             result = drive(base, token, ids, seconds, connections, idem)
-            cpu = _cpu_seconds(proc.pid) - cpu0
+            cpu = cpu_seconds(proc.pid) - cpu0
             written = _ledger_count(url) - before
         check = subprocess.run(
             [sys.executable, "-m", "vault.cli", "consent", "rebuild", "--check"],

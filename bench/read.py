@@ -27,7 +27,7 @@ import httpx
 from sqlmodel import Session
 
 from bench.common import machine, scratch_database
-from bench.load import free_port, server, wrk
+from bench.load import cpu_seconds, free_port, server, wrk
 from bench.seed import seed
 from vault.auth import service as auth_service
 from vault.config import Settings
@@ -136,18 +136,22 @@ def _run(
             "1",
         ]
         paths = [f"/v1/customers/{cid}/data?purpose={PURPOSE}" for cid in ids]
-        with server(bare_cmd, f"http://127.0.0.1:{bare_port}/constant"):
+        with server(bare_cmd, f"http://127.0.0.1:{bare_port}/constant") as proc:
             wrk(f"http://127.0.0.1:{bare_port}", ["/constant"], seconds=2)  # warm-up
+            cpu0 = cpu_seconds(proc.pid)
             bare = wrk(f"http://127.0.0.1:{bare_port}", ["/constant"], seconds=seconds)
+            bare_cpu = cpu_seconds(proc.pid) - cpu0
         with server(
             vault_cmd,
             f"http://127.0.0.1:{vault_port}/healthz",
             env=env,
             log=Path(tmp) / "serve.log",
-        ):
+        ) as proc:
             base = f"http://127.0.0.1:{vault_port}"
             wrk(base, paths, token, seconds=2)
+            cpu0 = cpu_seconds(proc.pid)
             gated = wrk(base, paths, token, seconds=seconds)
+            gated_cpu = cpu_seconds(proc.pid) - cpu0
             if gated.non_2xx:
                 raise SystemExit(f"{gated.non_2xx} non-2xx answers from the vault: check the setup")
             out.update(
@@ -157,11 +161,15 @@ def _run(
                 gated_p50_ms=gated.p50_ms,
                 gated_p99_ms=gated.p99_ms,
                 ratio=gated.requests_per_s / bare.requests_per_s,
+                # server CPU per answered request (wrk counts them), in ms
+                bare_cpu_ms=bare_cpu * 1000 / max(bare.requests, 1),
+                gated_cpu_ms=gated_cpu * 1000 / max(gated.requests, 1),
             )
             if audience:
                 seed(rt, audience, states=_granted, start=customers)
                 allowed = customers + audience
                 t0 = time.perf_counter()
+                cpu0 = cpu_seconds(proc.pid)
                 n = 0
                 with httpx.stream(
                     "GET",
@@ -172,9 +180,14 @@ def _run(
                     for line in r.iter_lines():
                         n += bool(line)
                 elapsed = time.perf_counter() - t0
+                export_cpu = cpu_seconds(proc.pid) - cpu0
                 if n != allowed:
                     raise SystemExit(f"audience export returned {n} of {allowed} customers")
-                out.update(audience_customers=n, audience_per_s=n / elapsed)
+                out.update(
+                    audience_customers=n,
+                    audience_per_s=n / elapsed,
+                    audience_cpu_us=export_cpu * 1e6 / max(n, 1),
+                )
         rt.engine.dispose()
     return out
 
@@ -207,17 +220,19 @@ def main() -> None:
     )
     print(
         f"bare FastAPI constant JSON : {r['bare_rps']:,.0f} req/s (p99 {r['bare_p99_ms']:.1f} ms)"
+        f", server CPU {r['bare_cpu_ms']:.3f} ms/request"
     )
     print(
         f"consent-gated read         : {r['gated_rps']:,.0f} req/s, "
         f"p50 {r['gated_p50_ms']:.1f} ms, p99 {r['gated_p99_ms']:.1f} ms "
-        f"({a.customers:,} customers)"
+        f"({a.customers:,} customers), server CPU {r['gated_cpu_ms']:.3f} ms/read"
     )
     print(f"ratio gated/bare           : {r['ratio']:.2f}  (goal >= 0.50; p99 goal <= 25 ms)")
     if "audience_per_s" in r:
         print(
             f"audience export            : {r['audience_per_s']:,.0f} customers/s over "
-            f"{r['audience_customers']:,} allowed customers (goal >= 100,000/s)"
+            f"{r['audience_customers']:,} allowed customers (goal >= 100,000/s), "
+            f"server CPU {r['audience_cpu_us']:.1f} us/customer"
         )
 
 

@@ -62,3 +62,15 @@ def test_consent_bench_smoke():
     _need_wrk()
     out = _run("bench.consent", "--customers", "20", "--seconds", "1")
     assert "consent writes" in out
+
+
+def test_import_bench_smoke():
+    out = _run("bench.importing", "--customers", "40", "--chunk", "20")
+    assert "imported_customers_per_s" in out and "receipts verified" in out
+
+
+@pytest.mark.slow
+def test_import_with_reads_bench_smoke():
+    _need_wrk()
+    out = _run("bench.importing", "--with-reads", "1", "--chunk", "20")
+    assert "imported_customers_per_s" in out and "gated reads meanwhile" in out

@@ -4,7 +4,9 @@ One way to run a transaction: :func:`transaction` commits when its block ends an
 it raises. The request's session (:func:`get_session`), the hot routes (``Runtime.transaction``),
 the worker, the sealer, retention and the CLI all use it, so a change and the evidence written
 beside it (consent event, audit event, outbox row) commit together or not at all. Services never
-commit; nothing else in ``vault/`` calls ``commit()``.
+commit; nothing else in ``vault/`` calls ``commit()``. :func:`transaction_group` is the same
+transaction for several requests at once (group commit of the hot consent write): all of them
+commit together, or each runs again alone in :func:`transaction`.
 """
 
 from __future__ import annotations
@@ -223,6 +225,53 @@ def driver_execute(conn: Any, sql: str, params: tuple | list = ()) -> Any:
     return cur
 
 
+class DriverSQL:
+    """One hot statement as driver SQL for both databases: written with ``?`` placeholders
+    (SQLite's; ``?j`` for JSON text), ``%s`` for psycopg; ``pg_suffix`` is appended on
+    PostgreSQL only (``FOR UPDATE``). With :func:`db_uuid`, :func:`db_time` and
+    :func:`py_time` the values are stored exactly as SQLAlchemy's column types store them, so
+    either path reads what the other wrote."""
+
+    __slots__ = ("pg", "sqlite")
+
+    def __init__(self, sql: str, pg_suffix: str = ""):
+        # ``?j``: a JSON value given as its text (PostgreSQL casts it to ``json``)
+        self.sqlite = sql.replace("?j", "?")
+        self.pg = sql.replace("?j", "%s::json").replace("?", "%s") + pg_suffix
+
+    def run(self, conn: Any, params: tuple) -> Any:
+        """Execute on ``conn`` (the session's SQLAlchemy connection) and return the cursor."""
+        return driver_execute(
+            conn, self.sqlite if conn.dialect.name == "sqlite" else self.pg, params
+        )
+
+
+def db_uuid(value: Any, sqlite: bool) -> Any:
+    """A UUID as SQLAlchemy's ``Uuid`` stores it (SQLite: 32 hex digits)."""
+    if value is None or not sqlite:
+        return value
+    return value.hex
+
+
+def db_time(value: datetime | None, sqlite: bool) -> Any:
+    """An aware datetime as :class:`UTCDateTime` stores it (SQLite: UTC text with microseconds,
+    SQLAlchemy's format)."""
+    if value is None:
+        return None
+    if not sqlite:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def py_time(value: Any) -> datetime | None:
+    """What :class:`UTCDateTime` reads back from a driver value: an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def try_advisory_lock(session: Session, key: int) -> bool:
     """Take the transaction-scoped advisory lock ``key`` if no one holds it (PostgreSQL; held
     until commit or rollback). False: another transaction holds it, skip the work. SQLite: always
@@ -262,6 +311,40 @@ def transaction(engine: Engine) -> Iterator[Session]:
             session.info.pop(_AFTER_COMMIT, None)
             session.rollback()
             raise
+
+
+def transaction_group(
+    engine: Engine, calls: Sequence[Callable[[Session], Any]]
+) -> list[tuple[bool, Any]]:
+    """Group commit: run ``calls`` (each ``fn(session)``, as in :func:`transaction`) in one
+    transaction with one commit, and return ``(True, result)`` or ``(False, exception)`` per
+    call, in order. Nothing is returned before the commit, so a caller answers only what is
+    durable. If any call raises, or the commit fails, the whole group is rolled back and every
+    call runs again alone in its own :func:`transaction` (its refusal audited as there): one
+    request's failure never drops or changes another's work, and a group is never partly
+    committed."""
+    if len(calls) > 1:
+        with Session(engine, expire_on_commit=False) as session:
+            try:
+                results = [fn(session) for fn in calls]
+                session.commit()
+            except BaseException as exc:
+                session.info.pop(_AFTER_COMMIT, None)
+                session.rollback()
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                _run_after_commit(session)
+                _finish_pending_scrub(engine)
+                return [(True, r) for r in results]
+    outcomes: list[tuple[bool, Any]] = []
+    for fn in calls:
+        try:
+            with transaction(engine) as session:
+                outcomes.append((True, fn(session)))
+        except Exception as exc:
+            outcomes.append((False, exc))
+    return outcomes
 
 
 def after_commit(session: Session, fn: Callable[[], None]) -> None:

@@ -13,6 +13,7 @@ from vault.consent import store as consent_store
 from vault.consent.models import ConsentEvent, ConsentState
 from vault.customers import service
 from vault.customers.models import Customer
+from vault.customers.routes import HTTP_CHUNK_LINES
 from vault.db import utcnow
 
 
@@ -273,7 +274,9 @@ def test_the_report_is_right_across_chunks(client, session, runtime, importer_he
 
 
 def test_an_import_past_the_line_limit_keeps_the_chunks_it_committed(built, session):
-    """Chunks of 1,000 lines commit on their own: the refusal keeps them, and says so."""
+    """Chunks (over HTTP: HTTP_CHUNK_LINES, 200 lines) commit on their own: the refusal keeps
+    them, and says so."""
+    kept = 2500 // HTTP_CHUNK_LINES * HTTP_CHUNK_LINES  # the complete chunks before the limit
     rt, tc = built(max_import_lines=2500)
     headers = {
         **auth_headers(session, rt, "customers:write"),
@@ -284,12 +287,12 @@ def test_an_import_past_the_line_limit_keeps_the_chunks_it_committed(built, sess
     body = r.json()
     assert body["error"] == "too_many_lines"
     assert body["detail"] == "At most 2500 lines per request."
-    assert body["report"]["received"] == body["report"]["created"] == 2000
-    assert _customers(session) == 2000
+    assert body["report"]["received"] == body["report"]["created"] == kept
+    assert _customers(session) == kept
     # sent again whole: the stored lines are refused as duplicates, nothing twice
     r = tc.post("/v1/customers/import", content=_many(2500), headers=headers)
     assert r.status_code == 200, r.text
-    assert (r.json()["created"], r.json()["rejected"]) == (500, 2000)
+    assert (r.json()["created"], r.json()["rejected"]) == (2500 - kept, kept)
     assert {e["error"] for e in r.json()["errors"]} == {"duplicate_value"}
     assert _customers(session) == 2500
 
@@ -342,8 +345,9 @@ def test_a_body_past_the_cap_midway_keeps_the_committed_chunks_and_reports_them(
     status, body = _asgi_post(tc.app, "/v1/customers/import", headers, [line * 100] * 20)
     assert status == 413, body
     assert body["error"] == "payload_too_large"
-    assert body["report"]["received"] == body["report"]["created"] == 1000
-    assert _customers(session) == 1000
+    kept = 1500 // HTTP_CHUNK_LINES * HTTP_CHUNK_LINES  # the complete chunks within the cap
+    assert body["report"]["received"] == body["report"]["created"] == kept
+    assert _customers(session) == kept
 
 
 def test_a_second_import_of_the_same_client_is_409_while_one_runs(client, session, runtime):

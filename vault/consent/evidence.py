@@ -42,11 +42,20 @@ _IPV4_IN_TEXT = re.compile(r"(?<!\d)\d{1,3}(?:\.\d{1,3}){3}(?!\d)")
 _IPV6_IN_TEXT = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 
 
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# a plain dotted IPv4 address, exactly as ipaddress accepts it (no leading zeros)
+_PLAIN_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
 def truncate_ip(value: str) -> str:
     """IPv4 to its /24, IPv6 to its /48: enough to see a network, not a household. Takes an
     address or a network (an already truncated value, e.g. from an export, stays as it is)."""
+    value = value.strip()
+    plain = _PLAIN_IPV4.fullmatch(value)
+    if plain is not None:  # the common case, on every consent write: no ipaddress objects
+        return f"{plain[1]}.{plain[2]}.{plain[3]}.0/24"
     try:
-        net = ipaddress.ip_network(value.strip(), strict=False)
+        net = ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise InvalidEvidence("evidence: the IP address is not valid.") from None
     ip = net.network_address

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 from sqlalchemy import Row, and_, bindparam, delete, func, insert, select, update
 from sqlmodel import Session
 
@@ -28,6 +29,7 @@ from vault.consent.models import (
 from vault.consent.receipts import notice_hash, sign_receipt
 from vault.consent.rules import EffectiveConsent, Projection, effective, replay
 from vault.crypto.signing import Signer
+from vault.db import DriverSQL, db_time, db_uuid, py_time
 from vault.policy import Policy, Purpose
 
 
@@ -78,6 +80,27 @@ _INSERT_STATE = insert(_STATE)
 _UPDATE_STATE = update(_STATE).where(
     _STATE.c.customer_id == bindparam("key_customer_id"),
     _STATE.c.purpose == bindparam("key_purpose"),
+)
+# driver SQL of the hot write (every consent write runs these; see vault.db.DriverSQL)
+_EVENT_COLUMNS = (
+    "id, customer_id, purpose, purpose_version, status, occurred_at, recorded_at, channel, "
+    "method, actor, recorded_by, language, notice_hash, evidence, receipt"
+)
+_INSERT_EVENT_SQL = DriverSQL(
+    f"INSERT INTO consent_event ({_EVENT_COLUMNS}) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?j, ?) RETURNING seq"
+)
+_READ_STATE_SQL = DriverSQL(
+    "SELECT status, version, granted_at, decided_at, event_id, updated_at FROM consent_state "
+    "WHERE customer_id = ? AND purpose = ?"
+)
+_INSERT_STATE_SQL = DriverSQL(
+    "INSERT INTO consent_state (status, version, granted_at, decided_at, event_id, updated_at, "
+    "customer_id, purpose) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_STATE_SQL = DriverSQL(
+    "UPDATE consent_state SET status = ?, version = ?, granted_at = ?, decided_at = ?, "
+    "event_id = ?, updated_at = ? WHERE customer_id = ? AND purpose = ?"
 )
 _CONFIRMATION = ConsentConfirmation.__table__
 _INSERT_CONFIRMATION = insert(_CONFIRMATION)
@@ -142,8 +165,28 @@ def event_row(
 
 
 def insert_event(session: Session, row: dict[str, Any]) -> LedgerEvent:
-    """Insert one :func:`event_row`; the recorded event with its ``seq``."""
-    seq = session.connection().execute(_INSERT_EVENT, row).scalar_one()
+    """Insert one :func:`event_row`; the recorded event with its ``seq`` (driver SQL: this
+    runs on every consent write)."""
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    params = (
+        db_uuid(row["id"], sqlite),
+        db_uuid(row["customer_id"], sqlite),
+        row["purpose"],
+        row["purpose_version"],
+        row["status"],
+        db_time(row["occurred_at"], sqlite),
+        db_time(row["recorded_at"], sqlite),
+        row["channel"],
+        row["method"],
+        row["actor"],
+        row["recorded_by"],
+        row["language"],
+        row["notice_hash"],
+        orjson.dumps(row["evidence"]).decode(),
+        row["receipt"],
+    )
+    seq = _INSERT_EVENT_SQL.run(conn, params).fetchone()[0]
     return LedgerEvent(seq=seq, **row)
 
 
@@ -179,8 +222,22 @@ def state_row(
 
 
 def read_state(session: Session, customer_id: UUID, purpose: str) -> StateRecord | None:
-    row = session.connection().execute(_READ_STATE, {"cid": customer_id, "pid": purpose}).first()
-    return None if row is None else StateRecord(**row._mapping)
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    row = _READ_STATE_SQL.run(conn, (db_uuid(customer_id, sqlite), purpose)).fetchone()
+    if row is None:
+        return None
+    status, version, granted_at, decided_at, event_id, updated_at = row
+    return StateRecord(
+        customer_id=customer_id,
+        purpose=purpose,
+        status=status,
+        version=version,
+        granted_at=py_time(granted_at),
+        decided_at=py_time(decided_at),
+        event_id=UUID(event_id) if isinstance(event_id, str) else event_id,
+        updated_at=py_time(updated_at),
+    )
 
 
 def event_channel(session: Session, event_id: UUID) -> str | None:
@@ -218,13 +275,18 @@ def write_state(
     """Insert (no ``existing`` row) or update the state row of (customer, purpose)."""
     values = _values(projection)
     conn = session.connection()
-    if existing is None:
-        conn.execute(_INSERT_STATE, state_row(customer_id, purpose, projection, now))
-    else:
-        conn.execute(
-            _UPDATE_STATE,
-            {"key_customer_id": customer_id, "key_purpose": purpose, "updated_at": now, **values},
-        )
+    sqlite = conn.dialect.name == "sqlite"
+    params = (
+        values["status"],
+        values["version"],
+        db_time(values["granted_at"], sqlite),
+        db_time(values["decided_at"], sqlite),
+        db_uuid(values["event_id"], sqlite),
+        db_time(now, sqlite),
+        db_uuid(customer_id, sqlite),
+        purpose,
+    )
+    (_INSERT_STATE_SQL if existing is None else _UPDATE_STATE_SQL).run(conn, params)
     return StateRecord(customer_id=customer_id, purpose=purpose, updated_at=now, **values)
 
 

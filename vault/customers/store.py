@@ -8,19 +8,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
 from vault.customers.models import BlindIndex, Customer, CustomerStatus, CustomerValue
+from vault.db import DriverSQL, db_uuid
 from vault.errors import CustomerErased, CustomerNotFound
 
 _CUSTOMER = Customer.__table__
 _VALUE = CustomerValue.__table__
 _INDEX = BlindIndex.__table__
-# prebuilt: the consent hot path takes this lock on every write
-_LOCK_CUSTOMER = (
-    select(_CUSTOMER.c.status).where(_CUSTOMER.c.id == bindparam("cid")).with_for_update()
-)
+# driver SQL: the consent hot path takes this lock on every write
+_LOCK_CUSTOMER_SQL = DriverSQL("SELECT status FROM customer WHERE id = ?", " FOR UPDATE")
 
 
 def lock_customer(session: Session, customer_id: UUID) -> None:
@@ -31,7 +30,10 @@ def lock_customer(session: Session, customer_id: UUID) -> None:
     rectification, the rights of vault.dsr), so writers of one customer queue instead of
     deadlocking, and a writer that waited sees the committed outcome of the one before (e.g. an
     erasure: 410)."""
-    status = session.connection().execute(_LOCK_CUSTOMER, {"cid": customer_id}).scalar()
+    conn = session.connection()
+    row = _LOCK_CUSTOMER_SQL.run(conn, (db_uuid(customer_id, conn.dialect.name == "sqlite"),))
+    found = row.fetchone()
+    status = None if found is None else found[0]
     if status is None:
         raise CustomerNotFound()
     if status == CustomerStatus.ERASED:
