@@ -416,6 +416,7 @@ DOMAIN_MODEL_MODULES = (
     "vault.events.models",
     "vault.selfservice.models",
     "vault.mail.models",
+    "vault.preferences.models",
 )
 
 

@@ -24,11 +24,15 @@ class AuditAction(StrEnum):
     CLIENT_DELETED = "client.deleted"
     # consent
     CONSENT_RECORDED = "consent.recorded"
+    # contacts a sending tool reported (POST /v1/contacts)
+    CONTACT_RECORDED = "contact.recorded"
     # customers
     CUSTOMER_CREATED = "customer.created"
     CUSTOMER_IMPORTED = "customer.imported"
     CUSTOMER_LOOKUP = "customer.lookup"
     CUSTOMER_RECTIFIED = "customer.rectified"
+    # the customer's own filters (vault.preferences)
+    PREFERENCE_CHANGED = "preference.changed"
     # releases of data
     DATA_READ = "data.read"
     DATA_EXPORT = "data.export"
