@@ -29,7 +29,7 @@ from vault.provenance import Caller
 from vault.selfservice import i18n
 
 # Only these actions appear on "who used my data": releases of data to apps.
-USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT)
+USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT, AuditAction.CONTACT_RECORDED)
 ACTIVITY_LIMIT = 200
 
 
