@@ -25,6 +25,7 @@ DOMAINS = (
     "selfservice",
     "mail",
     "staff",
+    "preferences",
 )
 # Shared modules and packages: every domain may use them, they use no domain.
 SHARED = (
@@ -43,7 +44,7 @@ SHARED = (
 # What a domain offers the others. Everything else (tables, row builders, pages) is its own.
 PUBLIC = {
     "auth": {"deps", "scopes", "service"},
-    "customers": {"service", "store", "schemas"},
+    "customers": {"service", "store", "schemas", "importer"},
     "consent": {
         "service",
         "store",
@@ -66,6 +67,7 @@ PUBLIC = {
     "selfservice": {"sessions", "schemas", "errors", "dossier", "i18n", "links"},
     "mail": {"outbox", "delivery", "receipts"},
     "staff": {"accounts", "errors"},
+    "preferences": {"service", "store", "schemas", "errors"},
 }
 # Composition modules that assemble domains (and may import any of their modules).
 ASSEMBLY = {"app", "backup", "cli", "ops", "demo", "openapi", "__init__"}

@@ -28,6 +28,7 @@ from vault.events.routes import router as events_router
 from vault.http import EdgeMiddleware, document_edge_errors, doors, install_error_handlers
 from vault.mail.delivery import running_deliverer
 from vault.ops import router as ops_router
+from vault.preferences.routes import router as preferences_router
 from vault.runtime import Runtime
 from vault.selfservice.confirmation import router as confirmation_router
 from vault.selfservice.i18n import STATIC_DIR
@@ -67,6 +68,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(document_edge_errors(customers_router))
     app.include_router(document_edge_errors(consent_router))
     app.include_router(document_edge_errors(access_router))
+    app.include_router(document_edge_errors(preferences_router))
     app.include_router(document_edge_errors(audit_router))
     app.include_router(document_edge_errors(events_router))
     app.include_router(document_edge_errors(selfservice_api_router))
@@ -90,7 +92,10 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         doors=doors(
             app,
             max_body_bytes=runtime.settings.max_body_bytes,
-            larger={"/v1/customers/import": runtime.settings.max_import_bytes},
+            larger={
+                "/v1/customers/import": runtime.settings.max_import_bytes,
+                "/v1/contacts": runtime.settings.max_import_bytes,
+            },
         ),
         gate=gate,
         page_csp=apidocs.PAGE_CSP,

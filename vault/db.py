@@ -541,6 +541,7 @@ DOMAIN_MODEL_MODULES = (
     "vault.selfservice.models",
     "vault.mail.models",
     "vault.staff.models",
+    "vault.preferences.models",
 )
 
 

@@ -45,7 +45,9 @@ def _withdrawn_webhooks(session, customer_id) -> int:
 
 
 def _export(client, headers, purpose=PURPOSE) -> dict[str, dict]:
-    r = client.get(f"/v1/purposes/{purpose}/audience", headers=headers)
+    # personalised_offers contacts by e-mail and push: the export names one
+    params = {"contact_channel": "email"} if purpose == "personalised_offers" else {}
+    r = client.get(f"/v1/purposes/{purpose}/audience", headers=headers, params=params)
     assert r.status_code == 200, r.text[:300]
     return {d["customer_id"]: d for d in map(orjson.loads, r.content.splitlines())}
 

@@ -15,9 +15,22 @@ from vault.db import SessionDep, utcnow
 from vault.errors import UnknownAttribute, VaultError, responses
 from vault.http import NO_STORE
 from vault.policy.errors import UnknownPurpose
+from vault.preferences import errors as preference_errors
+from vault.preferences import service as preferences_service
 from vault.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["access"])
+
+ContactChannelQuery = Annotated[
+    str | None,
+    Query(
+        max_length=16,
+        description="the contact channel of this contact (email, sms, push, post, phone)",
+    ),
+]
+TopicQuery = Annotated[
+    str | None, Query(max_length=64, description="the topic of this contact (the purpose's)")
+]
 
 REASON_STATUS = {"customer_not_found": 404, "customer_erased": 410}
 
@@ -33,7 +46,12 @@ _DENIALS = {
     operation_id="read_customer_data",
     response_model=DataRead,
     responses={
-        **responses(UnknownPurpose, UnknownAttribute),
+        **responses(
+            UnknownPurpose,
+            UnknownAttribute,
+            preference_errors.UnknownContactChannel,
+            preference_errors.UnknownTopic,
+        ),
         **_DENIALS,
     },
 )
@@ -44,8 +62,15 @@ async def read_customer_data(
     bearer: DataReadBearer,
     purpose: Annotated[str | None, Query(max_length=64)] = None,
     attributes: Annotated[str | None, Query(max_length=2000)] = None,
+    contact_channel: ContactChannelQuery = None,
+    topic: TopicQuery = None,
 ) -> JSONResponse:
-    """The attributes of one customer that the purpose may use now — or why not."""
+    """The attributes of one customer that the purpose may use now — or why not.
+
+    For a purpose that contacts customers the customer's own filters count too (403
+    ``contact_channel_opted_out``, ``topic_opted_out``, ``paused``,
+    ``frequency_cap_reached``): ``contact_channel`` (implied when the purpose has only one)
+    and ``topic`` name the contact."""
     # The hottest route: its whole transaction (token check, decision, decryption, audit
     # event, commit) runs in one worker thread instead of one hop per dependency.
     return await runtime.transaction(
@@ -55,6 +80,8 @@ async def read_customer_data(
         customer_id=customer_id,
         purpose=purpose,
         attributes=attributes,
+        contact_channel=contact_channel,
+        topic=topic,
     )
 
 
@@ -66,12 +93,17 @@ def _read(
     customer_id: UUID,
     purpose: str | None,
     attributes: str | None,
+    contact_channel: str | None = None,
+    topic: str | None = None,
 ) -> JSONResponse:
     principal = check_bearer(session=session, runtime=runtime, bearer=bearer)
     now = utcnow()
     try:
         pur = service.get_purpose(runtime.policy, purpose)
         requested = service.parse_attribute_list(runtime.policy, attributes)
+        contact = service.ContactAsked(
+            preferences_service.contact_of(pur, contact_channel, topic, required=False), topic
+        )
     except VaultError as exc:
         audit_record.record(
             session=session,
@@ -93,6 +125,7 @@ def _read(
         purpose=pur,
         requested=requested,
         now=now,
+        contact=contact,
     )
     d = result.decision
     if not d.allowed:
@@ -117,7 +150,13 @@ def _read(
             "description": 'one {"customer_id","attributes"} per line, and "unsubscribe_url" '
             "(RFC 8058 one-click, for List-Unsubscribe) when the purpose contacts by e-mail",
         },
-        **responses(UnknownPurpose, UnknownAttribute),
+        **responses(
+            UnknownPurpose,
+            UnknownAttribute,
+            preference_errors.UnknownContactChannel,
+            preference_errors.UnknownTopic,
+            preference_errors.ContactChannelRequired,
+        ),
     },
 )
 def export_audience(
@@ -127,11 +166,21 @@ def export_audience(
     runtime: RuntimeDep,
     principal: DataReader,
     attributes: Annotated[str | None, Query(max_length=2000)] = None,
+    contact_channel: ContactChannelQuery = None,
+    topic: TopicQuery = None,
 ):
-    """Every customer the purpose may use now, with the allowed (reduced) attributes, as NDJSON."""
+    """Every customer the purpose may use now, with the allowed (reduced) attributes, as NDJSON.
+
+    A purpose that contacts customers exports one contact: by ``contact_channel`` (required
+    when the purpose has several: 422 ``contact_channel_required``), about ``topic``; customers
+    who switched that channel or topic off, paused, or were already contacted in their
+    frequency's current window are left out."""
     now = utcnow()
     pur = service.get_purpose(runtime.policy, purpose)
     requested = service.parse_attribute_list(runtime.policy, attributes)
+    contact = service.ContactAsked(
+        preferences_service.contact_of(pur, contact_channel, topic, required=True), topic
+    )
     check = service.decide_export(principal=principal, purpose=pur, requested=requested)
     if not check.allowed:
         audit_record.record(
@@ -157,6 +206,7 @@ def export_audience(
         requested=requested,
         now=now,
         public_url=runtime.settings.public_url,
+        contact=contact,
     )
     return StreamingResponse(stream, media_type="application/x-ndjson", headers=NO_STORE)
 
@@ -182,8 +232,11 @@ def list_purposes(runtime: RuntimeDep) -> list[dict]:
                     "tcf_purposes",
                     "title",
                     "description",
+                    "topics",
+                    "frequencies",
                 }
             ),
+            "contact_channels": [c.value for c in p.contact_channels],
             "legal_basis": p.legal_basis.value,
             "recipients": [
                 {"id": r, **policy.recipients[r].model_dump(include={"name", "kind", "country"})}

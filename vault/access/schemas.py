@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
+from pydantic import Field as PField
 
 
 class DataRead(BaseModel):
@@ -18,6 +19,12 @@ class AccessDenied(BaseModel):
     error: str
     detail: str
     attributes: list[str] | None = None
+
+
+class PurposeTopic(BaseModel):
+    id: str
+    label: dict[str, str]
+    description: dict[str, str]
 
 
 class PurposePublic(BaseModel):
@@ -36,3 +43,12 @@ class PurposePublic(BaseModel):
     description: dict[str, str]
     dpv: str | None
     tcf_purposes: list[int]
+    contact_channels: list[str] = PField(
+        [], description="how the purpose contacts customers (email, sms, push, post, phone)"
+    )
+    topics: list[PurposeTopic] = PField(
+        [], description="what it writes about; customers may switch each topic off"
+    )
+    frequencies: list[str] = PField(
+        [], description="how often a customer may choose to hear from it; the first is the default"
+    )

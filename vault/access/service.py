@@ -28,13 +28,57 @@ from vault.customers.schemas import CustomerStatus
 from vault.db import reader, transaction
 from vault.errors import CustomerErased, InvalidRequest, UnknownAttribute
 from vault.policy import Policy, Purpose
-from vault.policy.decision import DIRECT_MARKETING, Decision, decide
+from vault.policy.decision import (
+    DIRECT_MARKETING,
+    NO_FILTERS,
+    ContactFacts,
+    Decision,
+    decide,
+    decide_contact,
+)
 from vault.policy.errors import UnknownPurpose
 from vault.policy.models import ContactChannel, LegalBasis
 from vault.policy.values import reduce
+from vault.preferences import store as preferences_store
+from vault.preferences.store import ContactFilter
 
 READ_ACTION = AuditAction.DATA_READ
 EXPORT_ACTION = AuditAction.DATA_EXPORT
+
+
+@dataclass(frozen=True, slots=True)
+class ContactAsked:
+    """What a read or export is for as a contact: the channel (None: a read for a purpose with
+    several that names none) and the topic. Checked by
+    :func:`vault.preferences.service.contact_of`; only for purposes with contact channels."""
+
+    contact_channel: str | None = None
+    topic: str | None = None
+
+
+def decide_with_preferences(
+    *,
+    purpose: Purpose,
+    decision: Decision,
+    contact: ContactAsked | None,
+    facts: ContactFacts,
+    now: datetime,
+) -> Decision:
+    """The one place where the customer's own filters join the access decision (every door:
+    the single read, the audience export): once :func:`decide` allows, a purpose that contacts
+    the customer is asked :func:`vault.policy.decision.decide_contact` too."""
+    if not decision.allowed or contact is None or not purpose.contact_channels:
+        return decision
+    verdict = decide_contact(
+        purpose=purpose,
+        facts=facts,
+        contact_channel=contact.contact_channel,
+        topic=contact.topic,
+        now=now,
+    )
+    if verdict.allowed:
+        return decision
+    return Decision(False, verdict.reason, ())
 
 
 @dataclass(frozen=True)
@@ -87,9 +131,13 @@ def read(
     requested: Sequence[str] | None,
     now: datetime,
     details: dict[str, Any] | None = None,
+    contact: ContactAsked | None = None,
 ) -> ReadResult:
     """Decide, decrypt only what may be released, reduce, and audit — allowed or not.
-    ``details`` go on to the audit event (the staff console: the reader's role and store)."""
+    ``details`` go on to the audit event (the staff console: the reader's role and store).
+    ``contact`` (default: none named) brings in the customer's own filters for a purpose with
+    contact channels."""
+    contact = contact or ContactAsked()
     conn = session.connection()
     customer = store.customer_for_purpose(conn, customer_id, purpose.id)
     if customer is None:
@@ -104,6 +152,14 @@ def read(
             consent_status=consent_rules.effective_status(state, purpose, now),
             requested=requested,
         )
+        if decision.allowed and purpose.contact_channels:
+            decision = decide_with_preferences(
+                purpose=purpose,
+                decision=decision,
+                contact=contact,
+                facts=preferences_store.contact_facts_of_one(session, customer_id, purpose),
+                now=now,
+            )
     released: dict[str, Any] = {}
     if decision.allowed:
         if customer.dek_wrapped is None or customer.kek_id is None:
@@ -149,13 +205,22 @@ def decide_export(
     return Decision(True, None, tuple(requested or purpose.attributes))
 
 
-def _prefilter(purpose: Purpose, now: datetime) -> store.AudienceFilter:
-    """SQL form of the decision: active customers, no objection, a counting consent state."""
+def _prefilter(
+    purpose: Purpose, now: datetime, contact: ContactAsked | None = None
+) -> store.AudienceFilter:
+    """SQL form of the decision: active customers, no objection, a counting consent state,
+    and for a contact none of the customer's own filters against it."""
+    contact_filter = (
+        ContactFilter(purpose, contact.contact_channel, contact.topic, now)
+        if contact is not None and purpose.contact_channels
+        else None
+    )
     if purpose.legal_basis is not LegalBasis.CONSENT:
         return store.AudienceFilter(
             purpose=purpose.id,
             consent=False,
             exclude_objection=DIRECT_MARKETING if purpose.direct_marketing else None,
+            contact=contact_filter,
         )
     return store.AudienceFilter(
         purpose=purpose.id,
@@ -166,6 +231,7 @@ def _prefilter(purpose: Purpose, now: datetime) -> store.AudienceFilter:
             now - timedelta(days=purpose.consent_ttl_days) if purpose.consent_ttl_days else None
         ),
         exclude_objection=DIRECT_MARKETING if purpose.direct_marketing else None,
+        contact=contact_filter,
     )
 
 
@@ -196,20 +262,25 @@ def audience(
     now: datetime,
     public_url: str | None = None,
     batch_size: int = 2000,
+    contact: ContactAsked | None = None,
 ) -> Iterator[bytes]:
     """NDJSON lines ``{"customer_id","attributes"}`` for every customer the purpose may use now,
     with ``unsubscribe_url`` (RFC 8058 one-click) when the purpose contacts by e-mail and
     ``public_url`` is given.
 
     Works in batches with its own session: each batch's audit events are committed before the
-    batch is yielded, and memory holds one batch at a time however large the audience."""
+    batch is yielded, and memory holds one batch at a time however large the audience.
+
+    ``contact`` (the export route always passes one for a purpose with contact channels)
+    leaves out customers whose own filters refuse this contact: in SQL first, by
+    :func:`decide_with_preferences` second."""
     names = tuple(requested) if requested is not None else tuple(purpose.attributes)
     unsubscribe_url = (
         unsubscribe_link_maker(envelope=envelope, public_url=public_url, purpose=purpose)
         if public_url is not None
         else None
     )
-    sql_filter = _prefilter(purpose, now)
+    sql_filter = _prefilter(purpose, now, contact)
     last: UUID | None = None
     while True:
         # Read and decrypt in a read-only transaction (on SQLite it takes no write lock, so
@@ -222,6 +293,11 @@ def audience(
                 return
             last = rows[-1][0]
             allowed: list[tuple[UUID, bytes, str]] = []
+            facts = (
+                preferences_store.contact_facts(session, [r[0] for r in rows], purpose)
+                if sql_filter.contact is not None
+                else {}
+            )
             for cid, c in rows:
                 decision = decide(
                     purpose=purpose,
@@ -230,6 +306,13 @@ def audience(
                     objections=c.objections,
                     consent_status=consent_rules.effective_status(c.state, purpose, now),
                     requested=names,
+                )
+                decision = decide_with_preferences(
+                    purpose=purpose,
+                    decision=decision,
+                    contact=contact,
+                    facts=facts.get(cid, NO_FILTERS),
+                    now=now,
                 )
                 if decision.allowed and c.dek_wrapped is not None and c.kek_id is not None:
                     allowed.append((cid, c.dek_wrapped, c.kek_id))

@@ -14,6 +14,7 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from vault.db import driver_execute
+from vault.preferences.store import ContactFilter
 
 _CUSTOMER = (
     "SELECT c.status, c.objections, c.dek_wrapped, c.kek_id, "
@@ -119,6 +120,8 @@ class AudienceFilter:
     min_version: int | None = None
     granted_after: datetime | None = None
     exclude_objection: str | None = None
+    # the customer's own filters for this contact (vault.preferences), None: not a contact
+    contact: ContactFilter | None = None
 
 
 def audience_batch(
@@ -151,6 +154,10 @@ def audience_batch(
     if f.exclude_objection:
         where += f" AND c.objections NOT LIKE {p}"
         params.append(f"%{f.exclude_objection}%")
+    if f.contact is not None:
+        contact_sql, contact_params = f.contact.sql(conn.dialect.name, p)
+        where += contact_sql
+        params += contact_params
     if after is not None:
         where += f" AND c.id > {p}"
         params.append(_id(conn, after))

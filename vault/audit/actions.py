@@ -24,6 +24,8 @@ class AuditAction(StrEnum):
     CLIENT_DELETED = "client.deleted"
     # consent
     CONSENT_RECORDED = "consent.recorded"
+    # contacts a sending tool reported (POST /v1/contacts)
+    CONTACT_RECORDED = "contact.recorded"
     # customers
     CUSTOMER_CREATED = "customer.created"
     CUSTOMER_IMPORTED = "customer.imported"
@@ -45,6 +47,8 @@ class AuditAction(StrEnum):
     DSR_LEGAL_HOLD_SET = "dsr.legal_hold_set"
     DSR_LEGAL_HOLD_CLEARED = "dsr.legal_hold_cleared"
     DSR_ERASURE = "dsr.erasure"
+    # the customer's own filters (vault.preferences)
+    PREFERENCE_CHANGED = "preference.changed"
     # retention
     RETENTION_RUN = "retention.run"
     RETENTION_DELETED = "retention.deleted"

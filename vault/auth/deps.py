@@ -157,4 +157,5 @@ def _bearer_needing(scope: Scope) -> Any:
 # unchecked and call :func:`check_token` inside it; the scope still shows in the OpenAPI document.
 DataReadBearer = Annotated[Bearer, _bearer_needing(Scope.DATA_READ)]
 ConsentWriteBearer = Annotated[Bearer, _bearer_needing(Scope.CONSENT_WRITE)]
+ContactsWriteBearer = Annotated[Bearer, _bearer_needing(Scope.CONTACTS_WRITE)]
 AuditReadBearer = Annotated[Bearer, _bearer_needing(Scope.AUDIT_READ)]

@@ -11,6 +11,7 @@ class Scope(StrEnum):
     SELFSERVICE_ISSUE = "selfservice:issue"
     AUDIT_READ = "audit:read"
     WEBHOOKS_MANAGE = "webhooks:manage"
+    CONTACTS_WRITE = "contacts:write"
     ADMIN = "admin"
 
 
@@ -25,6 +26,7 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     Scope.SELFSERVICE_ISSUE: "issue self-service magic links",
     Scope.AUDIT_READ: "read and verify the audit log",
     Scope.WEBHOOKS_MANAGE: "manage webhook subscriptions",
+    Scope.CONTACTS_WRITE: "report contacts sent to customers (what frequency caps count)",
     Scope.ADMIN: "manage app clients",
 }
 
@@ -38,6 +40,7 @@ CUSTOMER_DATA_SCOPES: frozenset[str] = frozenset(
         Scope.CONSENT_WRITE,
         Scope.CONSENT_CONFIRM,
         Scope.SELFSERVICE_ISSUE,
+        Scope.CONTACTS_WRITE,  # tells which ids exist (per-line customer_not_found)
     }
 )
 OPERATOR_SCOPES: frozenset[str] = CUSTOMER_DATA_SCOPES | {Scope.ADMIN}

@@ -35,6 +35,7 @@ class EventType(StrEnum):
     CUSTOMER_RESTRICTED = "customer.restricted"
     CUSTOMER_OBJECTED = "customer.objected"
     CUSTOMER_ERASED = "customer.erased"
+    PREFERENCE_CHANGED = "preference.changed"
 
 
 EVENT_TYPES = frozenset(t.value for t in EventType)

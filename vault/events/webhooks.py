@@ -67,6 +67,9 @@ READ_WITH: dict[str, frozenset[str]] = {
     EventType.CUSTOMER_RESTRICTED: _RECIPIENTS,
     EventType.CUSTOMER_OBJECTED: _RECIPIENTS,
     EventType.CUSTOMER_ERASED: _RECIPIENTS,
+    # the customer's filters: read with GET .../preferences (consent:read), and obeyed by
+    # every recipient that contacts customers (data:read: its next export already leaves out)
+    EventType.PREFERENCE_CHANGED: frozenset({Scope.CONSENT_READ.value, Scope.DATA_READ.value}),
 }
 
 

@@ -17,12 +17,22 @@ Order of checks (first failure wins, so the reason is the most fundamental one):
    (``consent_missing``, ``consent_refused``, ``consent_withdrawn``, ``consent_expired``,
    ``confirmation_pending``, ``reconsent_required``);
 7. contract, legal obligation and (unobjected) legitimate interest are allowed while active.
+
+The customer's own filters (vault.preferences) are judged second, by :func:`decide_contact`,
+only for a contact (a ``contact_channel`` named or implied): the contact channel switched off
+(``contact_channel_opted_out``), the topic switched off (``topic_opted_out``), a pause that has
+not ended (``paused``), a contact already reported in the current window of the customer's
+frequency (``frequency_cap_reached``). The window is a calendar window in Europe/Berlin
+(:func:`window_start`): an ISO week from Monday 00:00, a month from the 1st, a quarter from
+1 January, April, July, October; each frequency allows one contact per window.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from vault.policy.models import LegalBasis, Purpose
 
@@ -50,7 +60,19 @@ DETAILS = {
     "consent_expired": "The customer's consent for this purpose has expired.",
     "confirmation_pending": "The customer has not yet confirmed this consent (double opt-in).",
     "reconsent_required": "The purpose has changed; the customer must consent again.",
+    "contact_channel_opted_out": "The customer has switched this contact channel off.",
+    "topic_opted_out": "The customer has switched this topic off.",
+    "paused": "The customer has paused all contact for now.",
+    "frequency_cap_reached": "The customer was already contacted for this purpose in the "
+    "current window of their chosen frequency.",
 }
+CONTACT_REASONS = (
+    "contact_channel_opted_out",
+    "topic_opted_out",
+    "paused",
+    "frequency_cap_reached",
+)
+WINDOW_ZONE = ZoneInfo("Europe/Berlin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +119,66 @@ def decide(
     if purpose.legal_basis is LegalBasis.CONSENT and consent_status != "granted":
         return Decision(False, CONSENT_REASONS.get(consent_status, "consent_missing"))
     return Decision(True, None, released)
+
+
+def window_start(frequency: str, now: datetime) -> datetime:
+    """The start (UTC) of the calendar window that ``now`` lies in, in Europe/Berlin:
+    ``weekly`` the ISO week (Monday 00:00), ``monthly`` the month, ``quarterly`` the quarter."""
+    local = now.astimezone(WINDOW_ZONE)
+    day = local.date()
+    if frequency == "weekly":
+        day = day - timedelta(days=day.weekday())
+    elif frequency == "monthly":
+        day = day.replace(day=1)
+    elif frequency == "quarterly":
+        day = day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    else:
+        raise ValueError(f"unknown frequency {frequency!r}")
+    start = datetime(day.year, day.month, day.day, tzinfo=WINDOW_ZONE)
+    return start.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactFacts:
+    """One customer's filters as they bear on one purpose (vault.preferences reads them):
+    what is switched off, the chosen frequency (None: the purpose's default), the pause, and
+    the latest reported contact for the purpose."""
+
+    channels_off: frozenset[str] = frozenset()
+    topics_off: frozenset[str] = frozenset()
+    frequency: str | None = None
+    paused_until: datetime | None = None
+    last_contact: datetime | None = None
+
+
+NO_FILTERS = ContactFacts()
+
+
+def decide_contact(
+    *,
+    purpose: Purpose,
+    facts: ContactFacts,
+    contact_channel: str | None,
+    topic: str | None,
+    now: datetime,
+) -> Decision:
+    """May ``purpose`` contact the customer now by ``contact_channel`` (about ``topic``)?
+
+    Asked after :func:`decide` allowed the use; the channel and topic are the purpose's own
+    (the door checked them); ``contact_channel`` None (a read for a purpose with several,
+    naming none) skips the channel switch. First failure wins, in the order of
+    :data:`CONTACT_REASONS`."""
+    if contact_channel is not None and contact_channel in facts.channels_off:
+        return Decision(False, "contact_channel_opted_out")
+    if topic is not None and topic in facts.topics_off:
+        return Decision(False, "topic_opted_out")
+    if facts.paused_until is not None and facts.paused_until > now:
+        return Decision(False, "paused")
+    frequency = facts.frequency or purpose.default_frequency
+    if (
+        frequency is not None
+        and facts.last_contact is not None
+        and facts.last_contact >= window_start(frequency, now)
+    ):
+        return Decision(False, "frequency_cap_reached")
+    return Decision(True)

@@ -15,6 +15,7 @@ from vault.policy.models import (
     Attribute,
     AttributeType,
     ContactChannel,
+    Frequency,
     LegalBasis,
     Policy,
     Purpose,
@@ -92,6 +93,30 @@ def _check_i18n(where: str, fields: dict[str, Any], problems: list[str]) -> None
     for name, text in fields.items():
         for lang in text.missing():
             problems.append(f"{where}: missing {lang} translation of {name}")
+
+
+def _check_contact_rules(where: str, pur: Purpose, problems: list[str]) -> None:
+    """Topics and frequencies (the customer's preferences, vault.preferences): unique topic
+    ids with de/en labels and descriptions, known frequency names, each once, and both only on
+    a purpose that contacts the customer (``contact_channels``)."""
+    seen: set[str] = set()
+    for topic in pur.topics:
+        if topic.id in seen:
+            problems.append(f"{where}: duplicate topic id {topic.id!r}")
+        seen.add(topic.id)
+        _check_i18n(
+            f"{where}: topic {topic.id!r}",
+            {"label": topic.label, "description": topic.description},
+            problems,
+        )
+    known = [f.value for f in Frequency]
+    for name in pur.frequencies:
+        if name not in known:
+            problems.append(f"{where}: unknown frequency {name[:32]!r} (known: {', '.join(known)})")
+    if len(set(pur.frequencies)) != len(pur.frequencies):
+        problems.append(f"{where}: frequencies names a frequency twice")
+    if (pur.topics or pur.frequencies) and not pur.contact_channels:
+        problems.append(f"{where}: topics and frequencies need contact_channels")
 
 
 def load_policy(directory: Path) -> Policy:
@@ -200,6 +225,7 @@ def load_policy(directory: Path) -> Policy:
             problems.append(
                 f"{where}: contact_channels has 'email' but the purpose uses no e-mail attribute"
             )
+        _check_contact_rules(where, pur, problems)
         consent_only = {
             "double_opt_in": pur.double_opt_in,
             "consent_ttl_days": pur.consent_ttl_days is not None,

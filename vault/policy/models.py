@@ -49,6 +49,15 @@ class ContactChannel(StrEnum):
     PHONE = "phone"
 
 
+class Frequency(StrEnum):
+    """How often a purpose may contact a customer at most: one contact per calendar window
+    (ISO week, month, quarter; in Europe/Berlin), counted from reported contacts."""
+
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+
+
 class Reduction(StrEnum):
     """Reduced forms a purpose may receive instead of the full value (data minimisation)."""
 
@@ -104,6 +113,14 @@ class Recipient(Strict):
     country: str = "DE"
 
 
+class Topic(Strict):
+    """One subject a contact purpose writes about; customers may switch each one off."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    label: I18nText
+    description: I18nText = I18nText()
+
+
 class Purpose(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     version: int = Field(ge=1)
@@ -125,6 +142,10 @@ class Purpose(Strict):
     tcf_purposes: list[int] = []
     # How the purpose contacts the customer; "email" gives its audience rows an unsubscribe_url
     contact_channels: list[ContactChannel] = []
+    # What it writes about (customers switch topics off) and how often a customer may choose to
+    # hear from it (the first is the default); names are checked by the loader
+    topics: list[Topic] = []
+    frequencies: list[str] = []
 
     @field_validator("attributes")
     @classmethod
@@ -132,6 +153,13 @@ class Purpose(Strict):
         if not v:
             raise ValueError("a purpose must use at least one attribute")
         return v
+
+    def topic(self, topic_id: str) -> Topic | None:
+        return next((t for t in self.topics if t.id == topic_id), None)
+
+    @property
+    def default_frequency(self) -> str | None:
+        return self.frequencies[0] if self.frequencies else None
 
     @property
     def needs_consent(self) -> bool:

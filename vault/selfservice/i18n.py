@@ -44,6 +44,11 @@ def _datetime(value: datetime | None, lang: str) -> str:
     return format_datetime(value, format="medium", tzinfo=_tz(), locale=lang)
 
 
+def format_day(value: datetime, lang: str) -> str:
+    """The calendar day of ``value`` in Europe/Berlin, e.g. "3. Dezember 2026"."""
+    return format_date(value.astimezone(_tz()).date(), format="long", locale=lang)
+
+
 @cache
 def _tz() -> Any:
     from zoneinfo import ZoneInfo

@@ -29,9 +29,9 @@ from vault.policy.models import LegalBasis
 from vault.provenance import Caller
 from vault.selfservice import i18n
 
-# Only these actions appear on "who used my data": releases of data to apps, and what staff
-# at a store or on the phone did with it (read it, found the customer by it).
-USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT)
+# Only these actions appear on "who used my data": releases of data to apps, contacts an app
+# reported, and what staff at a store or on the phone did with it (read it, found the customer).
+USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT, AuditAction.CONTACT_RECORDED)
 STAFF_USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.CUSTOMER_LOOKUP)
 ACTIVITY_LIMIT = 200
 
