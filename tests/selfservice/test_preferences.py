@@ -205,7 +205,9 @@ def test_frequency_form_sets_monthly(client, session, runtime, signed_in):
     assert event.change == {"frequency": {"newsletter": "monthly"}}
     assert _api(client, session, runtime, signed_in)["frequency"]["newsletter"] == "monthly"
     page = client.get("/me/consents?lang=de")
-    assert "Sie bekommen von uns: <strong>höchstens einmal im Monat, per E-Mail</strong>." in page.text
+    assert (
+        "Sie bekommen von uns: <strong>höchstens einmal im Monat, per E-Mail</strong>." in page.text
+    )
 
 
 def test_channels_form_turns_push_off_for_every_purpose(client, session, runtime, signed_in):
