@@ -1,7 +1,12 @@
 """Consent-gated single read vs a bare FastAPI endpoint, and the audience export.
 
     python -m bench.read [--customers 10000] [--audience 200000] [--seconds 10]
-                         [--key-provider file|pkcs11]
+                         [--key-provider file|pkcs11] [--preferences]
+
+``--preferences``: the export customers get preferences too (every one a frequency and a topic
+switched off, every second one a contact last quarter, every tenth one the exported topic off),
+and the export asks ``contact_channel=email&topic=weekly_offers``, so the audience query and
+the contact decision judge every row (issue 18: measured next to the run without).
 
 Both servers run as one uvicorn worker on loopback and are loaded by the same tool (wrk,
 16 connections, 1 thread) in the same run; the vault endpoint is
@@ -21,9 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from bench.common import machine, scratch_database
@@ -31,7 +38,8 @@ from bench.load import free_port, server, wrk
 from bench.seed import seed
 from vault.auth import service as auth_service
 from vault.config import Settings
-from vault.db import upgrade
+from vault.db import upgrade, utcnow
+from vault.preferences.models import Contact, PreferenceChoice
 from vault.runtime import Runtime
 
 PURPOSE = "personalised_offers"
@@ -77,19 +85,57 @@ def softhsm_token(tmp: Path) -> dict[str, str]:
     }
 
 
+def seed_preferences(rt: Runtime, ids: list, batch: int = 5000) -> int:
+    """Preferences and contacts for ``ids`` (see the module docstring); how many of them the
+    export with ``topic=weekly_offers`` leaves out."""
+    last_quarter = utcnow() - timedelta(days=120)
+    excluded = 0
+    for lo in range(0, len(ids), batch):
+        choices, contacts = [], []
+        for i, cid in enumerate(ids[lo : lo + batch], start=lo):
+            row = {"customer_id": cid, "purpose": PURPOSE}
+            choices.append({**row, "kind": "frequency", "name": "", "value": "monthly"})
+            choices.append({**row, "kind": "topic", "name": "loyalty", "value": "off"})
+            if i % 10 == 0:
+                choices.append({**row, "kind": "topic", "name": "weekly_offers", "value": "off"})
+                excluded += 1
+            if i % 2 == 0:
+                contacts.append(
+                    {
+                        **row,
+                        "contact_channel": "email",
+                        "sent_at": last_quarter,
+                        "client_id": "bench",
+                        "recorded_at": last_quarter,
+                    }
+                )
+        with Session(rt.engine) as session:
+            session.connection().execute(insert(PreferenceChoice.__table__), choices)
+            if contacts:
+                session.connection().execute(insert(Contact.__table__), contacts)
+            session.commit()
+    return excluded
+
+
 def run(
     customers: int,
     audience: int,
     seconds: int,
     database_url: str | None = None,
     key_provider: str = "file",
+    preferences: bool = False,
 ) -> dict[str, float]:
     with scratch_database(database_url) as url:
-        return _run(customers, audience, seconds, url, key_provider)
+        return _run(customers, audience, seconds, url, key_provider, preferences)
 
 
 def _run(
-    customers: int, audience: int, seconds: int, database_url: str | None, key_provider: str
+    customers: int,
+    audience: int,
+    seconds: int,
+    database_url: str | None,
+    key_provider: str,
+    preferences: bool = False,
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="vault-bench-") as tmp:
@@ -159,13 +205,18 @@ def _run(
                 ratio=gated.requests_per_s / bare.requests_per_s,
             )
             if audience:
-                seed(rt, audience, states=_granted, start=customers)
+                seeded = seed(rt, audience, states=_granted, start=customers)
                 allowed = customers + audience
+                params = {"contact_channel": "email"}
+                if preferences:
+                    allowed -= seed_preferences(rt, seeded)
+                    params["topic"] = "weekly_offers"
                 t0 = time.perf_counter()
                 n = 0
                 with httpx.stream(
                     "GET",
                     f"{base}/v1/purposes/{PURPOSE}/audience",
+                    params=params,
                     headers={"Authorization": f"Bearer {token}"},
                     timeout=600,
                 ) as r:
@@ -198,8 +249,13 @@ def main() -> None:
         default="file",
         help="where the KEKs live: the key file, or a SoftHSM2 token (PKCS#11)",
     )
+    p.add_argument(
+        "--preferences",
+        action="store_true",
+        help="export customers carry preferences and contacts (see above)",
+    )
     a = p.parse_args()
-    r = run(a.customers, a.audience, a.seconds, a.database_url, a.key_provider)
+    r = run(a.customers, a.audience, a.seconds, a.database_url, a.key_provider, a.preferences)
     db = "PostgreSQL" if a.database_url else "SQLite"
     print(
         f"machine: {machine()}; {db}; keys: {a.key_provider}; one uvicorn worker; "

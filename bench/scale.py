@@ -83,6 +83,7 @@ def sqlite_scale(small: int, large: int, seconds: int) -> dict[str, float]:
             with httpx.stream(
                 "GET",
                 f"{base}/v1/purposes/{PURPOSE}/audience",
+                params={"contact_channel": "email"},
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=3600,
             ) as r:

@@ -24,6 +24,7 @@ DOMAINS = (
     "events",
     "selfservice",
     "mail",
+    "preferences",
 )
 # Shared modules and packages: every domain may use them, they use no domain.
 SHARED = (
@@ -41,7 +42,7 @@ SHARED = (
 # What a domain offers the others. Everything else (tables, row builders, pages) is its own.
 PUBLIC = {
     "auth": {"deps", "scopes", "service"},
-    "customers": {"service", "store", "schemas"},
+    "customers": {"service", "store", "schemas", "importer"},
     "consent": {
         "service",
         "store",
@@ -59,6 +60,7 @@ PUBLIC = {
     "events": {"outbox", "schemas", "errors"},
     "selfservice": {"sessions", "schemas", "errors", "dossier"},
     "mail": {"outbox", "delivery", "receipts"},
+    "preferences": {"service", "store", "schemas", "errors"},
 }
 # Composition modules that assemble domains (and may import any of their modules).
 ASSEMBLY = {"app", "backup", "cli", "ops", "demo", "openapi", "__init__"}

@@ -261,11 +261,20 @@ def test_metrics_count_deliveries_by_state(client, runtime, receiver):
 
 ALLOWED = [
     ((), set()),
-    (("consent:read",), {"consent.granted", "consent.withdrawn", "consent.expired"}),
+    (
+        ("consent:read",),
+        {"consent.granted", "consent.withdrawn", "consent.expired", "preference.changed"},
+    ),
     (("customers:write",), {"customer.updated"}),
     (
         ("data:read",),
-        {"customer.updated", "customer.restricted", "customer.objected", "customer.erased"},
+        {
+            "customer.updated",
+            "customer.restricted",
+            "customer.objected",
+            "customer.erased",
+            "preference.changed",
+        },
     ),
     (("dsr:execute",), {"customer.restricted", "customer.objected", "customer.erased"}),
     (("audit:read", "admin", "selfservice:issue", "consent:write"), set()),

@@ -332,6 +332,16 @@ def _import_body(t: Target) -> dict[str, Any]:
     return {"content": json.dumps(line) + "\n", "headers": {"Content-Type": "application/x-ndjson"}}
 
 
+def _contacts_body(t: Target) -> dict[str, Any]:
+    line = {
+        "customer_id": str(t.customer),
+        "purpose": PURPOSE,
+        "contact_channel": "email",
+        "sent_at": "2026-01-05T09:00:00+00:00",
+    }
+    return {"content": json.dumps(line) + "\n", "headers": {"Content-Type": "application/x-ndjson"}}
+
+
 def _new_client(t: Target) -> dict[str, Any]:
     return {"name": "crm", "scopes": ["consent:read"]}
 
@@ -407,12 +417,26 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/customers/{customer_id}/consents/dossier"): Route(
         scopes(S.CONSENT_READ), 200, get(cust("/consents/dossier"))
     ),
+    # the customer's own filters (vault.preferences)
+    ("GET", "/v1/customers/{customer_id}/preferences"): Route(
+        scopes(S.CONSENT_READ), 200, get(cust("/preferences"))
+    ),
+    ("PATCH", "/v1/customers/{customer_id}/preferences"): Route(
+        scopes(S.CONSENT_WRITE),
+        200,
+        send(cust("/preferences"), {"frequency": {PURPOSE: "monthly"}, "channel": "app"}),
+    ),
+    ("POST", "/v1/contacts"): Route(
+        scopes(S.CONTACTS_WRITE), 200, lambda t: {"url": "/v1/contacts", **_contacts_body(t)}
+    ),
     # consent-gated data
     ("GET", "/v1/customers/{customer_id}/data"): Route(
         scopes(S.DATA_READ), 200, get(cust("/data"), params={"purpose": PURPOSE})
     ),
     ("GET", "/v1/purposes/{purpose}/audience"): Route(
-        scopes(S.DATA_READ), 200, get(f"/v1/purposes/{PURPOSE}/audience")
+        scopes(S.DATA_READ),
+        200,
+        get(f"/v1/purposes/{PURPOSE}/audience", params={"contact_channel": "email"}),
     ),
     # audit
     ("GET", "/v1/audit/events"): Route(scopes(S.AUDIT_READ), 200, get("/v1/audit/events")),

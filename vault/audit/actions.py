@@ -31,8 +31,6 @@ class AuditAction(StrEnum):
     CUSTOMER_IMPORTED = "customer.imported"
     CUSTOMER_LOOKUP = "customer.lookup"
     CUSTOMER_RECTIFIED = "customer.rectified"
-    # the customer's own filters (vault.preferences)
-    PREFERENCE_CHANGED = "preference.changed"
     # releases of data
     DATA_READ = "data.read"
     DATA_EXPORT = "data.export"
@@ -49,6 +47,8 @@ class AuditAction(StrEnum):
     DSR_LEGAL_HOLD_SET = "dsr.legal_hold_set"
     DSR_LEGAL_HOLD_CLEARED = "dsr.legal_hold_cleared"
     DSR_ERASURE = "dsr.erasure"
+    # the customer's own filters (vault.preferences)
+    PREFERENCE_CHANGED = "preference.changed"
     # retention
     RETENTION_RUN = "retention.run"
     RETENTION_DELETED = "retention.deleted"

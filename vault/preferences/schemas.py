@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PField
 
-from vault.consent.models import Channel
+from vault.consent.schemas import Channel
 from vault.db import Instant
 
 

@@ -54,8 +54,8 @@ from vault.audit.actions import AuditAction
 from vault.consent import reads as consent_reads
 from vault.consent.errors import ChannelNotAllowed
 from vault.consent.evidence import clean_evidence
-from vault.consent.models import Channel
 from vault.consent.rules import EffectiveConsent
+from vault.consent.schemas import Channel
 from vault.consent.service import customer_actor
 from vault.customers import store as customers_store
 from vault.db import utcnow
