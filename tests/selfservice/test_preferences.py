@@ -142,12 +142,15 @@ def test_other_wrong_inputs_are_refused_too(client, session, runtime, signed_in)
         ("/me/preferences/nope/topics", {"topic": ["wine"]}, 422),  # no such purpose
         ("/me/preferences/analytics/topics", {"topic": []}, 422),  # a purpose without choices
         ("/me/preferences/newsletter/frequency", {}, 422),  # no radio chosen
+        ("/me/preferences/newsletter/frequency", {"frequency": "x" * 100}, 422),
+        ("/me/preferences/newsletter/topics", {"topic": ["wine"] * 40}, 422),  # no such form
         ("/me/preferences/newsletter/topics", {"topic": ["push"]}, 422),
         ("/me/preferences/newsletter/channels", {"contact_channel": ["push"]}, 422),
         ("/me/preferences/pause", {"until": "morgen"}, 422),
         ("/me/preferences/pause", {"until": local_today(datetime.now(UTC)).isoformat()}, 422),
         ("/me/preferences/pause", {"until": "2999-01-01"}, 422),
         ("/me/preferences/pause", {}, 422),
+        ("/me/preferences/pause", {"until": "2027-01-01" * 20}, 422),
         # not granted: the page offers no such form, and a crafted one is refused
         ("/me/preferences/push_notifications/channels", {"contact_channel": []}, 409),
     ]

@@ -381,8 +381,9 @@ def pause(
     runtime: RuntimeDep,
     visit: PostedVisitDep,
     lang: LangDep,
-    until: Annotated[str, Form(max_length=16)] = "",
-    action: Annotated[str, Form(max_length=8)] = "pause",
+    # no max_length: a value too long is the friendly 422 page of the action, not a JSON 422
+    until: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "pause",
 ):
     """Pause every contact until a day ("pause"), or end the pause ("end")."""
     ending = action == "end"
@@ -455,7 +456,7 @@ def change_frequency(
     runtime: RuntimeDep,
     visit: PostedVisitDep,
     lang: LangDep,
-    frequency: Annotated[str, Form(max_length=64)] = "",
+    frequency: Annotated[str, Form()] = "",  # compared with the policy's names, never echoed
 ):
     """How often one purpose may contact the customer at most (one radio button)."""
     actions.change_preferences(
