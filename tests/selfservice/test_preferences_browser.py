@@ -7,6 +7,7 @@ shows it. Screenshots at 1280 and 390 px (no horizontal overflow) into
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import select
 from sqlmodel import Session
 
 from tests import factories
@@ -23,6 +24,7 @@ from tests.selfservice.test_browser import (  # noqa: F401 (the live fixture)
 )
 from vault.crypto import unsubscribe as tokens
 from vault.db import reader
+from vault.preferences.models import PreferenceEvent
 
 TEXTS = {
     "de": {
@@ -162,6 +164,13 @@ def test_preference_forms_by_keyboard_in_a_real_browser(live, backend) -> None: 
             assert page.locator(".pause-end button").count() == 1
             assert tomorrow == page.locator("#pause-until").get_attribute("min")
             assert _labelled_controls_problems(page) == []
+            # three ledger events, each the customer's own on /me, the IP truncated on write
+            with Session(reader(runtime.engine)) as session:
+                events = session.execute(
+                    select(PreferenceEvent).where(PreferenceEvent.customer_id == cid)
+                ).scalars()
+                rows = [(e.channel, e.recorded_by, e.evidence.get("ip")) for e in events]
+            assert rows == [("selfservice", f"customer:{cid}", "127.0.0.0/24")] * 3
             _shoot(page, shots, f"{lang}-2-after", PARTS)
 
             # the unsubscribe page offers /me for fewer mails, and nothing there changes them
