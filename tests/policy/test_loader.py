@@ -131,6 +131,36 @@ def _edit(path: Path, old: str, new: str) -> None:
             "purpose 'push_notifications': contact_channels has 'email' but the purpose uses "
             "no e-mail attribute",
         ),
+        (
+            "purposes.toml",
+            'frequencies = ["weekly", "monthly", "quarterly"]',
+            'frequencies = ["weekly", "daily"]',
+            "purpose 'newsletter': unknown frequency 'daily' (known: weekly, monthly, quarterly)",
+        ),
+        (
+            "purposes.toml",
+            'frequencies = ["weekly", "monthly", "quarterly"]',
+            'frequencies = ["weekly", "weekly"]',
+            "purpose 'newsletter': frequencies names a frequency twice",
+        ),
+        (
+            "purposes.toml",
+            '{ id = "recipes",',
+            '{ id = "wine",',
+            "purpose 'newsletter': duplicate topic id 'wine'",
+        ),
+        (
+            "purposes.toml",
+            'label = { de = "Rezepte", en = "Recipes" }',
+            'label = { de = "Rezepte" }',
+            "purpose 'newsletter': topic 'recipes': missing en translation of label",
+        ),
+        (
+            "purposes.toml",
+            'contact_channels = ["push"]\n',
+            'contact_channels = []\nfrequencies = ["weekly"]\n',
+            "purpose 'push_notifications': topics and frequencies need contact_channels",
+        ),
     ],
 )
 def test_check_names_file_entry_and_problem(tmp_path, file, old, new, expect):

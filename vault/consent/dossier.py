@@ -39,13 +39,14 @@ from vault.customers import service as customers_service
 from vault.customers.schemas import CustomerStatus
 from vault.mail import receipts as mail_receipts
 from vault.policy import Policy, Purpose
+from vault.preferences import service as preferences_service
 
 FORMAT = "consent-vault/consent-dossier/v1"
 TYP = "consent-dossier+jwt"
 # Templates of double opt-in confirmation mails: their receipts are listed for the customer.
 DOI_TEMPLATES = ("doi_confirmation",)
 # Audit actions that release data for a purpose: the last one is "last used".
-USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT)
+USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT, AuditAction.CONTACT_RECORDED)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -203,6 +204,10 @@ def build(
         },
         "purposes": purposes,
         "doi_mails": doi_mails,
+        # the customer's own filters: how they chose to be contacted, with the same evidence
+        "preferences": preferences_service.record_of(
+            session=session, policy=policy, customer_id=customer_id, now=now, erased=erased
+        ),
     }
 
 

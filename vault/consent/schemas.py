@@ -234,6 +234,12 @@ class DossierCustomer(BaseModel):
     erased_at: datetime | None
 
 
+class DossierPreferences(BaseModel):
+    current: dict[str, Any] | None
+    changes: list[dict[str, Any]]
+    contacts: list[dict[str, Any]]
+
+
 class ConsentDossier(BaseModel):
     format: str
     iss: str
@@ -243,6 +249,11 @@ class ConsentDossier(BaseModel):
     customer: DossierCustomer
     purposes: list[DossierPurpose]
     doi_mails: list[DossierMailReceipt]
+    preferences: DossierPreferences | None = PField(
+        None,
+        description="contact channels, topics, frequency and pause: the view now (null after "
+        "erasure), every change with touchpoint, actor and evidence, the reported contacts",
+    )
 
 
 class SignedConsentDossier(BaseModel):

@@ -53,6 +53,7 @@ from vault.dsr.requests import due_at, record_audit
 from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
 from vault.mail import outbox as mail_outbox
+from vault.preferences import store as preferences_store
 from vault.provenance import Caller
 from vault.runtime import Runtime
 from vault.selfservice import sessions as selfservice_sessions
@@ -139,6 +140,7 @@ def _shred(
     erasure request of each customer (for its certificate)."""
     customers_store.shred(session, ids, actor, now)
     consent_store.shred(session, ids)
+    preferences_store.shred(session, ids)
     selfservice_sessions.shred(session, ids)
     mail_outbox.shred(session, ids, drop_dir=mail_drop)
     conn = session.connection()

@@ -29,6 +29,7 @@ from vault.errors import InvalidRequest
 from vault.policy import LegalBasis, Policy
 from vault.policy.decision import DIRECT_MARKETING
 from vault.policy.facts import effective_retention, recipients_public
+from vault.preferences import service as preferences_service
 from vault.provenance import Caller
 
 EXPORT_FORMAT = "consent-vault/export/v1"
@@ -189,6 +190,9 @@ def build_export(
         "attributes": attributes,
         "consents": [consent_schemas.state_public(s) for s in states.values()],
         "consent_history": history,
+        "preferences": preferences_service.record_of(
+            session=session, policy=policy, customer_id=customer.id, now=now
+        ),
         "purposes": purposes,
         "recipients": recipients_public(policy),
         "retention": [

@@ -151,6 +151,11 @@ class DataExport(BaseModel):
     attributes: list[dict[str, Any]]
     consents: list[dict[str, Any]]
     consent_history: list[dict[str, Any]]
+    preferences: dict[str, Any] = PField(
+        default_factory=dict,
+        description="contact channels, topics, frequency and pause now (current), every "
+        "change (changes) and the contacts sending tools reported (contacts)",
+    )
     purposes: list[dict[str, Any]]
     recipients: list[dict[str, Any]]
     retention: list[dict[str, Any]]

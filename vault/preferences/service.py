@@ -20,6 +20,9 @@ the staff console). Services never commit; the caller's transaction does. The fu
 - :func:`purposes_with_choices` ``(policy) -> list[Purpose]``: the purposes a form shows
   (those that declare contact channels), in policy order; :func:`contact_channels` the channels
   the policy uses.
+- :func:`record_of` ``(session=, policy=, customer_id=, now=, erased=False) -> dict``: the
+  preferences part of the DSR export and of the consent dossier (current view, every change
+  with touchpoint, actor and evidence, the reported contacts).
 - The plain-words sentence ("at most once a month, by e-mail, only about wine and recipes") is
   :func:`vault.selfservice.summary.summary` ``(view, purpose, lang)``: its texts live in the
   self-service catalogues.
@@ -314,6 +317,52 @@ def change(
         session=session, policy=policy, customer_id=customer_id, now=now
     )
     return ChangeResult(event_id, clean_change, view(policy, customer_id, after, consents))
+
+
+# --- the record: DSR export and consent dossier ---------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def record_of(
+    *, session: Session, policy: Policy, customer_id: UUID, now: datetime, erased: bool = False
+) -> dict[str, Any]:
+    """``{"current", "changes", "contacts"}`` of one customer: the view now (None once
+    erased: the projection is gone), every change as the ledger holds it, the reported
+    contacts (newest first; gone after erasure). Reads only; nothing is decrypted."""
+    current_view = None
+    if not erased:
+        consents = consent_reads.read_consents(
+            session=session, policy=policy, customer_id=customer_id, now=now
+        )
+        current_view = as_json(
+            view(policy, customer_id, store.read_choices(session, customer_id), consents)
+        )
+    changes = [
+        {
+            "id": str(e.id),
+            "occurred_at": _iso(e.occurred_at),
+            "recorded_at": _iso(e.recorded_at),
+            "channel": e.channel,
+            "actor": e.actor,
+            "recorded_by": e.recorded_by,
+            "change": e.change,
+            "evidence": e.evidence,
+        }
+        for e in store.events(session, customer_id)
+    ]
+    contacts = [
+        {
+            "purpose": c.purpose,
+            "contact_channel": c.contact_channel,
+            "sent_at": _iso(c.sent_at),
+            "reported_by": f"client:{c.client_id}",
+        }
+        for c in store.contacts(session, customer_id)
+    ]
+    return {"current": current_view, "changes": changes, "contacts": contacts}
 
 
 # --- the doors' contact parameters ----------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from vault.db import utcnow
 from vault.policy import Purpose
+from vault.policy.models import Topic
 from vault.selfservice.i18n import format_day, translations
 
 if TYPE_CHECKING:
@@ -32,6 +33,13 @@ CHANNEL = {
     "post": N_("by post"),
     "phone": N_("by phone"),
 }
+
+
+def _label(topic: Topic, lang: str) -> str:
+    """The topic's label inside a sentence: English lower-cases its first letter ("wine"),
+    German keeps it (nouns: "Wein")."""
+    label = topic.label.get(lang)
+    return label[:1].lower() + label[1:] if lang == "en" else label
 
 
 def _join(items: list[str], lang: str) -> str:
@@ -60,7 +68,7 @@ def summary(prefs: PreferenceView, purpose: Purpose, lang: str, now: datetime | 
     parts.append(_join([_(CHANNEL[c]) for c in channels], lang))
     if purpose.topics and len(on) < len(purpose.topics):
         parts.append(
-            _("only about %(topics)s") % {"topics": _join([t.label.get(lang) for t in on], lang)}
+            _("only about %(topics)s") % {"topics": _join([_label(t, lang) for t in on], lang)}
         )
     text = ", ".join(parts)
     if prefs.paused_until is not None and prefs.paused_until > (now or utcnow()):

@@ -33,7 +33,7 @@ from vault.selfservice import summary as summary_mod
 from vault.selfservice.actions import MAX_PAUSE_DAYS
 
 # Only these actions appear on "who used my data": releases of data to apps.
-USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT)
+USE_ACTIONS = (AuditAction.DATA_READ, AuditAction.DATA_EXPORT, AuditAction.CONTACT_RECORDED)
 ACTIVITY_LIMIT = 200
 
 
