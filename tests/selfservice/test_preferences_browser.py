@@ -41,7 +41,7 @@ TEXTS = {
     "en": {
         "locale": "en-GB",
         "start": "at most once a week, by e-mail",
-        "no_wine": "only about Fruit and vegetables, Recipes and Weekly offers",
+        "no_wine": "only about fruit and vegetables, recipes and weekly offers",
         "monthly": "at most once a month, by e-mail, only about",
         "paused": "nothing until ",
         "paused_rest": ", then at most once a month",
