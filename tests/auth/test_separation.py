@@ -43,7 +43,8 @@ def admin(session, runtime):
 
 
 def test_the_customer_data_scopes_and_admin_are_the_operators():
-    """The five of issue 17, and consent:confirm (issue 16: it confirms double opt-ins)."""
+    """The five of issue 17, consent:confirm (issue 16: it confirms double opt-ins) and
+    contacts:write (issue 18: its per-line answers tell which customer ids exist)."""
     assert {
         "data:read",
         "dsr:execute",
@@ -51,6 +52,7 @@ def test_the_customer_data_scopes_and_admin_are_the_operators():
         "consent:write",
         "selfservice:issue",
         "consent:confirm",
+        "contacts:write",
     } == CUSTOMER_DATA_SCOPES
     assert CUSTOMER_DATA_SCOPES | {"admin"} == OPERATOR_SCOPES
 

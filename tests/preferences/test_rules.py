@@ -211,3 +211,38 @@ def test_each_reason_through_the_read_and_the_export(
     r = client.get("/v1/purposes/personalised_offers/audience", headers=reader, params=export)
     assert r.status_code == 200
     assert (str(cid) in r.text) is (reason is None)
+
+
+def test_the_single_read_facts_equal_the_batch_facts(client, session, runtime):
+    """The gated read's one-statement facts and the export's batch facts agree."""
+    from vault.preferences import store as preferences_store
+
+    offers = runtime.policy.purposes["personalised_offers"]
+    cid = create_customer(session, runtime).id
+    bare = create_customer(session, runtime).id
+    change(
+        session,
+        runtime,
+        cid,
+        contact_channels={"push": False},
+        topics={"personalised_offers": {"loyalty": False}},
+        frequency={"personalised_offers": "monthly"},
+        paused_until=datetime.now(UTC) + timedelta(days=3),
+    )
+    sender = auth_headers(session, runtime, "contacts:write", purposes=["personalised_offers"])
+    line = {
+        "customer_id": str(cid),
+        "purpose": "personalised_offers",
+        "contact_channel": "push",
+        "sent_at": "2026-01-05T09:00:00+00:00",
+    }
+    assert report_contacts(client, sender, [line])["accepted"] == 1
+    session.rollback()
+    one = preferences_store.contact_facts_of_one(session, cid, offers)
+    batch = preferences_store.contact_facts(session, [cid, bare], offers)
+    assert one == batch[cid]
+    assert one.channels_off == {"push"} and one.topics_off == {"loyalty"}
+    assert one.frequency == "monthly" and one.paused_until is not None
+    assert one.last_contact == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    assert preferences_store.contact_facts_of_one(session, bare, offers) == ContactFacts()
+    assert bare not in batch

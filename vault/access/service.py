@@ -151,12 +151,11 @@ def read(
             requested=requested,
         )
         if decision.allowed and purpose.contact_channels:
-            facts = preferences_store.contact_facts(session, [customer_id], purpose)
             decision = decide_with_preferences(
                 purpose=purpose,
                 decision=decision,
                 contact=contact,
-                facts=facts.get(customer_id, NO_FILTERS),
+                facts=preferences_store.contact_facts_of_one(session, customer_id, purpose),
                 now=now,
             )
     released: dict[str, Any] = {}
