@@ -13,6 +13,7 @@ Every denied call must change nothing; the permitted call comes last.
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 import uuid
@@ -57,6 +58,7 @@ AUDITOR_SCOPES = (Scope.AUDIT_READ, Scope.CONSENT_READ)
 WEBHOOK_MANAGER_SCOPES = (Scope.WEBHOOKS_MANAGE, Scope.CONSENT_READ)
 OTHER_PURPOSE = "analytics"
 PURPOSE = "personalised_offers"
+PAUSE_UNTIL = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()  # /me's pause
 
 SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "referrer-policy")
 
@@ -525,6 +527,18 @@ ROUTES: dict[tuple[str, str], Route] = {
         SELF, 303, form(f"/me/consents/{PURPOSE}", {"status": "withdrawn"})
     ),
     ("POST", "/me/objection"): Route(SELF, 303, form("/me/objection", {"purpose": "analytics"})),
+    ("POST", "/me/preferences/pause"): Route(
+        SELF, 303, form("/me/preferences/pause", {"until": PAUSE_UNTIL})
+    ),
+    ("POST", "/me/preferences/{purpose}/channels"): Route(
+        SELF, 303, form(f"/me/preferences/{PURPOSE}/channels", {"contact_channel": "email"})
+    ),
+    ("POST", "/me/preferences/{purpose}/topics"): Route(
+        SELF, 303, form(f"/me/preferences/{PURPOSE}/topics", {"topic": "loyalty"})
+    ),
+    ("POST", "/me/preferences/{purpose}/frequency"): Route(
+        SELF, 303, form(f"/me/preferences/{PURPOSE}/frequency", {"frequency": "monthly"})
+    ),
     ("GET", "/me/data"): Route(SELF, 200, get("/me/data")),
     ("GET", "/me/activity"): Route(SELF, 200, get("/me/activity")),
     ("GET", "/me/export"): Route(SELF, 200, get("/me/export")),

@@ -10,7 +10,15 @@ from vault.auth.scopes import Scope
 from vault.crypto.unsubscribe import UnsubscribeTokens
 
 # The self-service pages that take a form (not in the OpenAPI document: they are HTML).
-PAGE_FORMS = ["/me/consents/newsletter", "/me/objection", "/me/export", "/me/erase", "/me/logout"]
+PAGE_FORMS = [
+    "/me/consents/newsletter",
+    "/me/objection",
+    "/me/preferences/pause",
+    "/me/preferences/newsletter/topics",
+    "/me/export",
+    "/me/erase",
+    "/me/logout",
+]
 
 
 def _path_value(app, name: str) -> str:

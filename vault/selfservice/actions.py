@@ -9,9 +9,10 @@ from the session. Services never commit.
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
@@ -24,14 +25,20 @@ from vault.consent import store as consent_store
 from vault.consent.schemas import Channel, EffectiveStatus
 from vault.crypto.envelope import Envelope
 from vault.crypto.signing import Signer
+from vault.customers import service as customers_service
 from vault.db import utcnow
 from vault.dsr import erasure as dsr_erasure
 from vault.dsr import export as dsr_export
 from vault.dsr import rights as dsr_rights
-from vault.errors import VaultError
-from vault.policy import Policy
+from vault.errors import InvalidRequest, VaultError
+from vault.policy import Policy, Purpose
+from vault.policy.decision import DIRECT_MARKETING
+from vault.policy.errors import UnknownPurpose
+from vault.preferences import service as preferences_service
+from vault.preferences.errors import UnknownContactChannel, UnknownTopic
 from vault.provenance import Caller
-from vault.selfservice.errors import ErasureNotConfirmed
+from vault.selfservice import i18n
+from vault.selfservice.errors import ErasureNotConfirmed, InvalidPauseDate, PreferencesNotApplicable
 from vault.selfservice.models import SelfserviceSession
 
 MAX_USER_AGENT = 256
@@ -187,6 +194,134 @@ def apply_gpc(
         session.add(started)
         session.flush()
     return refused
+
+
+# --- preferences: contact channels, topics, frequency, pause ---------------------------------
+
+MAX_PAUSE_DAYS = 2 * 366
+MAX_CHOICES = 32  # more checkboxes than any purpose declares is not a form of this page
+
+
+def preference_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
+    """The page's evidence for a preference change: IP (truncated by the service), user agent,
+    language and session origin; the GPC signal is about consent, not about these filters."""
+    return {k: v for k, v in evidence.items() if k != "gpc"}
+
+
+def _purpose_with_choices(policy: Policy, purpose_id: str) -> Purpose:
+    for purpose in preferences_service.purposes_with_choices(policy):
+        if purpose.id == purpose_id:
+            return purpose
+    raise UnknownPurpose()
+
+
+def _may_contact(session: Session, policy: Policy, customer_id: UUID, purpose: Purpose) -> bool:
+    """Whether the purpose may contact the customer at all: an effective grant (for a consent
+    purpose) and no objection that stops it. Only then does the page offer its forms."""
+    objections = customers_service.get_customer(session, customer_id).objection_set
+    if purpose.id in objections or (purpose.direct_marketing and DIRECT_MARKETING in objections):
+        return False
+    if not purpose.needs_consent:
+        return True
+    state = consent_store.read_state(session, customer_id, purpose.id)
+    return consent_rules.effective_status(state, purpose, utcnow()) == EffectiveStatus.GRANTED
+
+
+def _record(
+    session: Session,
+    policy: Policy,
+    customer_id: UUID,
+    change: dict[str, Any],
+    evidence: dict[str, Any],
+    by: Caller,
+    now: datetime | None,
+) -> preferences_service.ChangeResult:
+    return preferences_service.change(
+        session=session,
+        policy=policy,
+        customer_id=customer_id,
+        change=change,
+        channel=Channel.SELFSERVICE.value,
+        by=by,
+        actor="customer",
+        evidence=preference_evidence(evidence),
+        now=now,
+    )
+
+
+def change_preferences(
+    *,
+    session: Session,
+    policy: Policy,
+    customer_id: UUID,
+    purpose: str,
+    kind: str,
+    values: list[str],
+    evidence: dict[str, Any],
+    by: Caller,
+    now: datetime | None = None,
+) -> preferences_service.ChangeResult:
+    """One preference form of one purpose: ``kind`` ``contact_channels`` (``values``: the
+    channels ticked; the purpose's others go off), ``topics`` (the topics ticked; the others
+    go off) or ``frequency`` (``values``: the one chosen). Every value must be the purpose's
+    (else the 422 of the preference service, and nothing is written); a purpose that may not
+    contact the customer is 409 ``preferences_not_applicable``. Recorded through
+    :func:`vault.preferences.service.change` with channel ``selfservice``."""
+    chosen = _purpose_with_choices(policy, purpose)
+    if len(values) > MAX_CHOICES:
+        raise InvalidRequest("Too many choices.", code="invalid_preference_value")
+    if not _may_contact(session, policy, customer_id, chosen):
+        raise PreferencesNotApplicable()
+    ticked = set(values)
+    if kind == "contact_channels":
+        names = [c.value for c in chosen.contact_channels]
+        if ticked - set(names):
+            raise UnknownContactChannel()
+        change: dict[str, Any] = {"contact_channels": {c: c in ticked for c in names}}
+    elif kind == "topics":
+        names = [t.id for t in chosen.topics]
+        if ticked - set(names):
+            raise UnknownTopic()
+        change = {"topics": {chosen.id: {t: t in ticked for t in names}}}
+    elif kind == "frequency":
+        change = {"frequency": {chosen.id: values[0] if len(values) == 1 else ""}}
+    else:  # the routes name the kind; anything else is a programming error
+        raise ValueError(kind)
+    return _record(session, policy, customer_id, change, evidence, by, now)
+
+
+def pause_until(day: str, now: datetime) -> datetime:
+    """The instant a pause "until <day>" ends: the start of that day in Europe/Berlin (the
+    customer receives nothing before it). ``day`` is the date input's ``YYYY-MM-DD``, from
+    tomorrow on and within two years, else 422 ``invalid_pause_date``."""
+    try:
+        if len(day) != 10:
+            raise ValueError(day)
+        chosen = date.fromisoformat(day)
+    except ValueError:
+        raise InvalidPauseDate() from None
+    zone = ZoneInfo(i18n.TIMEZONE)
+    today = now.astimezone(zone).date()
+    if not today < chosen <= today + timedelta(days=MAX_PAUSE_DAYS):
+        raise InvalidPauseDate()
+    return datetime.combine(chosen, time(0), tzinfo=zone)
+
+
+def pause(
+    *,
+    session: Session,
+    policy: Policy,
+    customer_id: UUID,
+    until: str | None,
+    evidence: dict[str, Any],
+    by: Caller,
+    now: datetime | None = None,
+) -> preferences_service.ChangeResult:
+    """Pause every contact until the day ``until`` (see :func:`pause_until`), or end the pause
+    (``until`` None)."""
+    now = now or utcnow()
+    end = pause_until(until, now) if until is not None else None
+    return _record(session, policy, customer_id, {"paused_until": end}, evidence, by, now)
 
 
 # --- data-subject rights: the DSR services, with the customer as actor --------------------------

@@ -65,3 +65,16 @@ class NoEmailAddress(Conflict):
 class NotAnEmailAddress(InvalidRequest):
     code = "invalid_email_address"
     default_detail = "Please enter your e-mail address."
+
+
+class PreferencesNotApplicable(Conflict):
+    """A preference form posted for a purpose that may not contact the customer at all (no
+    effective consent, or an objection stops it): the page offers no such form."""
+
+    code = "preferences_not_applicable"
+    default_detail = "Without your consent to this use there is nothing to choose."
+
+
+class InvalidPauseDate(InvalidRequest):
+    code = "invalid_pause_date"
+    default_detail = "Choose a day from tomorrow on, within two years."

@@ -142,6 +142,39 @@ def error_page(request: Request, exc: VaultError) -> HTMLResponse:
             _("Please tick the box to confirm that your data should be erased."),
             "",
         ),
+        "preferences_not_applicable": (
+            _("Nothing was changed"),
+            _(
+                "Without your consent to this use we send you nothing for it, so there is "
+                "nothing to choose."
+            ),
+            _("Switch the consent on first if you want to choose how we contact you."),
+        ),
+        "invalid_pause_date": (
+            _("Nothing was changed"),
+            _("Please choose a day from tomorrow on, within the next two years."),
+            _("Go back and choose the day again."),
+        ),
+        "paused_until_in_past": (
+            _("Nothing was changed"),
+            _("Please choose a day from tomorrow on, within the next two years."),
+            _("Go back and choose the day again."),
+        ),
+        **{
+            code: (
+                _("Nothing was changed"),
+                _("We did not recognise one of your choices."),
+                _("Go back, reload the page and choose again."),
+            )
+            for code in (
+                "unknown_purpose",
+                "unknown_topic",
+                "unknown_frequency",
+                "unknown_contact_channel",
+                "invalid_preference_value",
+                "nothing_to_change",
+            )
+        },
         "rate_limited": (
             _("Too many attempts"),
             _("For your security we have paused sign-ins from your connection for a moment."),

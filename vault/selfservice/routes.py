@@ -279,13 +279,35 @@ def consents(
     lang: LangDep,
     saved: str | None = None,
     no_email: str | None = None,
+    prefs_saved: str | None = None,
+    paused: str | None = None,
 ):
     view = views.consents_view(
         session=session, policy=runtime.policy, customer_id=visit.customer_id, lang=lang
     )
+    prefs = views.preferences_view(
+        session=session,
+        policy=runtime.policy,
+        customer_id=visit.customer_id,
+        consents=view,
+        lang=lang,
+    )
     _ = translator(lang)
     message = None
-    if saved == "direct_marketing":
+    if prefs_saved in prefs.purposes:
+        message = _(
+            "Your choices for “%(title)s” have been saved. You receive from us: %(summary)s."
+        ) % {
+            "title": prefs.purposes[prefs_saved].title,
+            "summary": prefs.purposes[prefs_saved].summary,
+        }
+    elif paused == "on" and prefs.paused_day:
+        message = _("Paused: you receive no advertising from us until %(date)s.") % {
+            "date": prefs.paused_day
+        }
+    elif paused == "off":
+        message = _("Your pause has ended: you receive again what you have chosen.")
+    elif saved == "direct_marketing":
         message = _("Your choice on direct marketing has been saved.")
     elif saved in runtime.policy.purposes:
         title = runtime.policy.purposes[saved].title.get(lang)
@@ -308,6 +330,7 @@ def consents(
         title=_("My consents"),
         csrf=visit.csrf,
         view=view,
+        prefs=prefs,
         saved=message,
         gpc_refused=_gpc_titles(runtime, visit, lang),
         restricted=view.status == "restricted",
@@ -342,6 +365,111 @@ def change_consent(
     return RedirectResponse(
         f"/me/consents?saved={purpose}{no_email}#p-{purpose}", status_code=303, headers=NO_STORE
     )
+
+
+def _redirect_saved(purpose: str) -> RedirectResponse:
+    # ``purpose`` is one of the policy's (the action refused any other before this)
+    return RedirectResponse(
+        f"/me/consents?prefs_saved={purpose}#prefs-{purpose}", status_code=303, headers=NO_STORE
+    )
+
+
+@router.post("/me/preferences/pause", operation_id="selfservice_pause")
+def pause(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    visit: PostedVisitDep,
+    lang: LangDep,
+    # no max_length: a value too long is the friendly 422 page of the action, not a JSON 422
+    until: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "pause",
+):
+    """Pause every contact until a day ("pause"), or end the pause ("end")."""
+    ending = action == "end"
+    actions.pause(
+        session=session,
+        policy=runtime.policy,
+        customer_id=visit.customer_id,
+        until=None if ending else until,
+        evidence=_evidence(request, lang, visit.origin),
+        by=visit.caller,
+    )
+    state = "off" if ending else "on"
+    return RedirectResponse(f"/me/consents?paused={state}#pause", status_code=303, headers=NO_STORE)
+
+
+@router.post("/me/preferences/{purpose}/channels", operation_id="selfservice_contact_channels")
+def change_contact_channels(
+    purpose: str,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    visit: PostedVisitDep,
+    lang: LangDep,
+    contact_channel: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies it
+):
+    """The contact channels of one purpose: those ticked on, the purpose's others off (an
+    unticked checkbox sends nothing)."""
+    actions.change_preferences(
+        session=session,
+        policy=runtime.policy,
+        customer_id=visit.customer_id,
+        purpose=purpose,
+        kind="contact_channels",
+        values=contact_channel,
+        evidence=_evidence(request, lang, visit.origin),
+        by=visit.caller,
+    )
+    return _redirect_saved(purpose)
+
+
+@router.post("/me/preferences/{purpose}/topics", operation_id="selfservice_topics")
+def change_topics(
+    purpose: str,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    visit: PostedVisitDep,
+    lang: LangDep,
+    topic: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies it
+):
+    """The topics of one purpose: those ticked on, the others off."""
+    actions.change_preferences(
+        session=session,
+        policy=runtime.policy,
+        customer_id=visit.customer_id,
+        purpose=purpose,
+        kind="topics",
+        values=topic,
+        evidence=_evidence(request, lang, visit.origin),
+        by=visit.caller,
+    )
+    return _redirect_saved(purpose)
+
+
+@router.post("/me/preferences/{purpose}/frequency", operation_id="selfservice_frequency")
+def change_frequency(
+    purpose: str,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    visit: PostedVisitDep,
+    lang: LangDep,
+    frequency: Annotated[str, Form()] = "",  # compared with the policy's names, never echoed
+):
+    """How often one purpose may contact the customer at most (one radio button)."""
+    actions.change_preferences(
+        session=session,
+        policy=runtime.policy,
+        customer_id=visit.customer_id,
+        purpose=purpose,
+        kind="frequency",
+        values=[frequency],
+        evidence=_evidence(request, lang, visit.origin),
+        by=visit.caller,
+    )
+    return _redirect_saved(purpose)
 
 
 @router.post("/me/objection", operation_id="selfservice_objection")

@@ -18,6 +18,14 @@ The withdrawal is an ordinary consent statement through :func:`vault.consent.ser
 evidence of the page language, the user agent and the truncated IP of whoever posted (often the
 mail provider).
 
+The GET page offers, next to the button, a link to /me ("change what you receive") for a
+purpose with contact channels, topics or frequencies, and no "fewer mails" form of its own:
+the token may withdraw (the one change RFC 8058 asks for, and the safe direction), but a
+preference is the customer's own statement (channel ``selfservice``, recorded by the customer
+in a signed-in session), and a link that mail scanners, forwarded mails and shared inboxes
+hold must not be able to shape what the customer receives. /me without a session mails the
+customer a sign-in link to their stored address.
+
 Answers are HTML pages when the request accepts ``text/html`` (a browser), else JSON (a mail
 provider's POST, the API document's shape).
 """
@@ -237,6 +245,8 @@ async def unsubscribe_page(token: str, request: Request) -> Response:
         next_step=_("Nothing changes until you press the button."),
         description=link.purpose.description.get(lang),
         done=False,
+        fewer=bool(link.purpose.contact_channels),
+        me_url=f"/me?lang={lang}",
     )
 
 

@@ -7,9 +7,10 @@ never commit.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import orjson
 from sqlmodel import Session
@@ -26,8 +27,11 @@ from vault.db import utcnow
 from vault.policy import Policy, Purpose
 from vault.policy.decision import DIRECT_MARKETING
 from vault.policy.models import LegalBasis
+from vault.preferences import service as preferences_service
 from vault.provenance import Caller
 from vault.selfservice import i18n
+from vault.selfservice import summary as summary_mod
+from vault.selfservice.actions import MAX_PAUSE_DAYS
 
 # Only these actions appear on "who used my data": releases of data to apps, contacts an app
 # reported, and what staff at a store or on the phone did with it (read it, found the customer).
@@ -279,3 +283,131 @@ def activity(
             )
         )
     return out
+
+
+# --- what the customer receives: contact channels, topics, frequency, pause -------------------
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction; translated where it is used."""
+    return message
+
+
+CHANNEL_LABELS = {
+    "email": N_("E-mail"),
+    "sms": N_("Text message (SMS)"),
+    "push": N_("Push notification in our app"),
+    "post": N_("Letter by post"),
+    "phone": N_("Phone call"),
+}
+FREQUENCY_LABELS = {
+    "weekly": N_("At most once a week"),
+    "monthly": N_("At most once a month"),
+    "quarterly": N_("At most once a quarter"),
+}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One checkbox or radio button of a preference form."""
+
+    id: str
+    label: str
+    description: str
+    on: bool
+
+
+@dataclass(frozen=True)
+class PurposePreferences:
+    """The preference forms under one consent. ``applicable`` is False while the purpose may
+    not contact the customer at all (no effective consent, or an objection stops it): then the
+    page offers no switches, only the explanation."""
+
+    id: str
+    title: str
+    applicable: bool
+    channels: list[Choice]
+    topics: list[Choice]
+    frequencies: list[Choice]
+    summary: str
+
+
+@dataclass(frozen=True)
+class PreferencesView:
+    purposes: dict[str, PurposePreferences]
+    paused_until: datetime | None  # None: no pause (or one that has ended)
+    paused_day: str | None  # the pause's end in words ("3. Dezember 2026")
+    pause_min: str  # the date input's bounds and suggestion, YYYY-MM-DD in Europe/Berlin
+    pause_max: str
+
+
+def _gettext(lang: str) -> Any:
+    return i18n.translations(lang).gettext
+
+
+def local_today(now: datetime) -> date:
+    """The calendar day of ``now`` where the customers live (Europe/Berlin)."""
+    return now.astimezone(ZoneInfo(i18n.TIMEZONE)).date()
+
+
+def preferences_view(
+    *,
+    session: Session,
+    policy: Policy,
+    customer_id: UUID,
+    consents: ConsentsView,
+    lang: str,
+    now: datetime | None = None,
+) -> PreferencesView:
+    """The preference forms of every purpose with choices, the plain-words sentence of each,
+    and the pause (from :func:`vault.preferences.service.current`)."""
+    now = now or utcnow()
+    _ = _gettext(lang)
+    prefs = preferences_service.current(
+        session=session, policy=policy, customer_id=customer_id, now=now
+    )
+    shown = {p.id: p for p in consents.consent + consents.other}
+    out: dict[str, PurposePreferences] = {}
+    for purpose in preferences_service.purposes_with_choices(policy):
+        pv = shown.get(purpose.id)
+        applicable = pv is not None and not pv.stopped_by_objection and not pv.objected
+        if pv is not None and purpose.needs_consent:
+            applicable = applicable and pv.status == EffectiveStatus.GRANTED
+        channels = [
+            Choice(
+                c.value,
+                _(CHANNEL_LABELS[c.value]) if c.value in CHANNEL_LABELS else c.value,
+                "",
+                prefs.contact_channels.get(c.value, True),
+            )
+            for c in purpose.contact_channels
+        ]
+        chosen_topics = prefs.topics.get(purpose.id, {})
+        topics = [
+            Choice(t.id, t.label.get(lang), t.description.get(lang), chosen_topics.get(t.id, True))
+            for t in purpose.topics
+        ]
+        chosen_freq = prefs.frequency.get(purpose.id)
+        frequencies = [
+            Choice(f, _(FREQUENCY_LABELS[f]) if f in FREQUENCY_LABELS else f, "", f == chosen_freq)
+            for f in purpose.frequencies
+        ]
+        text = summary_mod.summary(prefs, purpose, lang, now) if applicable else _("nothing")
+        out[purpose.id] = PurposePreferences(
+            id=purpose.id,
+            title=purpose.title.get(lang),
+            applicable=applicable,
+            channels=channels,
+            topics=topics,
+            frequencies=frequencies,
+            summary=text,
+        )
+    paused = prefs.paused_until if prefs.paused_until and prefs.paused_until > now else None
+    today = local_today(now)
+    return PreferencesView(
+        purposes=out,
+        paused_until=paused,
+        paused_day=i18n.format_day(paused, lang) if paused else None,
+        pause_min=(today + timedelta(days=1)).isoformat(),
+        pause_max=(today + timedelta(days=MAX_PAUSE_DAYS)).isoformat(),
+    )
