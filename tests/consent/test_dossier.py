@@ -314,3 +314,32 @@ def test_after_erasure_the_dossier_still_proves_the_consents(
 
     page = _get(client, {**reader, "Accept": "text/html"}, c.id, params={"lang": "de"}).text
     assert "gelöscht am" in page and str(confirmed["mail_id"]) in page
+
+
+@pytest.mark.parametrize(
+    ("lang", "heading", "off"),
+    [("de", "Präferenzen: Kontaktwege, Themen, Häufigkeit, Pause", "aus"),
+     ("en", "Preferences: contact channels, topics, frequency, pause", "off")],
+)  # fmt: skip
+def test_the_printable_page_shows_the_preferences_the_json_holds(
+    client, session, runtime, reader, confirmed, lang, heading, off
+):
+    """The signed JSON carries ``preferences``; the printout shows the same: the choices now,
+    every change with its touchpoint, actor and evidence."""
+    c = confirmed["customer"]
+    writer = auth_headers(session, runtime, "consent:write")
+    r = client.patch(
+        f"/v1/customers/{c.id}/preferences",
+        json={"topics": {"newsletter": {"wine": False}}, "channel": "call_center"},
+        headers=writer,
+    )
+    assert r.status_code == 200, r.text
+    d = _get(client, reader, c.id).json()["dossier"]["preferences"]
+    assert d["current"]["topics"]["newsletter"]["wine"] is False
+    (change,) = d["changes"]
+    page = _get(client, {**reader, "Accept": "text/html"}, c.id, params={"lang": lang}).text
+    section = page[page.index('<section id="preferences">') :]
+    section = section[: section.index("</section>")]
+    assert heading in section
+    assert f"<code>wine</code>: {off}" in section
+    assert change["actor"] in section and json.dumps(change["change"]) in section
