@@ -84,7 +84,7 @@ def test_store_records_the_customers_choices_and_the_card_shows_them(client, run
     assert "Gespeichert" in de.text
     assert "höchstens einmal im Monat, per E-Mail, nur zu Treuepunkte" in de.text
     assert "Push-Nachricht aus" in de.text and "Wochenangebote aus" in de.text
-    assert f"Mitarbeiter*in {staff.id}" in de.text and "Köln-Ehrenfeld" in de.text
+    assert f"Mitarbeiter*in {staff.id}" in de.text and "Filiale (Köln-Ehrenfeld)" in de.text
     en = client.get(f"/staff/customers/{customer.id}?lang=en")
     assert "at most once a month, by e-mail, only about loyalty points" in en.text
     assert "Push notification off" in en.text

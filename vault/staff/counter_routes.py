@@ -143,7 +143,7 @@ def _preference_words(policy, lang: str, customer_id: UUID):
     def who(h) -> str:
         place = channel(h.channel)
         if h.store_id:
-            place = f"{place} {store_name(h.store_id)}"
+            place = f"{place} ({store_name(h.store_id)})"
         if h.recorded_by.startswith(counter.STAFF + ":"):
             by = _("staff %(id)s") % {"id": h.recorded_by.split(":", 1)[1]}
         elif h.recorded_by == f"customer:{customer_id}":
