@@ -64,7 +64,8 @@ PUBLIC = {
     "events": {"outbox", "schemas", "errors", "health"},
     # i18n: language negotiation and formatting, shared with the staff console's pages
     # links: the link mail an app or staff asks for (the counter's "send the link")
-    "selfservice": {"sessions", "schemas", "errors", "dossier", "i18n", "links"},
+    # summary: the plain-words sentence of a purpose's preferences (the counter's card too)
+    "selfservice": {"sessions", "schemas", "errors", "dossier", "i18n", "links", "summary"},
     "mail": {"outbox", "delivery", "receipts"},
     "staff": {"accounts", "errors"},
     "preferences": {"service", "store", "schemas", "errors"},

@@ -664,6 +664,21 @@ ROUTES: dict[tuple[str, str], Route] = {
         },
         role="store",
     ),
+    ("POST", "/staff/customers/{customer_id}/preferences/{purpose}"): Route(
+        STAFF,
+        409,
+        lambda t: {
+            "url": f"/staff/customers/{t.customer}/preferences/newsletter",
+            "data": {"contact_channel": "email", "frequency": "monthly"},
+        },
+        role="store",
+    ),
+    ("POST", "/staff/customers/{customer_id}/pause"): Route(
+        STAFF,
+        303,
+        lambda t: {"url": f"/staff/customers/{t.customer}/pause", "data": {"action": "end"}},
+        role="store",
+    ),
     ("POST", "/staff/customers/{customer_id}/link"): Route(
         STAFF,
         200,

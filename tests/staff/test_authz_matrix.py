@@ -206,6 +206,20 @@ STAFF_ROUTES: dict[tuple[str, str], StaffRoute] = {
             {"status": "withdrawn", "script": "", "language": "de"},
         ),
     ),
+    # the customer has no grant: the preference form is refused (409), the pause recorded
+    ("POST", "/staff/customers/{customer_id}/preferences/{purpose}"): StaffRoute(
+        STORE_DESK,
+        409,
+        post(
+            lambda t: f"/staff/customers/{t.customer}/preferences/newsletter",
+            {"contact_channel": "email", "frequency": "monthly"},
+        ),
+    ),
+    ("POST", "/staff/customers/{customer_id}/pause"): StaffRoute(
+        STORE_DESK,
+        303,
+        post(lambda t: f"/staff/customers/{t.customer}/pause", {"action": "end"}),
+    ),
     ("POST", "/staff/customers/{customer_id}/link"): StaffRoute(
         STORE_DESK, 200, post(lambda t: f"/staff/customers/{t.customer}/link")
     ),

@@ -155,6 +155,26 @@ def test_store_and_call_centre_in_a_real_browser(live, backend, smtpd) -> None: 
         page.goto(f"{server.url}/staff/customers/{customer.id}?lang=en")
         expect(page.locator("#purpose-personalised_offers")).to_contain_text("granted")
         page.screenshot(path=SHOTS / "counter-customer-after-en-desktop.png", full_page=True)
+
+        # the customer says: no push, monthly at most; the card shows it in plain words
+        prefs = page.locator("#prefs-personalised_offers")
+        prefs.locator("#cc-personalised_offers-push").uncheck()
+        prefs.locator("#fq-personalised_offers-monthly").check()
+        prefs.get_by_role("button", name="Record what the customer wants").click()
+        expect(page.locator("#prefs-saved")).to_be_visible()
+        expect(page.locator("#sum-personalised_offers")).to_contain_text(
+            "at most once a month, by e-mail"
+        )
+        expect(prefs.locator(".history")).to_contain_text("Push notification off")
+        page.goto(f"{server.url}/staff/customers/{customer.id}?lang=de")
+        _fits(page)
+        page.locator("#preferences").scroll_into_view_if_needed()
+        page.screenshot(path=SHOTS / "counterprefs-de-1280.png", full_page=True)
+        page.set_viewport_size({"width": 390, "height": 900})
+        page.goto(f"{server.url}/staff/customers/{customer.id}?lang=en")
+        _fits(page)
+        page.screenshot(path=SHOTS / "counterprefs-en-390.png", full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 900})
         context.close()
 
         # call centre: find by e-mail, mail the link; the page never shows it

@@ -257,7 +257,11 @@ def test_the_card_shows_consent_state_with_its_history(runtime, session):
     assert {p.id for p in card.consents} == {
         p.id for p in runtime.policy.purposes.values() if p.needs_consent
     }
-    assert card.preferences is None  # issue 18 fills this
+    # preferences: one entry per purpose with contact channels; none granted here, so no forms
+    assert [pp.id for pp in card.preferences] == [
+        p.id for p in runtime.policy.purposes.values() if p.contact_channels
+    ]
+    assert not any(pp.applicable for pp in card.preferences)
 
 
 # --- statements -----------------------------------------------------------------------------

@@ -23,6 +23,9 @@ the staff console). Services never commit; the caller's transaction does. The fu
 - :func:`record_of` ``(session=, policy=, customer_id=, now=, erased=False) -> dict``: the
   preferences part of the DSR export and of the consent dossier (current view, every change
   with touchpoint, actor and evidence, the reported contacts).
+- :func:`history` ``(session=, customer_id=, limit=200) -> list[PreferenceEvent]``: the
+  customer's changes, newest first, as the ledger holds them (for pages that show them in
+  plain words: the staff counter's customer card).
 - The plain-words sentence ("at most once a month, by e-mail, only about wine and recipes") is
   :func:`vault.selfservice.summary.summary` ``(view, purpose, lang)``: its texts live in the
   self-service catalogues.
@@ -317,6 +320,13 @@ def change(
         session=session, policy=policy, customer_id=customer_id, now=now
     )
     return ChangeResult(event_id, clean_change, view(policy, customer_id, after, consents))
+
+
+def history(
+    *, session: Session, customer_id: UUID, limit: int = 200
+) -> list[store.PreferenceEvent]:
+    """The customer's last ``limit`` changes, newest first (reads only)."""
+    return list(reversed(store.events(session, customer_id)))[:limit]
 
 
 # --- the record: DSR export and consent dossier ---------------------------------------------

@@ -18,6 +18,15 @@ phone (roles ``store`` and ``call_center``).
   webhooks behave as for any door) with channel ``store`` / ``call_center`` and evidence
   ``staff_id``, ``store_id``, ``script_version`` (``<id>.v<version>`` of the script read out,
   required for a grant, which must be the policy's current version) and ``language``.
+- **Preferences** (:func:`customer_card`, :func:`record_preferences`): per purpose with
+  contact channels (:func:`vault.preferences.service.purposes_with_choices`) the current view
+  and the changes of the preference ledger that touch it; staff record the channels, topics and
+  frequency the customer states, or a pause, through :func:`vault.preferences.service.change`
+  with channel ``store`` / ``call_center``, ``by`` the member's caller and evidence
+  ``staff_id``, ``store_id``, ``language``. A preference change needs no script: it only ever
+  narrows (or restores) what a consent already allows, so nothing is read out. As on /me, only a
+  purpose that may contact the customer (an effective grant, no objection) has a form (else 409
+  ``preferences_not_applicable``).
 - **Link** (:func:`send_link`): mails the customer a self-service link (session origin
   ``staff:<id>``); the staff member gets the mail's id, never the link.
 - **Request** (:func:`start_request`): records a data-subject request as received.
@@ -31,9 +40,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
@@ -52,10 +62,16 @@ from vault.dsr import requests as dsr_requests
 from vault.dsr.schemas import RequestKind
 from vault.errors import Conflict, CustomerErased, CustomerNotFound, InvalidRequest, VaultError
 from vault.policy import Policy
+from vault.policy.decision import DIRECT_MARKETING
+from vault.policy.errors import UnknownPurpose
 from vault.policy.models import COUNTER_ROLES, Script
 from vault.policy.values import normalise
+from vault.preferences import service as preferences_service
+from vault.preferences.errors import UnknownContactChannel, UnknownFrequency, UnknownTopic
 from vault.provenance import Caller
+from vault.selfservice import i18n as selfservice_i18n
 from vault.selfservice import links
+from vault.selfservice.errors import InvalidPauseDate, PreferencesNotApplicable
 
 # what a counter may search by: exactly the searchable attributes staff ask a customer for
 SEARCH_BY = ("email", "phone", "loyalty_number")
@@ -264,6 +280,27 @@ class ShownValue:
 
 
 @dataclass(frozen=True)
+class PreferenceChange:
+    """One entry of the preference ledger as the card shows it: when, where, who, what."""
+
+    occurred_at: datetime
+    channel: str
+    recorded_by: str
+    store_id: str | None
+    change: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PurposePreferences:
+    id: str
+    applicable: bool  # the purpose may contact the customer: staff may record choices
+    channels: list[tuple[str, bool]]
+    topics: list[tuple[str, bool]]
+    frequencies: list[tuple[str, bool]]
+    history: list[PreferenceChange] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class CustomerCard:
     customer_id: UUID
     status: str  # active | restricted
@@ -271,9 +308,9 @@ class CustomerCard:
     values: list[ShownValue]
     # purposes of the role whose read the decision refused, with its reason (e.g. restricted)
     withheld: dict[str, str]
-    # Preferences (issue 18) are shown here once that domain exists: their state and history
-    # come from vault.preferences, recorded with the same Counter evidence.
-    preferences: None = None
+    # per purpose with contact channels: the customer's choices and their history
+    preferences: list[PurposePreferences] = field(default_factory=list)
+    preference_view: Any = None  # vault.preferences.service.PreferenceView
 
 
 def customer_card(
@@ -320,6 +357,37 @@ def customer_card(
                 history=history,
             )
         )
+    prefs_view = preferences_service.current(
+        session=session, policy=policy, customer_id=customer_id, now=now
+    )
+    changes = [
+        PreferenceChange(
+            occurred_at=e.occurred_at,
+            channel=e.channel,
+            recorded_by=e.recorded_by,
+            store_id=(e.evidence or {}).get("store_id"),
+            change=e.change or {},
+        )
+        for e in preferences_service.history(
+            session=session, customer_id=customer_id, limit=HISTORY_LIMIT
+        )
+    ]
+    objections = customer.objection_set
+    granted = {pid for pid, st in states.items() if st.status == GRANTED}
+    preferences = [
+        PurposePreferences(
+            id=p.id,
+            applicable=_may_contact(p, granted, objections),
+            channels=[
+                (c.value, prefs_view.contact_channels.get(c.value, True))
+                for c in p.contact_channels
+            ],
+            topics=[(t.id, prefs_view.topics.get(p.id, {}).get(t.id, False)) for t in p.topics],
+            frequencies=[(f, prefs_view.frequency.get(p.id) == f) for f in p.frequencies],
+            history=[c for c in changes if _touches(c.change, p)],
+        )
+        for p in preferences_service.purposes_with_choices(policy)
+    ]
     principal = StaffPrincipal(
         client_id=counter.staff_id,
         scopes=frozenset(),
@@ -363,6 +431,27 @@ def customer_card(
         consents=consents,
         values=sorted(shown.values(), key=lambda v: order.index(v.attribute)),
         withheld=withheld,
+        preferences=preferences,
+        preference_view=prefs_view,
+    )
+
+
+def _may_contact(purpose: Any, granted: set[str], objections: Any) -> bool:
+    """As on /me: an effective grant (for a consent purpose) and no objection that stops it."""
+    if purpose.id in objections or (purpose.direct_marketing and DIRECT_MARKETING in objections):
+        return False
+    return not purpose.needs_consent or purpose.id in granted
+
+
+def _touches(change: Mapping[str, Any], purpose: Any) -> bool:
+    """Whether a ledger change concerns ``purpose``: one of its contact channels, its topics
+    or frequency, or the pause (which stops every purpose)."""
+    channels = {c.value for c in purpose.contact_channels}
+    return (
+        bool(channels & set(change.get("contact_channels", {})))
+        or purpose.id in change.get("topics", {})
+        or purpose.id in change.get("frequency", {})
+        or "paused_until" in change
     )
 
 
@@ -438,6 +527,120 @@ def record_statement(
         evidence=evidence,
         envelope=envelope,
         now=now,
+    )
+
+
+def _preference_purpose(policy: Policy, purpose_id: str) -> Any:
+    for p in preferences_service.purposes_with_choices(policy):
+        if p.id == purpose_id:
+            return p
+    raise UnknownPurpose()
+
+
+def _record_preferences(session, policy, counter, customer_id, change, language, now):
+    return preferences_service.change(
+        session=session,
+        policy=policy,
+        customer_id=customer_id,
+        change=change,
+        channel=counter.role,
+        by=counter.caller,
+        actor="customer",
+        evidence={
+            "staff_id": counter.staff_id,
+            "store_id": counter.store_id,
+            "language": language,
+        },
+        now=now,
+    )
+
+
+def record_preferences(
+    *,
+    session: Session,
+    policy: Policy,
+    counter: Counter,
+    customer_id: UUID,
+    purpose: str,
+    contact_channels: list[str],
+    topics: list[str],
+    frequency: str | None,
+    language: str = "de",
+    now: datetime | None = None,
+) -> preferences_service.ChangeResult:
+    """Record the choices the customer states for one purpose, in one ledger event: the
+    purpose's contact channels ticked on and its others off, likewise its topics, and the
+    frequency chosen. Every value must be the purpose's (else the preference service's 422 and
+    nothing is written); a purpose that may not contact the customer is 409
+    ``preferences_not_applicable``."""
+    now = now or utcnow()
+    chosen = _preference_purpose(policy, purpose)
+    customer = customers_service.get_customer(session, customer_id)
+    states = consent_reads.read_consents(
+        session=session, policy=policy, customer_id=customer_id, now=now
+    )
+    granted = {pid for pid, st in states.items() if st.status == GRANTED}
+    if not _may_contact(chosen, granted, customer.objection_set):
+        raise PreferencesNotApplicable()
+    if len(contact_channels) + len(topics) > 64:
+        raise InvalidRequest("Too many choices.", code="invalid_preference_value")
+    names = [c.value for c in chosen.contact_channels]
+    if set(contact_channels) - set(names):
+        raise UnknownContactChannel()
+    change: dict[str, Any] = {"contact_channels": {c: c in contact_channels for c in names}}
+    if chosen.topics:
+        ids = [t.id for t in chosen.topics]
+        if set(topics) - set(ids):
+            raise UnknownTopic()
+        change["topics"] = {chosen.id: {t: t in topics for t in ids}}
+    elif topics:
+        raise UnknownTopic()
+    if chosen.frequencies:
+        change["frequency"] = {chosen.id: frequency or ""}
+    elif frequency:
+        raise UnknownFrequency()
+    return _record_preferences(session, policy, counter, customer_id, change, language, now)
+
+
+MAX_PAUSE_DAYS = 2 * 366  # as on /me (vault.selfservice.actions)
+
+
+def pause_until(day: str, now: datetime) -> datetime:
+    """The instant a pause "until <day>" ends, the rule of /me: the start of that day in
+    Europe/Berlin; ``day`` is ``YYYY-MM-DD`` from tomorrow on and within two years, else 422
+    ``invalid_pause_date``."""
+    try:
+        if len(day) != 10:
+            raise ValueError(day)
+        chosen = date.fromisoformat(day)
+    except ValueError:
+        raise InvalidPauseDate() from None
+    zone = ZoneInfo(selfservice_i18n.TIMEZONE)
+    today = now.astimezone(zone).date()
+    if not today < chosen <= today + timedelta(days=MAX_PAUSE_DAYS):
+        raise InvalidPauseDate()
+    return datetime.combine(chosen, time(0), tzinfo=zone)
+
+
+def record_pause(
+    *,
+    session: Session,
+    policy: Policy,
+    counter: Counter,
+    customer_id: UUID,
+    until: str | None,
+    language: str = "de",
+    now: datetime | None = None,
+) -> preferences_service.ChangeResult:
+    """Pause every contact until the day ``until`` (``YYYY-MM-DD``, from tomorrow, within two
+    years: else 422 ``invalid_pause_date``; the start of that day in Europe/Berlin, as on /me),
+    or end the pause (``until`` None). A pause only ever narrows contact, so it needs no
+    granted consent."""
+    now = now or utcnow()
+    customers_service.get_customer(session, customer_id)
+    end = pause_until(until, now) if until is not None else None
+    return _record_preferences(
+        session, policy, counter, customer_id, {"paused_until": end}, language, now
     )
 
 

@@ -11,6 +11,7 @@ pages say that a mail was queued, never its link.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -26,6 +27,7 @@ from vault.runtime import RuntimeDep
 from vault.selfservice import dossier as selfservice_words
 from vault.selfservice import i18n as selfservice_i18n
 from vault.selfservice import sessions as selfservice_sessions
+from vault.selfservice import summary as selfservice_summary
 from vault.staff import counter
 from vault.staff.accounts import Role
 from vault.staff.i18n import gettext
@@ -61,6 +63,18 @@ SCRIPT_ERRORS = {
         "customer, then record again."
     ),
 }
+CONTACT_LABELS = {
+    "email": N_("E-mail"),
+    "sms": N_("Text message"),
+    "push": N_("Push notification"),
+    "post": N_("Post"),
+    "phone": N_("Phone"),
+}
+PREFERENCE_SAVED = {
+    "choices": N_("Saved: what the customer receives has been recorded as they said."),
+    "paused": N_("Saved: the pause has been recorded."),
+    "resumed": N_("Saved: the pause has ended."),
+}
 REASONS = {
     "restricted": N_("processing is restricted (Art. 18): nothing is shown"),
     "objected": N_("the customer has objected"),
@@ -88,6 +102,63 @@ def _words(lang: str):
         return ss(selfservice_words.CHANNEL[code]) if code in selfservice_words.CHANNEL else code
 
     return status, channel
+
+
+def _preference_words(policy, lang: str, customer_id: UUID):
+    """Plain words for the card's preference part: the /me sentence per purpose, and for a
+    ledger change what changed ("E-mail off, Wine on, at most once a month") and who recorded
+    it ("call centre, staff ab12", "self-service page, the customer")."""
+    _ = gettext(lang)
+    ss = selfservice_i18n.translations(lang).gettext
+    _status, channel = _words(lang)
+
+    def contact(code: str) -> str:
+        return _(CONTACT_LABELS[code]) if code in CONTACT_LABELS else code
+
+    def topic(purpose, tid: str) -> str:
+        t = purpose.topic(tid)
+        return t.label.get(lang) if t is not None else tid
+
+    def what(change: dict, purpose) -> str:
+        parts = []
+        own = {c.value for c in purpose.contact_channels}
+        for c, on in change.get("contact_channels", {}).items():
+            if c in own:
+                parts.append((_("%(what)s on") if on else _("%(what)s off")) % {"what": contact(c)})
+        for tid, on in change.get("topics", {}).get(purpose.id, {}).items():
+            label = topic(purpose, tid)
+            parts.append((_("%(what)s on") if on else _("%(what)s off")) % {"what": label})
+        freq = change.get("frequency", {}).get(purpose.id)
+        if freq in selfservice_summary.FREQUENCY:
+            parts.append(ss(selfservice_summary.FREQUENCY[freq]))
+        if "paused_until" in change:
+            until = change["paused_until"]
+            if until:
+                when = selfservice_i18n.format_day(datetime.fromisoformat(until), lang)
+                parts.append(_("paused until %(date)s") % {"date": when})
+            else:
+                parts.append(_("pause ended"))
+        return ", ".join(parts)
+
+    def who(h) -> str:
+        place = channel(h.channel)
+        if h.store_id:
+            place = f"{place} ({store_name(h.store_id)})"
+        if h.recorded_by.startswith(counter.STAFF + ":"):
+            by = _("staff %(id)s") % {"id": h.recorded_by.split(":", 1)[1]}
+        elif h.recorded_by == f"customer:{customer_id}":
+            by = _("the customer")
+        else:
+            by = h.recorded_by
+        return f"{place}, {by}"
+
+    def store_name(sid: str) -> str:
+        return policy.stores[sid].name.get(lang) if sid in policy.stores else sid
+
+    def sentence(view, purpose) -> str:
+        return selfservice_summary.summary(view, purpose, lang)
+
+    return contact, what, who, sentence
 
 
 def _search_page(request, member, lang, *, by="phone", error=None, status_code=200):
@@ -162,8 +233,10 @@ def customer(
     member: Desk,
     lang: LangDep,
     customer_id: UUID,
+    saved: str = "",
 ):
-    """The customer's card: consents with history, the values the role may see, actions."""
+    """The customer's card: consents with history, preferences with history, the values the
+    role may see, actions. ``?saved=`` names the confirmation of a preference form."""
     who = _counter(runtime, member)
     card = counter.customer_card(
         session=session,
@@ -175,6 +248,7 @@ def customer(
     _ = gettext(lang)
     status, channel = _words(lang)
     policy = runtime.policy
+    contact, pref_what, pref_who, sentence = _preference_words(policy, lang, customer_id)
     return page(
         request,
         "counter_customer.html",
@@ -192,6 +266,20 @@ def customer(
             policy.attributes.get(name), v, lang
         ),
         request_kinds=[(k.value, _(v)) for k, v in REQUEST_LABELS.items()],
+        contact=contact,
+        pref_what=pref_what,
+        pref_who=pref_who,
+        sentence=sentence,
+        frequency_text=lambda f: selfservice_i18n.translations(lang).gettext(
+            selfservice_summary.FREQUENCY.get(f, f)
+        ),
+        paused_day=(
+            selfservice_i18n.format_day(card.preference_view.paused_until, lang)
+            if card.preference_view.paused_until is not None
+            and card.preference_view.paused_until > counter.utcnow()
+            else None
+        ),
+        saved=_(PREFERENCE_SAVED[saved]) if saved in PREFERENCE_SAVED else None,
     )
 
 
@@ -293,6 +381,76 @@ def record(
         member=member,
         text=text,
         next_link=(f"/staff/customers/{customer_id}", _("Back to the customer")),
+    )
+
+
+@router.post("/staff/customers/{customer_id}/pause", operation_id="staff_customer_pause")
+def pause(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    member: Desk,
+    lang: LangDep,
+    customer_id: UUID,
+    # no max_length: a value too long is the friendly 422 page, not a JSON 422
+    until: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "pause",
+    language: Annotated[str, Form()] = "de",
+):
+    """The customer asks for no advertising until a day ("pause"), or to end the pause
+    ("end"); 303 back to the card."""
+    who = _counter(runtime, member)
+    ending = action == "end"
+    counter.record_pause(
+        session=session,
+        policy=runtime.policy,
+        counter=who,
+        customer_id=customer_id,
+        until=None if ending else until,
+        language=language if language in selfservice_i18n.LANGUAGES else "de",
+    )
+    state = "resumed" if ending else "paused"
+    return RedirectResponse(
+        f"/staff/customers/{customer_id}?saved={state}#preferences",
+        status_code=303,
+        headers=NO_STORE,
+    )
+
+
+@router.post(
+    "/staff/customers/{customer_id}/preferences/{purpose}", operation_id="staff_preferences"
+)
+def preferences(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    member: Desk,
+    lang: LangDep,
+    customer_id: UUID,
+    purpose: str,
+    contact_channel: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies it
+    topic: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies it
+    frequency: Annotated[str, Form()] = "",
+    language: Annotated[str, Form()] = "de",
+):
+    """Record what the customer says they want from one purpose: the contact channels and
+    topics ticked (the purpose's others off) and the frequency; 303 back to the card."""
+    who = _counter(runtime, member)
+    counter.record_preferences(
+        session=session,
+        policy=runtime.policy,
+        counter=who,
+        customer_id=customer_id,
+        purpose=purpose,
+        contact_channels=contact_channel,
+        topics=topic,
+        frequency=frequency or None,
+        language=language if language in selfservice_i18n.LANGUAGES else "de",
+    )
+    return RedirectResponse(
+        f"/staff/customers/{customer_id}?saved=choices#prefs-{purpose}",
+        status_code=303,
+        headers=NO_STORE,
     )
 
 
