@@ -34,6 +34,13 @@ class PausedUntilInPast(InvalidRequest):
     default_detail = "paused_until must lie in the future (send null to end a pause)."
 
 
+class InvalidPauseDate(InvalidRequest):
+    """A form's pause day (/me, the staff counter) outside tomorrow .. two years ahead."""
+
+    code = "invalid_pause_date"
+    default_detail = "Choose a day from tomorrow on, within two years."
+
+
 class NothingToChange(InvalidRequest):
     code = "nothing_to_change"
     default_detail = "Send at least one of contact_channels, topics, frequency or paused_until."

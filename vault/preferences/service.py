@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
@@ -69,10 +69,12 @@ from vault.errors import InvalidRequest
 from vault.events import outbox as events_outbox
 from vault.events.outbox import EventType
 from vault.policy import Policy, Purpose
+from vault.policy.decision import WINDOW_ZONE
 from vault.policy.errors import UnknownPurpose
 from vault.preferences import rules, store
 from vault.preferences.errors import (
     ContactChannelRequired,
+    InvalidPauseDate,
     NothingToChange,
     PausedUntilInPast,
     UnknownContactChannel,
@@ -402,3 +404,24 @@ def contact_of(
     if len(channels) > 1 and required:
         raise ContactChannelRequired()
     return None
+
+
+# --- a pause "until <day>" (the forms of /me and the staff counter) ----------------------------
+
+MAX_PAUSE_DAYS = 2 * 366
+
+
+def pause_until(day: str, now: datetime) -> datetime:
+    """The instant a pause "until <day>" ends: the start of that day in Europe/Berlin (the
+    customer receives nothing before it). ``day`` is a date input's ``YYYY-MM-DD``, from
+    tomorrow on and within two years, else 422 ``invalid_pause_date``."""
+    try:
+        if len(day) != 10:
+            raise ValueError(day)
+        chosen = date.fromisoformat(day)
+    except ValueError:
+        raise InvalidPauseDate() from None
+    today = now.astimezone(WINDOW_ZONE).date()
+    if not today < chosen <= today + timedelta(days=MAX_PAUSE_DAYS):
+        raise InvalidPauseDate()
+    return datetime.combine(chosen, time(0), tzinfo=WINDOW_ZONE)

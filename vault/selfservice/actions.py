@@ -9,10 +9,9 @@ from the session. Services never commit.
 from __future__ import annotations
 
 import contextlib
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
@@ -37,8 +36,7 @@ from vault.policy.errors import UnknownPurpose
 from vault.preferences import service as preferences_service
 from vault.preferences.errors import UnknownContactChannel, UnknownTopic
 from vault.provenance import Caller
-from vault.selfservice import i18n
-from vault.selfservice.errors import ErasureNotConfirmed, InvalidPauseDate, PreferencesNotApplicable
+from vault.selfservice.errors import ErasureNotConfirmed, PreferencesNotApplicable
 from vault.selfservice.models import SelfserviceSession
 
 MAX_USER_AGENT = 256
@@ -198,7 +196,6 @@ def apply_gpc(
 
 # --- preferences: contact channels, topics, frequency, pause ---------------------------------
 
-MAX_PAUSE_DAYS = 2 * 366
 MAX_CHOICES = 32  # more checkboxes than any purpose declares is not a form of this page
 
 
@@ -290,23 +287,6 @@ def change_preferences(
     return _record(session, policy, customer_id, change, evidence, by, now)
 
 
-def pause_until(day: str, now: datetime) -> datetime:
-    """The instant a pause "until <day>" ends: the start of that day in Europe/Berlin (the
-    customer receives nothing before it). ``day`` is the date input's ``YYYY-MM-DD``, from
-    tomorrow on and within two years, else 422 ``invalid_pause_date``."""
-    try:
-        if len(day) != 10:
-            raise ValueError(day)
-        chosen = date.fromisoformat(day)
-    except ValueError:
-        raise InvalidPauseDate() from None
-    zone = ZoneInfo(i18n.TIMEZONE)
-    today = now.astimezone(zone).date()
-    if not today < chosen <= today + timedelta(days=MAX_PAUSE_DAYS):
-        raise InvalidPauseDate()
-    return datetime.combine(chosen, time(0), tzinfo=zone)
-
-
 def pause(
     *,
     session: Session,
@@ -317,10 +297,10 @@ def pause(
     by: Caller,
     now: datetime | None = None,
 ) -> preferences_service.ChangeResult:
-    """Pause every contact until the day ``until`` (see :func:`pause_until`), or end the pause
-    (``until`` None)."""
+    """Pause every contact until the day ``until`` (the rule is
+    :func:`vault.preferences.service.pause_until`), or end the pause (``until`` None)."""
     now = now or utcnow()
-    end = pause_until(until, now) if until is not None else None
+    end = preferences_service.pause_until(until, now) if until is not None else None
     return _record(session, policy, customer_id, {"paused_until": end}, evidence, by, now)
 
 

@@ -73,8 +73,3 @@ class PreferencesNotApplicable(Conflict):
 
     code = "preferences_not_applicable"
     default_detail = "Without your consent to this use there is nothing to choose."
-
-
-class InvalidPauseDate(InvalidRequest):
-    code = "invalid_pause_date"
-    default_detail = "Choose a day from tomorrow on, within two years."

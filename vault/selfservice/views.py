@@ -31,7 +31,6 @@ from vault.preferences import service as preferences_service
 from vault.provenance import Caller
 from vault.selfservice import i18n
 from vault.selfservice import summary as summary_mod
-from vault.selfservice.actions import MAX_PAUSE_DAYS
 
 # Only these actions appear on "who used my data": releases of data to apps, contacts an app
 # reported, and what staff at a store or on the phone did with it (read it, found the customer).
@@ -409,5 +408,5 @@ def preferences_view(
         paused_until=paused,
         paused_day=i18n.format_day(paused, lang) if paused else None,
         pause_min=(today + timedelta(days=1)).isoformat(),
-        pause_max=(today + timedelta(days=MAX_PAUSE_DAYS)).isoformat(),
+        pause_max=(today + timedelta(days=preferences_service.MAX_PAUSE_DAYS)).isoformat(),
     )

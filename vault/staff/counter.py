@@ -40,10 +40,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
@@ -69,9 +68,8 @@ from vault.policy.values import normalise
 from vault.preferences import service as preferences_service
 from vault.preferences.errors import UnknownContactChannel, UnknownFrequency, UnknownTopic
 from vault.provenance import Caller
-from vault.selfservice import i18n as selfservice_i18n
 from vault.selfservice import links
-from vault.selfservice.errors import InvalidPauseDate, PreferencesNotApplicable
+from vault.selfservice.errors import PreferencesNotApplicable
 
 # what a counter may search by: exactly the searchable attributes staff ask a customer for
 SEARCH_BY = ("email", "phone", "loyalty_number")
@@ -602,26 +600,6 @@ def record_preferences(
     return _record_preferences(session, policy, counter, customer_id, change, language, now)
 
 
-MAX_PAUSE_DAYS = 2 * 366  # as on /me (vault.selfservice.actions)
-
-
-def pause_until(day: str, now: datetime) -> datetime:
-    """The instant a pause "until <day>" ends, the rule of /me: the start of that day in
-    Europe/Berlin; ``day`` is ``YYYY-MM-DD`` from tomorrow on and within two years, else 422
-    ``invalid_pause_date``."""
-    try:
-        if len(day) != 10:
-            raise ValueError(day)
-        chosen = date.fromisoformat(day)
-    except ValueError:
-        raise InvalidPauseDate() from None
-    zone = ZoneInfo(selfservice_i18n.TIMEZONE)
-    today = now.astimezone(zone).date()
-    if not today < chosen <= today + timedelta(days=MAX_PAUSE_DAYS):
-        raise InvalidPauseDate()
-    return datetime.combine(chosen, time(0), tzinfo=zone)
-
-
 def record_pause(
     *,
     session: Session,
@@ -638,7 +616,7 @@ def record_pause(
     granted consent."""
     now = now or utcnow()
     customers_service.get_customer(session, customer_id)
-    end = pause_until(until, now) if until is not None else None
+    end = preferences_service.pause_until(until, now) if until is not None else None
     return _record_preferences(
         session, policy, counter, customer_id, {"paused_until": end}, language, now
     )
