@@ -244,7 +244,11 @@ def preference_charts(
         return getattr(topic.label, lang) if topic is not None else tid
 
     out = []
-    on_off = [charts.Series(key, gettext(TOPIC_SERIES[key])) for key in ("on", "off")]
+    # on: solid green, off: red with diagonals (charts.STYLES)
+    on_off = [
+        charts.Series(key, gettext(TOPIC_SERIES[key]), style)
+        for key, style in (("on", 0), ("off", 2))
+    ]
     topic_head = [gettext("Topic"), *(s.label for s in on_off), gettext("Share on · customers")]
     for pid, topics in prefs.by_topic:
         chart_id = f"prefs-topics-{pid.replace('_', '-')}"
@@ -261,7 +265,11 @@ def preference_charts(
             empty=gettext("No customer the purpose may contact now."),
         )
         out.append(Chart(chart_id, title, svg, topic_head, charts.table_rows(on_off, bars)))
-    parts = [charts.Series(key, gettext(PART[key])) for key in PART]
+    # no part is good or bad: blue, light green, orange, grey (no red)
+    parts = [
+        charts.Series(key, gettext(PART[key]), style)
+        for key, style in zip(PART, (5, 1, 3, 4), strict=True)
+    ]
     head = [gettext("Group"), *(s.label for s in parts), gettext("Total")]
     empty = gettext("No preference changes in this period.")
     groups = [
