@@ -185,7 +185,7 @@ def test_privacy_officer_closes_an_overdue_request_in_a_real_browser(live, backe
             wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
             assert wide <= 0, (lang, width, wide)
         assert page.locator("svg.chart rect[data-count]").count() > 5
-        assert page.locator("#prefs-channel rect[data-series='topics']").count() == 4
+        assert page.locator("#prefs-channel rect[data-series='topics']").count() >= 4
         assert [u for u in missing if not u.endswith("/favicon.ico")] == []
         assert [e for e in errors if "404" not in e] == []
         browser.close()
