@@ -68,7 +68,7 @@ PUBLIC = {
     "selfservice": {"sessions", "schemas", "errors", "dossier", "i18n", "links", "summary"},
     "mail": {"outbox", "delivery", "receipts"},
     "staff": {"accounts", "errors"},
-    "preferences": {"service", "store", "schemas", "errors"},
+    "preferences": {"service", "store", "schemas", "errors", "stats"},
 }
 # Composition modules that assemble domains (and may import any of their modules).
 ASSEMBLY = {"app", "backup", "cli", "ops", "demo", "openapi", "__init__"}

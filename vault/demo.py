@@ -18,6 +18,7 @@ from vault.consent import service as consent_service
 from vault.customers import service as customers_service
 from vault.customers.models import BlindIndex
 from vault.db import transaction, utcnow
+from vault.preferences import service as preferences_service
 from vault.provenance import Caller
 from vault.runtime import Runtime
 from vault.selfservice import sessions as selfservice_sessions
@@ -231,6 +232,35 @@ def _consents(rt: Runtime, session: Session, cid: UUID, rng: random.Random, i: i
         )
 
 
+def _preferences(rt: Runtime, session: Session, cid: UUID, rng: random.Random, i: int) -> None:
+    """Some customers change their filters in the last twelve weeks, at every touchpoint: the
+    privacy office's preference charts have a real ledger to count."""
+    change: dict = {}
+    if i % 4 == 0 and i % 3 == 1:  # granted personalised offers: loyalty points off
+        change["topics"] = {"personalised_offers": {"loyalty": False}}
+    if i % 6 == 0:  # subscribed and confirmed the newsletter: no wine, once a month
+        change["topics"] = {**change.get("topics", {}), "newsletter": {"wine": False}}
+        change["frequency"] = {"newsletter": "monthly"}
+    if i % 10 == 5:
+        change["contact_channels"] = {"push": False}
+    when = utcnow() - timedelta(days=rng.randint(0, 80), hours=rng.randint(0, 23))
+    if i % 13 == 4:
+        change["paused_until"] = when + timedelta(days=30)
+    if not change:
+        return
+    channel = rng.choice(CHANNELS)
+    preferences_service.change(
+        session=session,
+        policy=rt.policy,
+        customer_id=cid,
+        change=change,
+        channel=channel,
+        by=DEMO,
+        actor="staff:demo" if channel in ("store", "call_center") else "customer",
+        now=when,
+    )
+
+
 def run(rt: Runtime, *, customers: int = 1000, seed: int = 1) -> DemoResult:
     rng = random.Random(seed)
     created = 0
@@ -252,6 +282,7 @@ def run(rt: Runtime, *, customers: int = 1000, seed: int = 1) -> DemoResult:
                     external_id=external,
                 )
                 _consents(rt, session, customer.id, rng, i)
+                _preferences(rt, session, customer.id, rng, i)
                 ids.append(customer.id)
                 created += 1
     with transaction(rt.engine) as session:

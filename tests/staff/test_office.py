@@ -13,6 +13,8 @@ from vault.dsr import rights as dsr_rights
 from vault.events import outbox as events_outbox
 from vault.events.models import OutboxEvent, Webhook, WebhookDelivery
 from vault.mail.models import MailMessage
+from vault.preferences import service as preferences_service
+from vault.preferences.models import PreferenceChoice, PreferenceEvent
 from vault.provenance import Caller
 from vault.staff import office
 
@@ -211,3 +213,90 @@ def test_delivery_health_counts_states_and_lists_failures(session, runtime):
     assert mail.counts["bounced"] == 1 and mail.counts["pending"] == 1
     assert abs((mail.oldest_open - (now - timedelta(hours=2))).total_seconds()) < 1
     assert [(m.template, m.last_error) for m in mail.failures] == [("selfservice_link", "smtp_550")]
+
+
+def _prefs(session, runtime, customer_id, when, channel="web", **change):
+    preferences_service.change(
+        session=session,
+        policy=runtime.policy,
+        customer_id=customer_id,
+        change=change,
+        channel=channel,
+        by=STAFF,
+        actor="staff:test-officer" if channel == "call_center" else "customer",
+        now=when,
+    )
+    session.commit()
+
+
+def test_preference_rates_count_topics_and_changes_as_the_rows_say(session, runtime):
+    now = datetime.now(UTC)
+    this_week = now  # the change is made at the instant the rates are read: same week
+    last_week = now - timedelta(days=7)
+    a, b, c, d = (create_customer(session, runtime) for _ in range(4))
+    for customer in (a, b, d):
+        record_consent(session, runtime, customer.id, "personalised_offers")
+    # a: web, this week, one topic off; b: call centre, last week, topic off and frequency;
+    # c: no grant, switches a topic off (outside the population) and channels and pause;
+    # d: granted, never chose: every topic on
+    off = {"personalised_offers": {"weekly_offers": False}}
+    _prefs(session, runtime, a.id, this_week, topics=off)
+    _prefs(
+        session,
+        runtime,
+        b.id,
+        last_week,
+        channel="call_center",
+        topics={"personalised_offers": {"loyalty": False, "weekly_offers": True}},
+        frequency={"personalised_offers": "monthly"},
+    )
+    _prefs(
+        session,
+        runtime,
+        c.id,
+        this_week,
+        channel="app",
+        topics={"personalised_offers": {"weekly_offers": False}},
+        contact_channels={"push": False},
+        paused_until=now + timedelta(days=30),
+    )
+    _prefs(session, runtime, c.id, this_week, channel="app", paused_until=None)
+    prefs = office.preference_rates(session=session, policy=runtime.policy, now=now, weeks=4)
+    topics = dict(prefs.by_topic)
+    assert dict(topics["personalised_offers"]) == {
+        "weekly_offers": {"on": 2, "off": 1},  # b switched back on, c has no grant
+        "loyalty": {"on": 2, "off": 1},
+    }
+    assert [n for _, n in topics["newsletter"]] == [{"on": 0, "off": 0}] * 4  # nobody confirmed
+    # the same, counted from the rows directly
+    granted = {a.id, b.id, d.id}
+    choices = session.execute(select(PreferenceChoice)).scalars().all()
+    for tid, counts in topics["personalised_offers"]:
+        off = {
+            x.customer_id
+            for x in choices
+            if (x.purpose, x.kind, x.name, x.value) == ("personalised_offers", "topic", tid, "off")
+        } & granted
+        assert counts == {"on": len(granted) - len(off), "off": len(off)}
+    assert dict(prefs.by_channel) == {
+        "web": {"topics": 1},
+        "call_center": {"topics": 1, "frequency": 1},
+        "app": {"topics": 1, "contact_channels": 1, "paused_until": 2},
+    }
+    events = session.execute(select(PreferenceEvent)).scalars().all()
+    assert sum(sum(v.values()) for _, v in prefs.by_channel) == sum(len(e.change) for e in events)
+    weeks = dict(prefs.by_week)
+    assert len(weeks) == 4
+    assert weeks[office.consent_stats.week_start(now)] == {
+        "topics": 2,
+        "contact_channels": 1,
+        "paused_until": 2,
+    }
+    assert weeks[office.consent_stats.week_start(last_week)] == {"topics": 1, "frequency": 1}
+    # one purpose: its topics and frequency only; channels and pause concern every purpose
+    only = office.preference_rates(
+        session=session, policy=runtime.policy, now=now, weeks=4, purpose="newsletter"
+    )
+    assert dict(only.by_channel) == {"app": {"contact_channels": 1, "paused_until": 2}}
+    short = office.preference_rates(session=session, policy=runtime.policy, now=now, weeks=1)
+    assert "call_center" not in dict(short.by_channel)  # last week is outside a 1-week window

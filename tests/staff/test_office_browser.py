@@ -11,16 +11,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from tests import factories
 from tests.selfservice.test_browser import CHROMIUM, CHROMIUM_ARGS, _labelled_controls_problems
 from tests.selfservice.test_browser import live as live
 from tests.staff.helpers import make_staff
 from vault import demo
+from vault.consent.store import ConsentState
 from vault.db import reader
 from vault.dsr import requests as dsr_requests
 from vault.dsr.models import DataSubjectRequest
+from vault.preferences import service as preferences_service
 from vault.provenance import Caller
 
 SHOTS = Path(os.environ.get("VAULT_TEST_SHOTS", "/tmp/shots"))
@@ -42,6 +44,33 @@ def _arrange(runtime):
                 received_at=now - timedelta(days=days),
                 now=now,
             ).id
+        s.commit()
+        # preference changes of some demo customers who granted personalised offers, at four
+        # touchpoints, for the preference charts
+        granted = s.execute(
+            select(ConsentState.customer_id)
+            .where(ConsentState.purpose == "personalised_offers", ConsentState.status == "granted")
+            .order_by(ConsentState.customer_id)
+            .limit(8)
+        ).scalars()
+        for n, cid in enumerate(granted):
+            channel = ("web", "call_center", "store", "app")[n % 4]
+            change: dict = {"topics": {"personalised_offers": {"loyalty": n % 2 == 1}}}
+            if n % 3 == 0:
+                change["frequency"] = {"personalised_offers": "monthly"}
+            if n == 5:
+                change["contact_channels"] = {"push": False}
+                change["paused_until"] = now + timedelta(days=14)
+            preferences_service.change(
+                session=s,
+                policy=runtime.policy,
+                customer_id=cid,
+                change=change,
+                channel=channel,
+                by=Caller("client:test"),
+                actor="staff:test" if channel in ("store", "call_center") else "customer",
+                now=now - timedelta(days=7 * (n % 3)),
+            )
         s.commit()
     return customer.id, ids
 
@@ -141,11 +170,22 @@ def test_privacy_officer_closes_an_overdue_request_in_a_real_browser(live, backe
             "health": "/staff/office/health",
         }
         _shots(page, server.url, pages)
-        # the rates page: three charts drawn from the demo ledger
-        page.goto(server.url + "/staff/office/rates?weeks=52")
-        charts = page.locator("svg.chart")
-        expect(charts).to_have_count(3)
+        # the rates page: three consent charts drawn from the demo ledger, one topic chart per
+        # purpose with topics, preference changes per touchpoint and per week
+        with_topics = sum(1 for p in runtime.policy.purposes.values() if p.topics)
+        for lang, width in (("de", 1280), ("en", 390)):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(server.url + f"/staff/office/rates?weeks=12&lang={lang}")
+            charts = page.locator("svg.chart")
+            expect(charts).to_have_count(3 + with_topics + 2)
+            page.screenshot(path=SHOTS / f"officeprefs-rates-{lang}-{width}.png", full_page=True)
+            prefs = page.locator("section[aria-labelledby=prefs-h]")
+            prefs.locator("details").first.evaluate("d => d.open = true")
+            prefs.screenshot(path=SHOTS / f"officeprefs-prefs-{lang}-{width}.png")
+            wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert wide <= 0, (lang, width, wide)
         assert page.locator("svg.chart rect[data-count]").count() > 5
+        assert page.locator("#prefs-channel rect[data-series='topics']").count() >= 4
         assert [u for u in missing if not u.endswith("/favicon.ico")] == []
         assert [e for e in errors if "404" not in e] == []
         browser.close()

@@ -11,12 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.factories import create_customer, record_consent
+from tests.factories import auth_headers, create_customer, record_consent
 from tests.staff.helpers import make_staff, signed_in
 from vault.audit.models import AuditEvent
 from vault.customers.models import Customer
 from vault.dsr import requests as dsr_requests
 from vault.dsr.models import DataSubjectRequest
+from vault.preferences.models import PreferenceEvent
 from vault.provenance import Caller
 
 
@@ -226,9 +227,11 @@ def test_rates_and_health_pages(client, session, runtime, officer):
     record_consent(session, runtime, c.id, "personalised_offers", channel="store")
     r = client.get("/staff/office/rates?lang=en")
     assert r.status_code == 200
-    assert r.text.count('role="img"') == 3 and "<script" not in r.text
+    with_topics = sum(1 for p in runtime.policy.purposes.values() if p.topics)
+    # three consent charts, one topic chart per purpose with topics, changes by touchpoint, week
+    assert r.text.count('role="img"') == 3 + with_topics + 2 and "<script" not in r.text
     assert 'data-series="granted" data-count="1"' in r.text
-    assert "Preference rates" in r.text
+    assert "Preference rates" in r.text and "No preference changes in this period." in r.text
     assert client.get("/staff/office/rates?weeks=0").status_code == 422
     health = client.get("/staff/office/health?lang=de")
     assert health.status_code == 200 and "Webhook" in health.text
@@ -239,3 +242,59 @@ def test_other_roles_are_refused(runtime, app, role):
     with TestClient(app, raise_server_exceptions=False) as other:
         signed_in(other, make_staff(runtime, role))
         assert other.get("/staff/office/requests").status_code == 403
+
+
+def _bar(html: str, chart_id: str, label: str) -> dict[str, int]:
+    """The segments (series -> count) of one bar of one chart on the page."""
+    svg = re.search(rf'<svg[^>]* id="{chart_id}".*?</svg>', html, re.S)
+    assert svg, chart_id
+    bar = re.search(rf'<g class="bar" data-label="{re.escape(label)}".*?</g>', svg.group(0), re.S)
+    if bar is None:
+        return {}
+    found = re.findall(r'data-series="(\w+)" data-count="(\d+)"', bar.group(0))
+    return {k: int(v) for k, v in found}
+
+
+def test_the_rates_page_draws_the_preference_rates(client, session, runtime, officer):
+    a, b, c = (create_customer(session, runtime).id for _ in range(3))
+    for cid in (a, b, c):
+        record_consent(session, runtime, cid, "personalised_offers")
+    headers = auth_headers(
+        session, runtime, "consent:read", "consent:write", purposes=["newsletter"]
+    )
+    patches = [
+        (a, {"topics": {"personalised_offers": {"loyalty": False}}, "channel": "web"}),
+        (
+            b,
+            {
+                "topics": {"personalised_offers": {"loyalty": False, "weekly_offers": False}},
+                "frequency": {"personalised_offers": "monthly"},
+                "channel": "call_center",
+                "actor": "staff:4711",
+                "evidence": {"staff_id": "4711"},
+            },
+        ),
+    ]
+    for cid, body in patches:
+        r = client.patch(f"/v1/customers/{cid}/preferences", headers=headers, json=body)
+        assert r.status_code == 200, r.text
+    html = client.get("/staff/office/rates?lang=en").text
+    assert '<h3 id="prefs-topics-personalised-offers-h">Topics: ' in html
+    topics = "prefs-topics-personalised-offers"
+    assert _bar(html, topics, "Loyalty points") == {"on": 1, "off": 2}
+    assert _bar(html, topics, "Weekly offers") == {"on": 2, "off": 1}
+    assert _bar(html, "prefs-channel", "web shop") == {"topics": 1}
+    assert _bar(html, "prefs-channel", "call centre") == {"topics": 1, "frequency": 1}
+    # the week chart: one bar with changes, its segments as counted from the ledger's rows
+    session.rollback()
+    parts: dict[str, int] = {}
+    for e in session.execute(select(PreferenceEvent)).scalars():
+        for part in e.change:
+            parts[part] = parts.get(part, 0) + 1
+    assert parts == {"topics": 2, "frequency": 1}
+    svg = re.search(r'<svg[^>]* id="prefs-week".*?</svg>', html, re.S).group(0)
+    labels = re.findall(r'<g class="bar" data-label="([^"]+)" data-total="[1-9]', svg)
+    assert len(labels) == 1 and _bar(html, "prefs-week", labels[0]) == parts
+    assert svg.count('class="bar"') == 12  # every week of the default window is listed
+    de = client.get("/staff/office/rates?lang=de").text
+    assert "Präferenzänderungen je Kontaktpunkt" in de and "abgeschaltet" in de

@@ -5,6 +5,9 @@ and ISO week (Monday, UTC) of ``occurred_at``, in a window of whole weeks. The w
 SQL (SQLite: ``date(t, 'weekday 0', '-6 days')``; PostgreSQL: ``date_trunc('week', ...)``) so a
 large ledger is counted in the database, not in Python. The ledger holds no clear PII, so the
 counts are the same before and after any erasure.
+
+:func:`granted_customers` is the SQL form of "has an effective grant now" (the projection,
+as the audience query reads it), for counts other domains make over it (the preference rates).
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, cast, func, select
+from sqlalchemy import Date, Select, cast, func, select
 from sqlmodel import Session
 
-from vault.consent.models import ConsentEvent
+from vault.consent.models import ConsentEvent, ConsentState
+from vault.policy import Purpose
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +64,18 @@ def statement_counts(
         w = date.fromisoformat(w) if isinstance(w, str) else w
         out.append(StatementCount(p, channel, status, w, n))
     return out
+
+
+def granted_customers(purpose: Purpose, now: datetime) -> Select[Any]:
+    """``SELECT customer_id`` of every customer whose consent to ``purpose`` counts at ``now``:
+    a grant (only a confirmed one under double opt-in) of a version that still counts, not past
+    ``consent_ttl_days`` (:func:`vault.consent.rules.effective_status` in SQL)."""
+    s = ConsentState
+    counting = ("confirmed",) if purpose.double_opt_in else ("granted", "confirmed")
+    stmt = select(s.customer_id).where(s.purpose == purpose.id, s.status.in_(counting))
+    if purpose.reconsent:
+        stmt = stmt.where(s.version >= purpose.version)
+    if purpose.consent_ttl_days:
+        start = func.coalesce(s.granted_at, s.decided_at)
+        stmt = stmt.where(start >= now - timedelta(days=purpose.consent_ttl_days))
+    return stmt

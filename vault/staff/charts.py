@@ -53,6 +53,7 @@ STYLES: tuple[tuple[str, str], ...] = (
 class Series:
     key: str  # machine name (data-series), e.g. "granted"
     label: str  # shown in the legend and segment titles, already translated
+    style: int | None = None  # index into STYLES; None: the series' position
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,10 @@ def stacked_bars(
 ) -> Markup:
     """The SVG of one chart (``chart_id``: unique on the page, [a-z0-9-]). A chart without a
     single count says ``empty`` in text instead of drawing zero-length bars."""
-    styles = {s.key: STYLES[i % len(STYLES)] for i, s in enumerate(series)}
+    styles = {
+        s.key: STYLES[(i if s.style is None else s.style) % len(STYLES)]
+        for i, s in enumerate(series)
+    }
     pid = {s.key: f"{chart_id}-p{i}" for i, s in enumerate(series)}
     # two legend columns when every name fits half the width (about 0.6 em per letter), else one
     longest = max((len(s.label) for s in series), default=0)

@@ -10,7 +10,11 @@ with the staff member's ``Caller`` (``staff:<id>``).
   yes / (yes + no): yes = ``granted`` and ``pending_confirmation`` statements (a double opt-in
   yes waits for its confirmation), no = ``refused``. Withdrawals, confirmations and expiries are
   counted beside it, not in it. Weeks are ISO weeks in UTC.
-- **Preference rates** (issue 18) plug in at :func:`preference_rates`.
+- **Preference rates** (:func:`preference_rates`, from :mod:`vault.preferences.stats`): per
+  purpose with topics, the customers who keep each topic on against those who switched it off
+  (among those the purpose may contact now: an effective grant for a consent purpose); and the
+  changes of the preference ledger per touchpoint and ISO week of the same window, by what
+  changed (contact channels, topics, frequency, pause).
 - **Delivery health**: webhook deliveries (:mod:`vault.events.health`) and the mail outbox
   (:mod:`vault.mail.outbox`): counts by state, the oldest one still waiting, the last failures
   (short error codes only; the mail's recipient and text stay sealed).
@@ -36,6 +40,7 @@ from vault.dsr.schemas import RequestStatus
 from vault.events import health as events_health
 from vault.mail import outbox as mail_outbox
 from vault.policy import Policy
+from vault.preferences import stats as preference_stats
 
 QUEUE_LIMIT = 500
 DEFAULT_WEEKS = 12
@@ -216,10 +221,57 @@ def consent_rates(
     )
 
 
-def preference_rates(*, session: Session, policy: Policy, now: datetime) -> None:
-    """Preference rates per purpose, topic and touchpoint: issue 18 (preferences) adds them
-    here; until then the page says they are not recorded yet."""
-    return None
+@dataclass
+class PreferenceRates:
+    since: date
+    until: date
+    purpose: str | None
+    # (purpose, [(topic, {"on": n, "off": m})]) for every purpose that declares topics
+    by_topic: list[tuple[str, list[tuple[str, dict[str, int]]]]] = field(default_factory=list)
+    by_channel: list[tuple[str, dict[str, int]]] = field(default_factory=list)
+    by_week: list[tuple[date, dict[str, int]]] = field(default_factory=list)
+
+
+def preference_rates(
+    *,
+    session: Session,
+    policy: Policy,
+    now: datetime,
+    weeks: int = DEFAULT_WEEKS,
+    purpose: str | None = None,
+) -> PreferenceRates:
+    """Topics on and off per purpose now, and the preference changes of the last ``weeks`` ISO
+    weeks per touchpoint and week (of ``purpose``'s topics and frequency, when one is given),
+    by part (:data:`vault.preferences.stats.PARTS`). Every week of the window is listed."""
+    weeks = max(1, min(weeks, MAX_WEEKS))
+    until = consent_stats.week_start(now) + timedelta(days=7)
+    since = until - timedelta(days=7 * weeks)
+    by_topic: dict[str, list[tuple[str, dict[str, int]]]] = {}
+    for t in preference_stats.topic_counts(session=session, policy=policy, now=now):
+        by_topic.setdefault(t.purpose, []).append((t.topic, {"on": t.on, "off": t.off}))
+    counts = preference_stats.change_counts(
+        session=session,
+        since=datetime.combine(since, datetime.min.time(), tzinfo=now.tzinfo),
+        until=datetime.combine(until, datetime.min.time(), tzinfo=now.tzinfo),
+        purpose=purpose,
+    )
+    by_channel: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    by_week: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for c in counts:
+        for part, n in c.counts.items():
+            by_channel[c.channel][part] += n
+            by_week[c.week][part] += n
+    return PreferenceRates(
+        since=since,
+        until=until,
+        purpose=purpose,
+        by_topic=list(by_topic.items()),
+        by_channel=[(c, dict(by_channel[c])) for c in _ordered(CHANNELS, set(by_channel))],
+        by_week=[
+            (since + timedelta(days=7 * i), dict(by_week.get(since + timedelta(days=7 * i), {})))
+            for i in range(weeks)
+        ],
+    )
 
 
 # --- delivery health ---------------------------------------------------------------------------

@@ -777,7 +777,14 @@ def office_rates(
         member=member,
         rates=rates,
         charts=office_views.rate_charts(rates, runtime.policy, lang, _),
-        preferences=office.preference_rates(session=session, policy=runtime.policy, now=now),
+        preference_charts=office_views.preference_charts(
+            office.preference_rates(
+                session=session, policy=runtime.policy, now=now, weeks=weeks, purpose=purpose
+            ),
+            runtime.policy,
+            lang,
+            _,
+        ),
         purposes=[p for p in runtime.policy.purposes.values() if p.needs_consent],
         weeks=weeks,
         week_choices=(4, 12, 26, 52),

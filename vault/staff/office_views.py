@@ -3,7 +3,9 @@
 Codes (request kinds, reasons, ledger statuses, touchpoints, delivery states) get their label
 from the tables below, marked for the staff catalogue with ``N_`` and translated when shown;
 an unknown code is shown as stored. :func:`rate_charts` turns :class:`vault.staff.office.Rates`
-into the three SVG charts of the rates page and their text tables.
+into the three SVG charts of the rates page and their text tables, :func:`preference_charts`
+turns :class:`vault.staff.office.PreferenceRates` into one chart per purpose with topics
+(topics on and off) and the charts of preference changes per touchpoint and per week.
 """
 
 from __future__ import annotations
@@ -97,6 +99,13 @@ CHANNEL = {
     "email": N_("e-mail"),
     "api": N_("API"),
     "selfservice": N_("self-service page"),
+}
+TOPIC_SERIES = {"on": N_("on"), "off": N_("switched off")}
+PART = {
+    "contact_channels": N_("contact channels"),
+    "topics": N_("topics"),
+    "frequency": N_("frequency"),
+    "paused_until": N_("pause"),
 }
 WEBHOOK_STATE = {
     "pending": N_("waiting"),
@@ -201,4 +210,91 @@ def rate_charts(
             chart_id=chart_id, title=title, desc=desc, series=series, bars=bars, empty=empty
         )
         out.append(Chart(chart_id, title, svg, head, charts.table_rows(series, bars)))
+    return out
+
+
+def _share_on(counts: dict[str, int], gettext: Callable[[str], str]) -> str:
+    total = counts.get("on", 0) + counts.get("off", 0)
+    if total == 0:
+        return "0"
+    return gettext("%(share)s on · %(total)s") % {
+        "share": f"{round(100 * counts.get('on', 0) / total)} %",
+        "total": total,
+    }
+
+
+def preference_charts(
+    prefs: office.PreferenceRates, policy: Policy, lang: str, gettext: Callable[[str], str]
+) -> list[Chart]:
+    """One chart per purpose with topics (a bar per topic: on, switched off), then the
+    preference changes per touchpoint and per week (a segment per part that changed)."""
+    label = labeller(gettext)
+    span = gettext("from %(since)s to %(until)s") % {
+        "since": format_date(prefs.since, format="medium", locale=lang),
+        "until": format_date(prefs.until, format="medium", locale=lang),
+    }
+
+    def title_of(pid: str) -> str:
+        purpose = policy.purposes.get(pid)
+        return getattr(purpose.title, lang) if purpose is not None else pid
+
+    def topic_of(pid: str, tid: str) -> str:
+        purpose = policy.purposes.get(pid)
+        topic = purpose.topic(tid) if purpose is not None else None
+        return getattr(topic.label, lang) if topic is not None else tid
+
+    out = []
+    # on: solid green, off: red with diagonals (charts.STYLES)
+    on_off = [
+        charts.Series(key, gettext(TOPIC_SERIES[key]), style)
+        for key, style in (("on", 0), ("off", 2))
+    ]
+    topic_head = [gettext("Topic"), *(s.label for s in on_off), gettext("Share on · customers")]
+    for pid, topics in prefs.by_topic:
+        chart_id = f"prefs-topics-{pid.replace('_', '-')}"
+        title = gettext("Topics: %(purpose)s") % {"purpose": title_of(pid)}
+        bars = [charts.Bar(topic_of(pid, t), c, _share_on(c, gettext)) for t, c in topics]
+        svg = charts.stacked_bars(
+            chart_id=chart_id,
+            title=title,
+            desc=gettext(
+                "Customers the purpose may contact now, per topic: keep it on, or switched it off."
+            ),
+            series=on_off,
+            bars=bars,
+            empty=gettext("No customer the purpose may contact now."),
+        )
+        out.append(Chart(chart_id, title, svg, topic_head, charts.table_rows(on_off, bars)))
+    # no part is good or bad: blue, light green, orange, grey (no red)
+    parts = [
+        charts.Series(key, gettext(PART[key]), style)
+        for key, style in zip(PART, (5, 1, 3, 4), strict=True)
+    ]
+    head = [gettext("Group"), *(s.label for s in parts), gettext("Total")]
+    empty = gettext("No preference changes in this period.")
+    groups = [
+        (
+            "prefs-channel",
+            gettext("Preference changes per touchpoint"),
+            gettext(
+                "Preference changes per touchpoint (channel), stacked by what changed, %(span)s."
+            )
+            % {"span": span},
+            [charts.Bar(label(CHANNEL, ch), c) for ch, c in prefs.by_channel],
+        ),
+        (
+            "prefs-week",
+            gettext("Preference changes per week"),
+            gettext("Preference changes per ISO week (UTC), stacked by what changed, %(span)s.")
+            % {"span": span},
+            [charts.Bar(week_label(w, lang, gettext), c) for w, c in prefs.by_week],
+        ),
+    ]
+    for chart_id, title, desc, bars in groups:
+        if prefs.purpose is not None:
+            title = f"{title}: {title_of(prefs.purpose)}"
+        svg = charts.stacked_bars(
+            chart_id=chart_id, title=title, desc=desc, series=parts, bars=bars, empty=empty
+        )
+        out.append(Chart(chart_id, title, svg, head, charts.table_rows(parts, bars)))
     return out
