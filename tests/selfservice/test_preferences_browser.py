@@ -30,7 +30,7 @@ TEXTS = {
     "de": {
         "locale": "de-DE",
         "start": "höchstens einmal pro Woche, per E-Mail",
-        "no_wine": "nur zu Obst und Gemüse, Rezepte und Wochenangebote",
+        "no_wine": "nur zu den Themen Obst und Gemüse, Rezepte und Wochenangebote",
         "monthly": "höchstens einmal im Monat, per E-Mail, nur zu",
         "paused": "bis ",
         "paused_rest": " nichts, danach höchstens einmal im Monat",

@@ -82,7 +82,7 @@ def test_store_records_the_customers_choices_and_the_card_shows_them(client, run
 
     de = client.get(r.headers["location"].split("#")[0] + "&lang=de")
     assert "Gespeichert" in de.text
-    assert "höchstens einmal im Monat, per E-Mail, nur zu Treuepunkte" in de.text
+    assert "höchstens einmal im Monat, per E-Mail, nur zu den Themen Treuepunkte" in de.text
     assert "Push-Nachricht aus" in de.text and "Wochenangebote aus" in de.text
     assert f"Mitarbeiter*in {staff.id}" in de.text and "Filiale (Köln-Ehrenfeld)" in de.text
     en = client.get(f"/staff/customers/{customer.id}?lang=en")
