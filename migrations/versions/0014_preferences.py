@@ -47,9 +47,7 @@ _PG_TRIGGERS = [
 
 
 def _id_column(name: str) -> sa.Column:
-    return sa.Column(
-        name, sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-    )
+    return sa.Column(name, sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False)
 
 
 def upgrade() -> None:
