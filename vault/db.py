@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -496,14 +497,10 @@ class SchemaNotCurrent(Exception):
     """The database's schema is not the one this vault's code needs (and was not migrated)."""
 
 
-_head: list[str] = []
-
-
+@cache
 def head_revision() -> str:
     """The newest migration's revision (read once from the migrations directory)."""
-    if not _head:
-        _head.append(ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head())
-    return _head[0]
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def schema_revision(engine: Engine) -> str | None:
