@@ -84,3 +84,19 @@ def test_html_is_escaped():
     html = ropa.render_html(record)
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "a &amp; b" in html
+
+
+def test_one_day_is_singular_in_both_languages(runtime):
+    """A retention of one day read '1 days' / '1 Tage': the texts are plural-aware now."""
+    record = ropa.build(runtime.policy)
+    activity = next(a for a in record["activities"] if a["retention_days"])
+    activity["retention_days"] = 1
+    attribute = next(a for a in record["activities"][0]["attributes"])
+    attribute["retention_days"] = 1
+    english = ropa.render_html(record, "en")
+    german = ropa.render_html(record, "de")
+    assert "<td>1 day</td>" in english and "1 days" not in english
+    assert "deleted 1 day after its last change" in english
+    assert "<td>1 Tag</td>" in german and "1 Tage " not in german
+    assert "gelöscht 1 Tag nach der letzten Änderung" in german
+    assert "3650 Tage" in ropa.render_html(ropa.build(runtime.policy), "de")
