@@ -173,7 +173,10 @@ def _residue(data_dir: Path, secrets: dict[str, bytes]) -> list[str]:
     """Which of ``secrets`` occur in which file of the data directory (raw bytes)."""
     found = []
     for path in sorted(p for p in data_dir.rglob("*") if p.is_file()):
-        blob = path.read_bytes()
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:  # the mail deliverer's temporary file, renamed meanwhile
+            continue
         found += [f"{name} in {path.name}" for name, b in secrets.items() if b in blob]
     return found
 
