@@ -72,6 +72,18 @@ def _edit(path: Path, old: str, new: str) -> None:
         ),
         (
             "attributes.toml",
+            'name = "last_name"',
+            'name = "first_name"',
+            "attribute 'first_name': duplicate attribute name",
+        ),
+        (
+            "purposes.toml",
+            'id = "crm"',
+            'id = "newsletter_tool"',
+            "recipient 'newsletter_tool': duplicate recipient id",
+        ),
+        (
+            "attributes.toml",
             'label = { de = "Vorname", en = "First name" }',
             'label = { de = "Vorname" }',
             "attribute 'first_name': missing en translation of label",

@@ -70,6 +70,12 @@ def test_example_policy_has_stores_roles_and_scripts():
         ('touchpoints = ["store"]\n', 'touchpoints = ["till"]\n', "touchpoints.0"),
         ('id = "offers_counter"', 'id = "newsletter_counter"', "duplicate script id"),
         ('role = "call_center"', 'role = "cashier"', "unknown role"),
+        ('role = "call_center"', 'role = "store"', "staff_role 'store': duplicate staff_role"),
+        (
+            'id = "berlin-mitte"',
+            'id = "koeln-ehrenfeld"',
+            "store 'koeln-ehrenfeld': duplicate store",
+        ),
         (
             'purposes = ["loyalty_programme", "order_fulfilment"]',
             'purposes = ["dietary_recommendations"]',

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,6 +90,30 @@ def _parse(
     return None
 
 
+def _entries(
+    model: type[M],
+    entries: list[Any],
+    path: Path,
+    kind: str,
+    key: str,
+    problems: list[str],
+    duplicate: str,
+) -> Iterator[tuple[str, M]]:
+    """Each entry that parses as ``model``, with its ``where`` (file and ``kind`` with the
+    entry's ``key``); a second entry with the same ``key`` is the problem ``duplicate``."""
+    seen: set[Any] = set()
+    for i, raw in enumerate(entries):
+        entry = _parse(model, raw, path, kind, key, i, problems)
+        if entry is None:
+            continue
+        ident = getattr(entry, key)
+        where = f"{path}: {kind} {ident!r}"
+        if ident in seen:
+            problems.append(f"{where}: {duplicate}")
+        seen.add(ident)
+        yield where, entry
+
+
 def _check_i18n(where: str, fields: dict[str, Any], problems: list[str]) -> None:
     for name, text in fields.items():
         for lang in text.missing():
@@ -136,13 +161,9 @@ def load_policy(directory: Path) -> Policy:
         raise PolicyError(problems)
 
     attributes: dict[str, Attribute] = {}
-    for i, raw in enumerate(a_entries):
-        attr = _parse(Attribute, raw, a_path, "attribute", "name", i, problems)
-        if attr is None:
-            continue
-        where = f"{a_path}: attribute {attr.name!r}"
-        if attr.name in attributes:
-            problems.append(f"{where}: duplicate attribute name")
+    for where, attr in _entries(
+        Attribute, a_entries, a_path, "attribute", "name", problems, "duplicate attribute name"
+    ):
         _check_i18n(where, {"label": attr.label}, problems)
         if attr.type is AttributeType.ENUM and not attr.values:
             problems.append(f"{where}: an enum attribute needs a non-empty 'values' list")
@@ -172,24 +193,16 @@ def load_policy(directory: Path) -> Policy:
         problems.append(f"{a_path}: defines no [[attribute]]")
 
     recipients: dict[str, Recipient] = {}
-    for i, raw in enumerate(r_entries):
-        rec = _parse(Recipient, raw, p_path, "recipient", "id", i, problems)
-        if rec is None:
-            continue
-        where = f"{p_path}: recipient {rec.id!r}"
-        if rec.id in recipients:
-            problems.append(f"{where}: duplicate recipient id")
+    for where, rec in _entries(
+        Recipient, r_entries, p_path, "recipient", "id", problems, "duplicate recipient id"
+    ):
         _check_i18n(where, {"name": rec.name}, problems)
         recipients[rec.id] = rec
 
     purposes: dict[str, Purpose] = {}
-    for i, raw in enumerate(p_entries):
-        pur = _parse(Purpose, raw, p_path, "purpose", "id", i, problems)
-        if pur is None:
-            continue
-        where = f"{p_path}: purpose {pur.id!r}"
-        if pur.id in purposes:
-            problems.append(f"{where}: duplicate purpose id")
+    for where, pur in _entries(
+        Purpose, p_entries, p_path, "purpose", "id", problems, "duplicate purpose id"
+    ):
         _check_i18n(where, {"title": pur.title, "description": pur.description}, problems)
         if pur.reconsent:
             _check_i18n(where, {"changes": pur.changes}, problems)
@@ -279,26 +292,18 @@ def _load_staff(
         raise PolicyError(problems)
 
     stores: dict[str, Store] = {}
-    for i, raw in enumerate(s_entries):
-        store = _parse(Store, raw, path, "store", "id", i, problems)
-        if store is None:
-            continue
-        where = f"{path}: store {store.id!r}"
-        if store.id in stores:
-            problems.append(f"{where}: duplicate store id")
+    for where, store in _entries(
+        Store, s_entries, path, "store", "id", problems, "duplicate store id"
+    ):
         _check_i18n(where, {"name": store.name}, problems)
         stores[store.id] = store
 
     roles: dict[str, StaffRole] = {}
-    for i, raw in enumerate(r_entries):
-        role = _parse(StaffRole, raw, path, "staff_role", "role", i, problems)
-        if role is None:
-            continue
-        where = f"{path}: staff_role {role.role!r}"
+    for where, role in _entries(
+        StaffRole, r_entries, path, "staff_role", "role", problems, "duplicate staff_role"
+    ):
         if role.role not in STAFF_ROLES:
             problems.append(f"{where}: unknown role; one of {', '.join(STAFF_ROLES)}")
-        if role.role in roles:
-            problems.append(f"{where}: duplicate staff_role")
         for pid in role.purposes:
             pur = purposes.get(pid)
             if pur is None:
@@ -309,16 +314,13 @@ def _load_staff(
         roles[role.role] = role
 
     scripts: dict[str, Script] = {}
-    for i, raw in enumerate(c_entries):
-        script = _parse(Script, raw, path, "script", "id", i, problems)
-        if script is None:
-            continue
-        where = f"{path}: script {script.id!r}"
-        if script.id in scripts:
-            problems.append(
-                f"{where}: duplicate script id (keep one version per script: the ledger "
-                "names the version it was read in)"
-            )
+    duplicate_script = (
+        "duplicate script id (keep one version per script: the ledger names the version it "
+        "was read in)"
+    )
+    for where, script in _entries(
+        Script, c_entries, path, "script", "id", problems, duplicate_script
+    ):
         _check_i18n(where, {"title": script.title, "text": script.text}, problems)
         if not script.touchpoints:
             problems.append(f"{where}: touchpoints must name 'store' and/or 'call_center'")
