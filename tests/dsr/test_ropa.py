@@ -91,8 +91,7 @@ def test_one_day_is_singular_in_both_languages(runtime):
     record = ropa.build(runtime.policy)
     activity = next(a for a in record["activities"] if a["retention_days"])
     activity["retention_days"] = 1
-    attribute = next(a for a in record["activities"][0]["attributes"])
-    attribute["retention_days"] = 1
+    record["activities"][0]["attributes"][0]["retention_days"] = 1
     english = ropa.render_html(record, "en")
     german = ropa.render_html(record, "de")
     assert "<td>1 day</td>" in english and "1 days" not in english
