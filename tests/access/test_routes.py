@@ -1,7 +1,7 @@
 """The consent-gated read, end to end through the API."""
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tests.factories import auth_headers, create_customer
 from vault.audit.models import AuditEvent
@@ -230,3 +230,62 @@ def test_purposes_list_is_public(client):
     assert by_id["newsletter"]["double_opt_in"] is True
     assert by_id["analytics"]["legal_basis"] == "legitimate_interest"
     assert by_id["newsletter"]["title"]["de"] and by_id["newsletter"]["title"]["en"]
+
+
+def test_concurrent_reads_share_commits_and_each_is_decided_and_audited_alone(
+    app, session, runtime, writer, client
+):
+    """Reads arriving together run in one transaction with one commit (group commit,
+    ``Runtime.grouped``); each is still decided on its own customer's consent and client,
+    each has its own audit event, and a read that fails in its group (a token without
+    data:read) runs again alone without costing the others theirs."""
+    import asyncio
+
+    import httpx
+    from sqlalchemy import event
+
+    granted = [create_customer(session, runtime) for _ in range(6)]
+    withdrawn = [create_customer(session, runtime) for _ in range(3)]
+    for c in granted:
+        consent(client, writer, c.id, "personalised_offers", "granted")
+    for c in withdrawn:
+        consent(client, writer, c.id, "personalised_offers", "granted")
+        consent(client, writer, c.id, "personalised_offers", "withdrawn")
+    app_headers = reader(session, runtime, "personalised_offers")
+    wrong_scope = auth_headers(session, runtime, "consent:read", purposes=["personalised_offers"])
+    asks = [(c.id, app_headers, 200) for c in granted * 3]
+    asks += [(c.id, app_headers, 403) for c in withdrawn * 3]
+    asks += [(granted[0].id, wrong_scope, 403)]
+    asks += [("7f1f4b0c-0000-4000-8000-000000000000", app_headers, 404)]
+    session.rollback()
+
+    commits = []
+    event.listen(runtime.engine, "commit", lambda conn: commits.append(1))
+    before = session.scalar(select(func.count()).select_from(AuditEvent))
+    session.rollback()
+
+    async def all_at_once():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            return await asyncio.gather(
+                *(
+                    http.get(
+                        f"/v1/customers/{cid}/data",
+                        params={"purpose": "personalised_offers"},
+                        headers=headers,
+                    )
+                    for cid, headers, _ in asks
+                )
+            )
+
+    answers = asyncio.run(all_at_once())
+    assert [r.status_code for r in answers] == [want for _, _, want in asks]
+    for (cid, _, want), r in zip(asks, answers, strict=True):
+        if want == 200:
+            assert r.json()["customer_id"] == str(cid) and r.json()["attributes"]
+        elif want == 403 and r.json()["error"] != "insufficient_scope":
+            assert r.json()["error"] == "consent_withdrawn"
+    after = session.scalar(select(func.count()).select_from(AuditEvent))
+    # one event per read that reached a decision (the refused token's read is not one)
+    assert after - before == len(asks) - 1
+    assert 0 < len(commits) < after - before  # groups formed: fewer commits than reads
