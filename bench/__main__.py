@@ -3,8 +3,9 @@
 --quick   small sizes, finishes in about a minute (CI's smoke test uses the scripts directly)
 --write   append the table, the date, the machine and the exact command to BENCHMARKS.md
 --database postgresql+psycopg://postgres@127.0.0.1:5432/postgres
-          run the read, import and consent-write figures on PostgreSQL too (a scratch
-          database per run, dropped afterwards)
+          run the read, import and consent-write figures on PostgreSQL too, and the read
+          served by one and by two `vault serve` processes with each one's CPU per read
+          (a scratch database per run, dropped afterwards)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ FULL = {
     "audit": {"events": 1_000_000},
     "erasure": {"customers": 10_000},
     "rewrap": {"customers": 100_000},
+    "scale": {"customers": 20_000, "seconds": 8},
 }
 QUICK = {
     "read": {"customers": 2000, "audience": 20_000, "seconds": 3},
@@ -36,6 +38,7 @@ QUICK = {
     "audit": {"events": 100_000},
     "erasure": {"customers": 2000},
     "rewrap": {"customers": 10_000},
+    "scale": {"customers": 2000, "seconds": 3},
 }
 
 Row = tuple[str, str, str, str, str]  # figure, result, ratio to the baseline, server CPU, goal
@@ -48,7 +51,7 @@ def _rows(sizes: dict, databases: list[str | None]) -> list[Row]:
         rows.append((name, value, ratio, cpu, goal))
         print(f"  {name:<40} {value:>32} {ratio:>7} {cpu:>20}   {goal}", flush=True)
 
-    from bench import audit, consent, importing, read, rewrap
+    from bench import audit, consent, importing, read, rewrap, scale
 
     print(f"  {'figure':<40} {'result':>32} {'ratio':>7} {'server CPU/op':>20}   goal")
     for url in databases:
@@ -123,6 +126,22 @@ def _rows(sizes: dict, databases: list[str | None]) -> list[Row]:
             "",
             "",
             "p99 <= 50 ms; " + ("equal" if r["rebuild_ok"] else "DIFFERENT"),
+        )
+    if len(databases) > 1:  # goal 5: several `vault serve` processes on one PostgreSQL
+        r = scale.postgres_scale(databases[1], **sizes["scale"])
+        add(
+            "gated read, one vault serve, PostgreSQL",
+            f"{r['one_rps']:,.0f} req/s, p99 {r['one_p99']:.1f} ms",
+            "",
+            f"{r['one_cpu_ms']:.3f} ms/read",
+            "",
+        )
+        add(
+            "gated read, two vault serve, PostgreSQL",
+            f"{r['two_rps']:,.0f} req/s, p99 {r['two_p99']:.1f} ms",
+            f"{r['two_rps'] / max(r['one_rps'], 1):.2f}",
+            " / ".join(f"{c:.3f}" for c in r["two_cpu_ms"]) + " ms/read",
+            "two serve more than one (ratio to one > 1)",
         )
     r = audit.run(sizes["audit"]["events"])
     add(

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import machine, scratch_database
-from bench.load import free_port, server, wrk
+from bench.load import cpu_seconds, free_port, server, wrk
 from bench.read import PURPOSE, _granted, _token
 from bench.seed import seed
 from vault.config import Settings
@@ -115,17 +115,22 @@ def postgres_scale(database_url: str, customers: int, seconds: int) -> dict:
             p1, p2 = free_port(), free_port()
             b1, b2 = f"http://127.0.0.1:{p1}", f"http://127.0.0.1:{p2}"
             paths = _paths(ids)
-            with server(_serve_cmd(p1), f"{b1}/healthz", env=env):
+            with server(_serve_cmd(p1), f"{b1}/healthz", env=env) as s1:
                 wrk(b1, paths, token, seconds=2)
+                cpu0 = cpu_seconds(s1.pid)
                 one = wrk(b1, paths, token, seconds=seconds)
-                with server(_serve_cmd(p2), f"{b2}/healthz", env=env):
+                one_cpu = cpu_seconds(s1.pid) - cpu0
+                with server(_serve_cmd(p2), f"{b2}/healthz", env=env) as s2:
                     wrk(b2, paths, token, seconds=2)
+                    procs = (s1, s2)
+                    cpu0s = [cpu_seconds(s.pid) for s in procs]
                     with concurrent.futures.ThreadPoolExecutor(2) as pool:
                         runs = [
                             pool.submit(wrk, b, paths, token, seconds=seconds, connections=8)
                             for b in (b1, b2)
                         ]
                         two = [f.result() for f in runs]
+                    two_cpu = [cpu_seconds(s.pid) - c for s, c in zip(procs, cpu0s, strict=True)]
             verify = subprocess.run(
                 [sys.executable, "-m", "vault.cli", "audit", "verify", "--json"],
                 env={**os.environ, **env},
@@ -140,6 +145,10 @@ def postgres_scale(database_url: str, customers: int, seconds: int) -> dict:
             one_p99=one.p99_ms,
             two_rps=sum(r.requests_per_s for r in two),
             two_p50=max(r.p50_ms for r in two),
+            two_p99=max(r.p99_ms for r in two),
+            # server CPU per answered read, of each `vault serve` process
+            one_cpu_ms=one_cpu * 1000 / max(one.requests, 1),
+            two_cpu_ms=[c * 1000 / max(r.requests, 1) for c, r in zip(two_cpu, two, strict=True)],
             non_2xx=one.non_2xx + sum(r.non_2xx for r in two),
             verify=verify.stdout.strip(),
             verify_exit=verify.returncode,
@@ -179,11 +188,13 @@ def main() -> None:
         print(f"PostgreSQL, {a.customers:,} customers, wrk 16 connections in total")
         print(
             f"one vault serve : {r['one_rps']:,.0f} req/s, p50 {r['one_p50']:.1f} ms, "
-            f"p99 {r['one_p99']:.1f} ms"
+            f"p99 {r['one_p99']:.1f} ms, server CPU {r['one_cpu_ms']:.3f} ms/read"
         )
         print(
             f"two vault serve : {r['two_rps']:,.0f} req/s combined "
-            f"(worst p50 {r['two_p50']:.1f} ms)"
+            f"(worst p50 {r['two_p50']:.1f} ms, worst p99 {r['two_p99']:.1f} ms), server CPU "
+            + " / ".join(f"{c:.3f}" for c in r["two_cpu_ms"])
+            + " ms/read per process"
         )
         print(f"non-2xx answers : {r['non_2xx']}")
         print(f"audit verify afterwards (exit {r['verify_exit']}): {r['verify']}")

@@ -74,3 +74,21 @@ def test_import_with_reads_bench_smoke():
     _need_wrk()
     out = _run("bench.importing", "--with-reads", "1", "--chunk", "20")
     assert "imported_customers_per_s" in out and "gated reads meanwhile" in out
+
+
+@pytest.mark.slow
+def test_scale_postgres_bench_smoke():
+    """Goal 5's figures: the read served by one and by two `vault serve` processes on one
+    PostgreSQL, each process's CPU per read, and the audit chain intact afterwards."""
+    _need_wrk()
+    url = os.environ.get("VAULT_TEST_POSTGRES_URL")
+    if not url:
+        if IN_CI:
+            pytest.fail("CI=true but VAULT_TEST_POSTGRES_URL is not set")
+        pytest.skip("VAULT_TEST_POSTGRES_URL is not set")
+    out = _run(
+        "bench.scale", "postgres", "--database-url", url, "--customers", "50", "--seconds", "1"
+    )
+    assert "one vault serve" in out and "ms/read per process" in out
+    assert "non-2xx answers : 0" in out
+    assert "audit verify afterwards (exit 0)" in out
