@@ -73,6 +73,34 @@ def test_one_failing_call_does_not_drop_the_others_of_its_group(runtime):
     assert sorted(_actions(runtime)) == ["client.created", "dsr.erasure", "dsr.restriction"]
 
 
+def test_the_rest_of_a_group_still_shares_one_commit_after_a_failing_call(runtime):
+    from sqlalchemy import event
+
+    commits = []
+    event.listen(runtime.engine, "commit", lambda conn: commits.append(1))
+
+    def refused(s):
+        _write(s, "customer.created")
+        raise Conflict("refused")
+
+    calls = [lambda s: _write(s, "client.created") or "ok"] * 5
+    outcomes = transaction_group(runtime.engine, [*calls[:2], refused, *calls[2:], refused])
+    # the five good calls in one commit; each refused call ran alone (and rolled back)
+    assert len(commits) == 1
+    assert [ok for ok, _ in outcomes] == [True, True, False, True, True, True, False]
+    assert _actions(runtime) == ["client.created"] * 5
+
+
+def test_a_group_whose_calls_keep_failing_falls_back_to_running_each_alone(runtime):
+    def refused(s):
+        raise Conflict("refused")
+
+    calls = [refused, refused, lambda s: _write(s, "client.created") or "ok", refused]
+    outcomes = transaction_group(runtime.engine, calls, retries=1)
+    assert [ok for ok, _ in outcomes] == [False, False, True, False]
+    assert _actions(runtime) == ["client.created"]
+
+
 def test_grouped_writes_of_concurrent_requests_all_commit(runtime):
     import asyncio
 

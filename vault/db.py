@@ -315,37 +315,52 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 
 def transaction_group(
-    engine: Engine, calls: Sequence[Callable[[Session], Any]]
+    engine: Engine, calls: Sequence[Callable[[Session], Any]], *, retries: int = 3
 ) -> list[tuple[bool, Any]]:
     """Group commit: run ``calls`` (each ``fn(session)``, as in :func:`transaction`) in one
     transaction with one commit, and return ``(True, result)`` or ``(False, exception)`` per
     call, in order. Nothing is returned before the commit, so a caller answers only what is
-    durable. If any call raises, or the commit fails, the whole group is rolled back and every
-    call runs again alone in its own :func:`transaction` (its refusal audited as there): one
-    request's failure never drops or changes another's work, and a group is never partly
-    committed."""
-    if len(calls) > 1:
+    durable, and a group is never partly committed. If a call raises, the group is rolled back
+    and runs again without it, and that call runs alone in its own :func:`transaction` (its
+    refusal audited as there): one request's failure never drops or changes another's work,
+    and the others still share one commit. After ``retries`` such failures, or if the commit
+    itself fails, every remaining call runs alone."""
+    outcomes: list[tuple[bool, Any] | None] = [None] * len(calls)
+    grouped = list(range(len(calls)))
+    alone: list[int] = []
+    while len(grouped) > 1 and retries >= 0:
+        failing: int | None = None
         with Session(engine, expire_on_commit=False) as session:
             try:
-                results = [fn(session) for fn in calls]
+                results = []
+                for i in grouped:
+                    failing = i
+                    results.append(calls[i](session))
+                failing = None
                 session.commit()
             except BaseException as exc:
                 session.info.pop(_AFTER_COMMIT, None)
                 session.rollback()
                 if not isinstance(exc, Exception):
                     raise
-            else:
-                _run_after_commit(session)
-                _finish_pending_scrub(engine)
-                return [(True, r) for r in results]
-    outcomes: list[tuple[bool, Any]] = []
-    for fn in calls:
+                if failing is None:  # the commit failed: no call to blame
+                    break
+                grouped.remove(failing)
+                alone.append(failing)
+                retries -= 1
+                continue
+        _run_after_commit(session)
+        _finish_pending_scrub(engine)
+        for i, r in zip(grouped, results, strict=True):
+            outcomes[i] = (True, r)
+        grouped = []
+    for i in sorted(alone + grouped):
         try:
             with transaction(engine) as session:
-                outcomes.append((True, fn(session)))
+                outcomes[i] = (True, calls[i](session))
         except Exception as exc:
-            outcomes.append((False, exc))
-    return outcomes
+            outcomes[i] = (False, exc)
+    return outcomes  # type: ignore[return-value]
 
 
 def after_commit(session: Session, fn: Callable[[], None]) -> None:
