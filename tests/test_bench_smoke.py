@@ -92,3 +92,10 @@ def test_scale_postgres_bench_smoke():
     assert "one vault serve" in out and "ms/read per process" in out
     assert "non-2xx answers : 0" in out
     assert "audit verify afterwards (exit 0)" in out
+
+
+def test_floors_bench_smoke():
+    out = _run("bench.floors", "--calls", "20", "--no-http")
+    for figure in ("token_verify_us", "ecdsa_verify_us", "open_customer_us", "import_line_us"):
+        assert figure in out
+    assert "3 import, one core" in out and "4 export, one core" in out

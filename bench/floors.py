@@ -1,0 +1,197 @@
+"""The floors of issue 20's goals: the CPU per operation of the work no optimisation removes.
+
+    python -m bench.floors [--calls 3000] [--no-http]
+
+Each figure is CPU time (``time.process_time``) per call, one thread, measured in-process on
+the vault's own objects (a throwaway vault with the example policies):
+
+- token: an access token verified as every read verifies it (``Signer.verify``: python-jose,
+  ES256) and the bare ECDSA P-256 signature check inside it (pyca/cryptography);
+- receipt: one consent receipt signed (``Signer.sign_payload``);
+- envelope: one customer's DEK unwrapped and six values decrypted (a read, an exported
+  customer), and a new DEK wrapped and six values encrypted (an imported customer);
+- import line: one bench import line parsed, validated and normalised (e-mail and phone
+  validators included), the step before encryption;
+- HTTP: the bare ``async def`` baseline's server CPU per request under wrk (``--no-http``
+  leaves it out), the part of every request the vault cannot go below.
+
+From them it prints the ceiling each goal has on this machine with everything else (SQL,
+SQLAlchemy, FastAPI, JSON, the audit row) at zero cost: if a ceiling is below the goal, the
+goal is out of reach here, whatever the rest of the code does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from uuid import uuid4
+
+import orjson
+
+from bench.common import machine, throwaway_runtime
+from bench.importing import line
+from vault.auth import service as auth_service
+from vault.auth.models import Client
+from vault.customers import importer
+from vault.db import utcnow
+
+SIX = {
+    "email": "kunde1@tante-emma.example",
+    "first_name": "Erika",
+    "last_name": "Mustermann1",
+    "birth_date": "1970-01-01",
+    "postal_code": "10115",
+    "phone": "+49301000001",
+}
+
+
+def per_call_us(fn: Callable[[], object], calls: int) -> float:
+    """Median of three runs of ``calls`` calls: CPU microseconds per call."""
+    fn()  # warm
+    runs = []
+    for _ in range(3):
+        t0 = time.process_time()
+        for _ in range(calls):
+            fn()
+        runs.append((time.process_time() - t0) / calls * 1e6)
+    return sorted(runs)[1]
+
+
+def bare_http_cpu_ms(seconds: int = 5) -> float:
+    """Server CPU per request of ``bench/bare_app.py`` (one uvicorn worker, wrk -c16)."""
+    from bench.load import cpu_seconds, free_port, server, wrk
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port)]
+    cmd += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
+    with server(cmd, f"http://127.0.0.1:{port}/constant") as proc:
+        wrk(f"http://127.0.0.1:{port}", ["/constant"], seconds=2)
+        cpu0 = cpu_seconds(proc.pid)
+        r = wrk(f"http://127.0.0.1:{port}", ["/constant"], seconds=seconds)
+        return (cpu_seconds(proc.pid) - cpu0) / max(r.requests, 1) * 1000
+
+
+def run(calls: int = 3000, http: bool = True) -> dict[str, float]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    out: dict[str, float] = {}
+    with throwaway_runtime() as rt:
+        signer, envelope, settings = rt.signer, rt.envelope, rt.settings
+        client = Client(
+            id="floors",
+            name="floors",
+            secret_hash="-",
+            scopes="data:read",
+            purposes="personalised_offers",
+        )
+        token, _ = auth_service.issue_access_token(
+            client=client, signer=signer, settings=settings, requested_scope=None
+        )
+        out["token_verify_us"] = per_call_us(
+            lambda: signer.verify(
+                token,
+                typ=auth_service.ACCESS_TOKEN_TYP,
+                audience=settings.token_audience,
+                issuer=settings.issuer,
+            ),
+            calls,
+        )
+        head, body, _sig = token.split(".")
+        message = f"{head}.{body}".encode()
+        der = signer._ec_key.sign(message, ec.ECDSA(hashes.SHA256()))
+        public = signer._ec_key.public_key()
+        out["ecdsa_verify_us"] = per_call_us(
+            lambda: public.verify(der, message, ec.ECDSA(hashes.SHA256())), calls
+        )
+        out["receipt_sign_us"] = per_call_us(
+            lambda: signer.sign_payload({"sub": str(uuid4()), "purpose": "x"}, typ="consent"),
+            calls,
+        )
+        cid = uuid4()
+        key, wrapped, kek_id = envelope.new_data_key(cid)
+        blobs = {name: key.encrypt(name, orjson.dumps(v)) for name, v in SIX.items()}
+
+        def open_customer() -> None:
+            k = envelope.unwrap(cid, wrapped, kek_id)
+            for name, blob in blobs.items():
+                k.decrypt(name, blob)
+
+        def seal_customer() -> None:
+            k, _w, _k = envelope.new_data_key(cid)
+            for name, v in SIX.items():
+                k.encrypt(name, orjson.dumps(v))
+
+        out["open_customer_us"] = per_call_us(open_customer, calls)
+        out["seal_customer_us"] = per_call_us(seal_customer, calls)
+        raw = line(1)
+        now = utcnow()
+        days = settings.consent_backdate_days
+        out["import_line_us"] = per_call_us(
+            lambda: importer._parse_line(raw, 1, rt.policy, envelope, now, days), calls
+        )
+    if http:
+        out["bare_http_cpu_us"] = bare_http_cpu_ms() * 1000
+    return out
+
+
+def ceilings(f: dict[str, float]) -> list[tuple[str, str, str]]:
+    """(goal, ceiling with everything but the floor at zero cost, the goal's figure)."""
+    rows = []
+    bare = f.get("bare_http_cpu_us")
+    if bare:
+        read = bare + f["token_verify_us"] + f["open_customer_us"]
+        rows.append(
+            (
+                "1 gated read / bare baseline (CPU ratio)",
+                f"<= {bare / read:.2f} (bare {bare:.0f} + token {f['token_verify_us']:.0f}"
+                f" + open {f['open_customer_us']:.0f} us)",
+                ">= 0.50 SQLite, >= 0.40 PostgreSQL",
+            )
+        )
+    imp = f["import_line_us"] + f["seal_customer_us"]
+    rows.append(
+        (
+            "3 import, one core, receipts on first request",
+            f"<= {1e6 / imp:,.0f}/s ({imp:.0f} us)",
+            ">= 20,000/s SQLite, >= 10,000/s PostgreSQL",
+        )
+    )
+    imp_signed = imp + 2 * f["receipt_sign_us"]
+    rows.append(
+        (
+            "3 import, one core, receipts signed at import",
+            f"<= {1e6 / imp_signed:,.0f}/s ({imp_signed:.0f} us)",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "4 export, one core (DEK + 6 values only)",
+            f"<= {1e6 / f['open_customer_us']:,.0f}/s ({f['open_customer_us']:.1f} us)",
+            ">= 100,000/s",
+        )
+    )
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--calls", type=int, default=3000)
+    p.add_argument("--no-http", action="store_true", help="leave out the bare HTTP baseline")
+    a = p.parse_args()
+    print(f"machine: {machine()}; CPU per call, median of 3 x {a.calls} calls")
+    f = run(a.calls, http=not a.no_http)
+    for name, value in f.items():
+        print(f"{name}: {value:,.1f}")
+    print("ceilings (everything but the floor at zero cost):")
+    for goal, ceiling, want in ceilings(f):
+        print(f"  {goal:<48} {ceiling:<60} goal {want}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()
