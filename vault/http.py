@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +75,20 @@ NO_STORE_HEADER = (b"cache-control", b"no-store")
 # The same for the routes that answer personal data themselves, with HTTP/1.0's Pragma too.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 CACHEABLE_PREFIXES = ("/me/static/", "/staff/static/", "/docs/static/")
+
+
+def json_response(
+    content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """JSON written by orjson, for answers that are plain data already (the hot routes):
+    Starlette's ``JSONResponse`` runs the standard library's encoder (measured: ~45 us of a
+    gated read), and a ``response_model`` would validate the answer a second time."""
+    return Response(
+        orjson.dumps(content),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 # Request headers, all together: what a client may send before anything is read. Counted as on

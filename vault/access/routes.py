@@ -4,7 +4,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlmodel import Session
 
 from vault.access import service
@@ -13,7 +13,7 @@ from vault.audit import record as audit_record
 from vault.auth.deps import Bearer, DataReadBearer, DataReader, check_bearer
 from vault.db import SessionDep, utcnow
 from vault.errors import UnknownAttribute, VaultError, responses
-from vault.http import NO_STORE
+from vault.http import NO_STORE, json_response
 from vault.policy.errors import UnknownPurpose
 from vault.preferences import errors as preference_errors
 from vault.preferences import service as preferences_service
@@ -64,7 +64,7 @@ async def read_customer_data(
     attributes: Annotated[str | None, Query(max_length=2000)] = None,
     contact_channel: ContactChannelQuery = None,
     topic: TopicQuery = None,
-) -> JSONResponse:
+) -> Response:
     """The attributes of one customer that the purpose may use now — or why not.
 
     For a purpose that contacts customers the customer's own filters count too (403
@@ -97,7 +97,7 @@ def _read(
     attributes: str | None,
     contact_channel: str | None = None,
     topic: str | None = None,
-) -> JSONResponse:
+) -> Response:
     principal = check_bearer(session=session, runtime=runtime, bearer=bearer)
     now = utcnow()
     try:
@@ -117,7 +117,7 @@ def _read(
             details={"requested_customer_id": str(customer_id)},
             now=now,
         )
-        return JSONResponse(exc.body(), status_code=exc.status, headers=NO_STORE)
+        return json_response(exc.body(), status_code=exc.status, headers=NO_STORE)
     result = service.read(
         session=session,
         envelope=runtime.envelope,
@@ -135,8 +135,8 @@ def _read(
         if d.attributes:
             body["attributes"] = list(d.attributes)
             body["detail"] = f"{d.detail} Not permitted: {', '.join(d.attributes)}."
-        return JSONResponse(body, status_code=REASON_STATUS.get(d.reason, 403), headers=NO_STORE)
-    return JSONResponse(
+        return json_response(body, status_code=REASON_STATUS.get(d.reason, 403), headers=NO_STORE)
+    return json_response(
         {"customer_id": str(customer_id), "purpose": pur.id, "attributes": result.attributes},
         headers=NO_STORE,
     )

@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-import orjson
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
@@ -32,17 +31,12 @@ from vault.errors import (
     InvalidRequest,
     responses,
 )
-from vault.http import page_size
+from vault.http import json_response, page_size
 from vault.policy.errors import UnknownPurpose
 from vault.runtime import Runtime, RuntimeDep
 from vault.selfservice import dossier as dossier_page
 
 router = APIRouter(tags=["consent"])
-
-
-def _json(content: dict, status_code: int = 200) -> Response:
-    # The services already return plain JSON data; skip a second validation pass (hot path).
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
 IdempotencyKey = Annotated[
@@ -100,7 +94,7 @@ async def record_consent(
         write=body,
         idempotency_key=idempotency_key,
     )
-    return _json(answer, status.HTTP_201_CREATED)
+    return json_response(answer, status.HTTP_201_CREATED)
 
 
 def _record(
@@ -159,7 +153,9 @@ def confirm_consent(
         by=principal.caller,
         now=now,
     )
-    return _json(schemas.write_result(result, runtime.policy.purposes[result.event.purpose], now))
+    return json_response(
+        schemas.write_result(result, runtime.policy.purposes[result.event.purpose], now)
+    )
 
 
 @router.get(
@@ -245,4 +241,4 @@ def get_consent_dossier(
         return HTMLResponse(
             dossier_page.render(built, language, base_url=runtime.settings.public_url)
         )
-    return _json({"dossier": built, "jws": dossier.sign(runtime.signer, built)})
+    return json_response({"dossier": built, "jws": dossier.sign(runtime.signer, built)})
