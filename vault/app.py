@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vault import __version__, apidocs
+from vault.access.routes import fast_read
 from vault.access.routes import router as access_router
 from vault.audit.routes import router as audit_router
 from vault.audit.seal import running_sealer
@@ -121,6 +122,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         ),
         gate=gate,
         page_csp=apidocs.PAGE_CSP,
+        fast=fast_read(runtime),
     )
     # X-Forwarded-For/-Proto count only from the proxies the operator names (none by default):
     # from anyone else they would let a caller pick the address the rate limits count.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +118,9 @@ class TooManyFields(VaultError):
 # The edge's question to the auth domain: (Authorization header or None, scopes the route
 # needs) -> None, or raises the 401/403 VaultError the route's own dependency would raise.
 Gate = Callable[[str | None, Sequence[str]], None]
+# A handler that may answer a bodiless GET before the framework (the gated read): given the
+# scope and the one Authorization header, a Response, or None to let the app answer.
+FastPath = Callable[[Scope, str], Awaitable[Response | None]]
 
 
 @dataclass(frozen=True)
@@ -187,8 +190,10 @@ class EdgeMiddleware:
         doors: Sequence[Door] = (),
         gate: Gate | None = None,
         page_csp: dict[str, bytes] | None = None,
+        fast: FastPath | None = None,
     ):
         self.app = app
+        self.fast = fast
         self.max_body_bytes = max_body_bytes
         self.gate = gate
         self.page_headers = {path: security_headers(csp) for path, csp in (page_csp or {}).items()}
@@ -215,6 +220,7 @@ class EdgeMiddleware:
         length: int | None = None
         chunked = False
         authorization: bytes | None = None
+        authorizations = 0
         for name, value in scope["headers"]:
             header_bytes += len(name) + len(value) + 4
             if name == b"content-length":
@@ -223,6 +229,7 @@ class EdgeMiddleware:
                 chunked = True
             elif name == b"authorization":
                 authorization = value
+                authorizations += 1
         if header_bytes > MAX_HEADER_BYTES:
             await _send_error(send, HeadersTooLarge(), request_id)
             return
@@ -281,7 +288,19 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, capped_receive, send_with_headers)
+            response = None
+            if (
+                self.fast is not None
+                and scope["method"] == "GET"
+                and authorizations == 1
+                and not chunked
+                and not length
+            ):
+                response = await self.fast(scope, authorization.decode("latin-1"))  # type: ignore[union-attr]
+            if response is not None:
+                await response(scope, capped_receive, send_with_headers)
+            else:
+                await self.app(scope, capped_receive, send_with_headers)
         except Exception as exc:
             # The one place an unexpected error ends. Log its type only: the messages of driver
             # errors carry bound parameters, and a traceback would carry locals. Not re-raised,
@@ -354,6 +373,13 @@ def document_edge_errors(router: APIRouter) -> APIRouter:
     return router
 
 
+def error_response(exc: VaultError, request_id: str | None) -> Response:
+    """A domain error as the API answers it: ``{"error", "detail"}`` and its headers."""
+    if exc.status >= 500:
+        log.error("request %s failed: %s", request_id, exc.code)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Domain errors become ``{"error", "detail"}``; validation and framework errors get the same
     shape, and never echo the input."""
@@ -363,13 +389,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return _vault_error_response(request, exc)
 
     def _vault_error_response(request: Request, exc: VaultError) -> Response:
-        if exc.status >= 500:
-            log.error("request %s failed: %s", request.state.request_id, exc.code)
         # A route class may answer its errors in its own form (the self-service pages: HTML).
         render = getattr(request.scope.get("route"), "render_error", None)
         if render is not None:
+            if exc.status >= 500:
+                log.error("request %s failed: %s", request.state.request_id, exc.code)
             return render(request, exc)
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+        return error_response(exc, request.state.request_id)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,19 +1,23 @@
 from __future__ import annotations
 
+import re
 from typing import Annotated
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlmodel import Session
+from starlette.types import Scope
 
 from vault.access import service
 from vault.access.schemas import AccessDenied, DataRead, PurposePublic
 from vault.audit import record as audit_record
 from vault.auth.deps import Bearer, DataReadBearer, DataReader, check_bearer
+from vault.auth.scopes import Scope as AuthScope
 from vault.db import SessionDep, utcnow
 from vault.errors import UnknownAttribute, VaultError, responses
-from vault.http import NO_STORE, json_response
+from vault.http import NO_STORE, FastPath, error_response, json_response
 from vault.policy.errors import UnknownPurpose
 from vault.preferences import errors as preference_errors
 from vault.preferences import service as preferences_service
@@ -85,6 +89,60 @@ async def read_customer_data(
         contact_channel=contact_channel,
         topic=topic,
     )
+
+
+_READ_PATH = re.compile(
+    r"/v1/customers/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/data"
+)
+# the route's query parameters and their max_length
+_READ_QUERY = {"purpose": 64, "attributes": 2000, "contact_channel": 16, "topic": 64}
+_READ_SCOPES = (AuthScope.DATA_READ.value,)
+
+
+def fast_read(runtime: Runtime) -> FastPath:
+    """The gated read without the framework's routing and parameter solving (measured: more
+    than half of the read's time in the event loop), for :class:`vault.http.EdgeMiddleware`.
+    It takes only a request that :func:`read_customer_data` would take exactly as it is: the
+    canonical lower-case id, the route's own query parameters once each, non-empty and within
+    their lengths, one ``Bearer`` token. Anything else (a 422, a 401 for a missing token, an
+    unknown parameter) goes on to the route, so every answer the route gives is still the
+    route's. The read itself is the route's: :func:`_read` in :meth:`Runtime.grouped`, the
+    token and the client checked, the decision on the current consent, the audit event
+    committed before the answer."""
+
+    async def read(scope: Scope, authorization: str) -> Response | None:
+        match = _READ_PATH.fullmatch(scope["path"])
+        if match is None or not authorization.startswith("Bearer "):
+            return None
+        token = authorization[7:].strip()
+        if not token:
+            return None
+        query: dict[str, str] = {}
+        raw = scope.get("query_string", b"")
+        if raw:  # decoded as Starlette's QueryParams decodes it
+            for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+                limit = _READ_QUERY.get(name)
+                if limit is None or name in query or not value or len(value) > limit:
+                    return None
+                query[name] = value
+        customer_id = UUID(match.group(1))
+        request_id = scope["state"]["request_id"]
+        try:
+            return await runtime.grouped(
+                _read,
+                key=customer_id,
+                runtime=runtime,
+                bearer=Bearer(token, _READ_SCOPES, request_id),
+                customer_id=customer_id,
+                purpose=query.get("purpose"),
+                attributes=query.get("attributes"),
+                contact_channel=query.get("contact_channel"),
+                topic=query.get("topic"),
+            )
+        except VaultError as exc:
+            return error_response(exc, request_id)
+
+    return read
 
 
 def _read(
