@@ -25,6 +25,7 @@ from vault.audit.routes import router as audit_router
 from vault.audit.seal import running_sealer
 from vault.auth import deps as auth_deps
 from vault.auth.routes import router as auth_router
+from vault.consent.routes import fast_consent_write
 from vault.consent.routes import router as consent_router
 from vault.customers.routes import router as customers_router
 from vault.dsr.routes import router as dsr_router
@@ -122,7 +123,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         ),
         gate=gate,
         page_csp=apidocs.PAGE_CSP,
-        fast=fast_read(runtime),
+        fast={"GET": fast_read(runtime), "POST": fast_consent_write(runtime)},
     )
     # X-Forwarded-For/-Proto count only from the proxies the operator names (none by default):
     # from anyone else they would let a caller pick the address the rate limits count.

@@ -118,9 +118,21 @@ class TooManyFields(VaultError):
 # The edge's question to the auth domain: (Authorization header or None, scopes the route
 # needs) -> None, or raises the 401/403 VaultError the route's own dependency would raise.
 Gate = Callable[[str | None, Sequence[str]], None]
-# A handler that may answer a bodiless GET before the framework (the gated read): given the
-# scope and the one Authorization header, a Response, or None to let the app answer.
-FastPath = Callable[[Scope, str], Awaitable[Response | None]]
+# A handler that may answer a request of its method before the framework (the gated read,
+# the consent write): given the scope, the one Authorization header, the Content-Length (None
+# without one) and the capped receive, it answers (a Response, or None to let the app answer,
+# and the receive the app is to use: a handler that read the body hands it on, replayed).
+FastPath = Callable[[Scope, str, int | None, Receive], Awaitable[tuple[Response | None, Receive]]]
+
+
+def replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that hands out ``messages`` (a body already read) first, then ``receive``'s."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
 
 
 @dataclass(frozen=True)
@@ -190,10 +202,10 @@ class EdgeMiddleware:
         doors: Sequence[Door] = (),
         gate: Gate | None = None,
         page_csp: dict[str, bytes] | None = None,
-        fast: FastPath | None = None,
+        fast: Mapping[str, FastPath] | None = None,
     ):
         self.app = app
-        self.fast = fast
+        self.fast = dict(fast or {})
         self.max_body_bytes = max_body_bytes
         self.gate = gate
         self.page_headers = {path: security_headers(csp) for path, csp in (page_csp or {}).items()}
@@ -288,19 +300,19 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            response = None
-            if (
-                self.fast is not None
-                and scope["method"] == "GET"
-                and authorizations == 1
-                and not chunked
-                and not length
-            ):
-                response = await self.fast(scope, authorization.decode("latin-1"))  # type: ignore[union-attr]
+            fast = self.fast.get(scope["method"])
+            response, app_receive = None, capped_receive
+            if fast is not None and authorizations == 1 and not chunked:
+                response, app_receive = await fast(
+                    scope,
+                    authorization.decode("latin-1"),  # type: ignore[union-attr]
+                    length,
+                    capped_receive,
+                )
             if response is not None:
-                await response(scope, capped_receive, send_with_headers)
+                await response(scope, app_receive, send_with_headers)
             else:
-                await self.app(scope, capped_receive, send_with_headers)
+                await self.app(scope, app_receive, send_with_headers)
         except Exception as exc:
             # The one place an unexpected error ends. Log its type only: the messages of driver
             # errors carry bound parameters, and a traceback would carry locals. Not re-raised,

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlmodel import Session
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
 from vault.access import service
 from vault.access.schemas import AccessDenied, DataRead, PurposePublic
@@ -110,9 +110,14 @@ def fast_read(runtime: Runtime) -> FastPath:
     token and the client checked, the decision on the current consent, the audit event
     committed before the answer."""
 
-    async def read(scope: Scope, authorization: str) -> Response | None:
+    async def read(
+        scope: Scope, authorization: str, length: int | None, receive: Receive
+    ) -> tuple[Response | None, Receive]:
+        return await _fast_read(scope, authorization, length), receive
+
+    async def _fast_read(scope: Scope, authorization: str, length: int | None) -> Response | None:
         match = _READ_PATH.fullmatch(scope["path"])
-        if match is None or not authorization.startswith("Bearer "):
+        if match is None or length or not authorization.startswith("Bearer "):
             return None
         token = authorization[7:].strip()
         if not token:
