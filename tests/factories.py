@@ -100,3 +100,28 @@ def record_consent(
     )
     session.commit()
     return result
+
+
+def asgi_scope(
+    method: str,
+    path: str,
+    headers: Iterable[tuple[bytes, bytes]],
+    query: bytes = b"",
+    client: tuple[str, int] = ("127.0.0.1", 50000),
+) -> dict[str, Any]:
+    """The scope of one HTTP request for driving an ASGI app directly (tests that must see every
+    ``receive()`` the app makes, or call it without a server)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": list(headers),
+        "client": client,
+        "server": ("testserver", 80),
+    }

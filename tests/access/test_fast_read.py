@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.access.test_routes import PERSONAL, consent, reader
-from tests.factories import auth_headers, create_customer
+from tests.factories import asgi_scope, auth_headers, create_customer
 from vault import app as app_module
 from vault.audit.models import AuditEvent
 
@@ -29,20 +29,7 @@ def asgi(
     whether the framework's router handled it)."""
     if body is not None:
         headers = [*headers, (b"content-length", str(len(body)).encode())]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = asgi_scope(method, path, [(b"host", b"testserver"), *headers], query.encode())
     sent = []
 
     messages = [{"type": "http.request", "body": body or b"", "more_body": False}]

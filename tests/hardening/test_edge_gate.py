@@ -56,20 +56,7 @@ def asgi_call(
         if length
         else (b"transfer-encoding", b"chunked")
     )
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": raw,
-        "client": ("198.51.100.7", 40000),
-        "server": ("testserver", 80),
-    }
+    scope = factories.asgi_scope(method, path, raw, client=("198.51.100.7", 40000))
 
     async def run() -> None:
         await asyncio.wait_for(app(scope, receive, send), timeout=30)
