@@ -36,6 +36,7 @@ import orjson
 
 from bench.common import machine, throwaway_runtime
 from bench.importing import line
+from bench.load import bare_baseline
 from vault.auth import service as auth_service
 from vault.auth.models import Client
 from vault.customers import importer
@@ -62,20 +63,6 @@ def per_call_us(fn: Callable[[], object], calls: int) -> float:
             fn()
         runs.append((time.process_time() - t0) / calls * 1e6)
     return sorted(runs)[1]
-
-
-def bare_http_cpu_ms(seconds: int = 5) -> float:
-    """Server CPU per request of ``bench/bare_app.py`` (one uvicorn worker, wrk -c16)."""
-    from bench.load import cpu_seconds, free_port, server, wrk
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port)]
-    cmd += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
-    with server(cmd, f"http://127.0.0.1:{port}/constant") as proc:
-        wrk(f"http://127.0.0.1:{port}", ["/constant"], seconds=2)
-        cpu0 = cpu_seconds(proc.pid)
-        r = wrk(f"http://127.0.0.1:{port}", ["/constant"], seconds=seconds)
-        return (cpu_seconds(proc.pid) - cpu0) / max(r.requests, 1) * 1000
 
 
 def run(calls: int = 3000, http: bool = True) -> dict[str, float]:
@@ -146,7 +133,8 @@ def run(calls: int = 3000, http: bool = True) -> dict[str, float]:
             lambda: importer._parse_line(raw, 1, rt.policy, envelope, now, days), calls
         )
     if http:
-        out["bare_http_cpu_us"] = bare_http_cpu_ms() * 1000
+        bare, cpu = bare_baseline(5)
+        out["bare_http_cpu_us"] = cpu / max(bare.requests, 1) * 1e6
     return out
 
 

@@ -86,6 +86,20 @@ def server(
             out.close()
 
 
+def bare_baseline(seconds: int) -> tuple[LoadResult, float]:
+    """``bench/bare_app.py`` (the ``async def`` baseline) as one uvicorn worker under wrk, after a
+    2 s warm-up: the load result and the server's CPU seconds over the measured run."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port)]
+    cmd += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
+    base = f"http://127.0.0.1:{port}"
+    with server(cmd, f"{base}/constant") as proc:
+        wrk(base, ["/constant"], seconds=2)
+        cpu0 = cpu_seconds(proc.pid)
+        result = wrk(base, ["/constant"], seconds=seconds)
+        return result, cpu_seconds(proc.pid) - cpu0
+
+
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 

@@ -34,7 +34,7 @@ from sqlalchemy import insert
 from sqlmodel import Session
 
 from bench.common import machine, scratch_database
-from bench.load import cpu_seconds, free_port, server, wrk
+from bench.load import bare_baseline, cpu_seconds, free_port, server, wrk
 from bench.seed import seed
 from vault.auth import service as auth_service
 from vault.config import Settings
@@ -157,20 +157,7 @@ def _run(
         token = _token(rt)
         env = {"VAULT_DATA_DIR": str(settings.data_dir), "VAULT_DATABASE_URL": url, **keys_env}
 
-        bare_port, vault_port = free_port(), free_port()
-        bare_cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.bare_app:app",
-            "--port",
-            str(bare_port),
-            "--workers",
-            "1",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        vault_port = free_port()
         vault_cmd = [
             sys.executable,
             "-m",
@@ -182,11 +169,7 @@ def _run(
             "1",
         ]
         paths = [f"/v1/customers/{cid}/data?purpose={PURPOSE}" for cid in ids]
-        with server(bare_cmd, f"http://127.0.0.1:{bare_port}/constant") as proc:
-            wrk(f"http://127.0.0.1:{bare_port}", ["/constant"], seconds=2)  # warm-up
-            cpu0 = cpu_seconds(proc.pid)
-            bare = wrk(f"http://127.0.0.1:{bare_port}", ["/constant"], seconds=seconds)
-            bare_cpu = cpu_seconds(proc.pid) - cpu0
+        bare, bare_cpu = bare_baseline(seconds)
         with server(
             vault_cmd,
             f"http://127.0.0.1:{vault_port}/healthz",

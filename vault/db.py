@@ -343,17 +343,18 @@ def transaction_group(
                 session.rollback()
                 if not isinstance(exc, Exception):
                     raise
-                if failing is None:  # the commit failed: no call to blame
-                    break
-                grouped.remove(failing)
-                alone.append(failing)
-                retries -= 1
-                continue
-        _run_after_commit(session)
-        _finish_pending_scrub(engine)
-        for i, r in zip(grouped, results, strict=True):
-            outcomes[i] = (True, r)
-        grouped = []
+            else:
+                _run_after_commit(session)
+                _finish_pending_scrub(engine)
+                for i, r in zip(grouped, results, strict=True):
+                    outcomes[i] = (True, r)
+                grouped = []
+                break
+        if failing is None:  # the commit failed: no call to blame
+            break
+        grouped.remove(failing)
+        alone.append(failing)
+        retries -= 1
     for i in sorted(alone + grouped):
         try:
             with transaction(engine) as session:

@@ -157,7 +157,7 @@ def test_what_the_fast_path_does_not_take_the_route_answers(
     path = path.replace("{ID}", cid).replace("{id}", cid)
     fast, slow = get(app, path, query, sent), get(slow_app, path, query, sent)
     assert fast[3] is True, "the route answered"
-    assert fast[:3][0] == slow[0] and fast[2] == slow[2]
+    assert fast[0] == slow[0] and fast[2] == slow[2]
 
 
 def test_the_fast_path_decodes_the_query_as_the_route_does(app, client, session, runtime, people):

@@ -17,7 +17,7 @@ from vault.auth.deps import Bearer, DataReadBearer, DataReader, check_bearer
 from vault.auth.scopes import Scope as AuthScope
 from vault.db import SessionDep, utcnow
 from vault.errors import UnknownAttribute, VaultError, responses
-from vault.http import NO_STORE, FastPath, error_response, json_response
+from vault.http import CANONICAL_UUID, NO_STORE, FastPath, error_response, json_response
 from vault.policy.errors import UnknownPurpose
 from vault.preferences import errors as preference_errors
 from vault.preferences import service as preferences_service
@@ -91,9 +91,7 @@ async def read_customer_data(
     )
 
 
-_READ_PATH = re.compile(
-    r"/v1/customers/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/data"
-)
+_READ_PATH = re.compile(f"/v1/customers/({CANONICAL_UUID})/data")
 # the route's query parameters and their max_length
 _READ_QUERY = {"purpose": 64, "attributes": 2000, "contact_channel": 16, "topic": 64}
 _READ_SCOPES = (AuthScope.DATA_READ.value,)
@@ -104,36 +102,30 @@ def fast_read(runtime: Runtime) -> FastPath:
     than half of the read's time in the event loop), for :class:`vault.http.EdgeMiddleware`.
     It takes only a request that :func:`read_customer_data` would take exactly as it is: the
     canonical lower-case id, the route's own query parameters once each, non-empty and within
-    their lengths, one ``Bearer`` token. Anything else (a 422, a 401 for a missing token, an
-    unknown parameter) goes on to the route, so every answer the route gives is still the
-    route's. The read itself is the route's: :func:`_read` in :meth:`Runtime.grouped`, the
-    token and the client checked, the decision on the current consent, the audit event
-    committed before the answer."""
+    their lengths, no body (the edge hands over only a single ``Bearer`` token). Anything
+    else (a 422, a 401 for a missing token, an unknown parameter) goes on to the route, so
+    every answer the route gives is still the route's. The read itself is the route's:
+    :func:`_read` in :meth:`Runtime.grouped`, the token and the client checked, the decision
+    on the current consent, the audit event committed before the answer."""
 
     async def read(
-        scope: Scope, authorization: str, length: int | None, receive: Receive
+        scope: Scope, token: str, length: int | None, receive: Receive
     ) -> tuple[Response | None, Receive]:
-        return await _fast_read(scope, authorization, length), receive
-
-    async def _fast_read(scope: Scope, authorization: str, length: int | None) -> Response | None:
         match = _READ_PATH.fullmatch(scope["path"])
-        if match is None or length or not authorization.startswith("Bearer "):
-            return None
-        token = authorization[7:].strip()
-        if not token:
-            return None
+        if match is None or length:
+            return None, receive
         query: dict[str, str] = {}
         raw = scope.get("query_string", b"")
         if raw:  # decoded as Starlette's QueryParams decodes it
             for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
                 limit = _READ_QUERY.get(name)
                 if limit is None or name in query or not value or len(value) > limit:
-                    return None
+                    return None, receive
                 query[name] = value
         customer_id = UUID(match.group(1))
         request_id = scope["state"]["request_id"]
         try:
-            return await runtime.grouped(
+            answer = await runtime.grouped(
                 _read,
                 key=customer_id,
                 runtime=runtime,
@@ -145,7 +137,8 @@ def fast_read(runtime: Runtime) -> FastPath:
                 topic=query.get("topic"),
             )
         except VaultError as exc:
-            return error_response(exc, request_id)
+            answer = error_response(exc, request_id)
+        return answer, receive
 
     return read
 

@@ -37,7 +37,14 @@ from vault.errors import (
     VaultError,
     responses,
 )
-from vault.http import FastPath, error_response, json_response, page_size, replaying
+from vault.http import (
+    CANONICAL_UUID,
+    FastPath,
+    error_response,
+    json_response,
+    page_size,
+    replaying,
+)
 from vault.policy.errors import UnknownPurpose
 from vault.runtime import Runtime, RuntimeDep
 from vault.selfservice import dossier as dossier_page
@@ -103,9 +110,7 @@ async def record_consent(
     return json_response(answer, status.HTTP_201_CREATED)
 
 
-_WRITE_PATH = re.compile(
-    r"/v1/customers/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/consents"
-)
+_WRITE_PATH = re.compile(f"/v1/customers/({CANONICAL_UUID})/consents")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 _WRITE_SCOPES = (Scope.CONSENT_WRITE.value,)
 
@@ -115,19 +120,18 @@ def fast_consent_write(runtime: Runtime) -> FastPath:
     (measured: about half of a write's CPU), for :class:`vault.http.EdgeMiddleware`, which has
     checked the Content-Length against the door's cap and the token's signature and scope
     before the body is read. It takes only a request that :func:`record_consent` would take
-    exactly as it is: the canonical lower-case id, no query string, one ``Bearer`` token,
+    exactly as it is: the canonical lower-case id, no query string (the edge hands over only a
+    single ``Bearer`` token),
     ``Content-Type: application/json``, at most one valid ``Idempotency-Key``, and a body
     that is JSON and a valid :class:`ConsentWrite` (validated as the route validates it).
     Anything else goes on to the route with the body replayed, so every other answer is still
     the route's. The write itself is the route's: :func:`_record` in :meth:`Runtime.grouped`."""
 
     async def write(
-        scope: AsgiScope, authorization: str, length: int | None, receive: Receive
+        scope: AsgiScope, token: str, length: int | None, receive: Receive
     ) -> tuple[Response | None, Receive]:
         match = _WRITE_PATH.fullmatch(scope["path"])
         if match is None or not length or scope.get("query_string"):
-            return None, receive
-        if not authorization.startswith("Bearer ") or not authorization[7:].strip():
             return None, receive
         content_types, keys = [], []
         for name, value in scope["headers"]:
@@ -162,7 +166,7 @@ def fast_consent_write(runtime: Runtime) -> FastPath:
                 _record,
                 key=customer_id,
                 runtime=runtime,
-                bearer=Bearer(authorization[7:].strip(), _WRITE_SCOPES, request_id),
+                bearer=Bearer(token, _WRITE_SCOPES, request_id),
                 customer_id=customer_id,
                 write=body,
                 idempotency_key=keys[0].decode("latin-1") if keys else None,
